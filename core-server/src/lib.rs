@@ -1,0 +1,106 @@
+//! Plinth core: Auth, Rbac, Tenant (with the config resolver) and Audit, with
+//! the module registry mounted in the same process.
+#![forbid(unsafe_code)]
+
+mod grpc;
+
+use std::{future::Future, path::Path, sync::Arc};
+
+use plinth_client::{
+    audit::v1::audit_service_server::AuditServiceServer,
+    auth::v1::auth_service_server::AuthServiceServer,
+    rbac::v1::rbac_service_server::RbacServiceServer,
+    tenant::v1::tenant_service_server::TenantServiceServer,
+};
+use plinth_platform::{
+    config::Config,
+    identity::{
+        api_keys::{ApiKeys, IssuedApiKey},
+        layer::IdentityLayer,
+    },
+    server::{self, ServiceSet},
+    store::Store,
+};
+use tokio::net::TcpListener;
+
+/// The file in the data directory that receives the first operator key.
+pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-api-key";
+
+/// Calls that also serve callers without credentials.
+const ANONYMOUS_METHODS: &[&str] = &[
+    "/plinth.auth.v1.AuthService/Login",
+    "/plinth.auth.v1.AuthService/Refresh",
+    "/plinth.auth.v1.AuthService/GetJwks",
+    "/plinth.tenant.v1.TenantService/Signup",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] plinth_platform::store::StoreError),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+}
+
+/// Opens (and migrates) the store, makes the first operator key if there is
+/// none, and serves every core service plus the registry until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    create_data_dir(&config.data_dir)?;
+    let store = Store::open(&config.database_url(), config.database_max_connections).await?;
+    let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
+    if let Some(issued) = api_keys.bootstrap_operator_key().await? {
+        announce_bootstrap_key(&config.data_dir, &issued)?;
+    }
+
+    let limit = config.max_message_bytes;
+    let mut services = ServiceSet::default();
+    services
+        .add(AuthServiceServer::new(grpc::AuthApi).max_decoding_message_size(limit))
+        .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
+        .add(TenantServiceServer::new(grpc::TenantApi).max_decoding_message_size(limit))
+        .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
+    plinth_registry::add_services(&mut services, &config);
+
+    let identity = IdentityLayer::new(api_keys, ANONYMOUS_METHODS);
+    tracing::info!(address = ?listener.local_addr().ok(), backend = ?store.backend(), "core-server serving");
+    server::serve(&config, store, identity, services, listener, shutdown).await?;
+    Ok(())
+}
+
+fn create_data_dir(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StartError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Writes the first operator key to a 0600 file and prints it, once.
+fn announce_bootstrap_key(data_dir: &Path, issued: &IssuedApiKey) -> Result<(), StartError> {
+    let path = data_dir.join(BOOTSTRAP_KEY_FILE);
+    plinth_platform::write_private(&path, issued.secret.as_bytes()).map_err(|source| {
+        StartError::DataDir {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    println!(
+        "created the bootstrap operator API key (shown once, also in {}):\n{}",
+        path.display(),
+        issued.secret
+    );
+    Ok(())
+}

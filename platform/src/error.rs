@@ -1,0 +1,155 @@
+//! The one place where failures become gRPC statuses, with rich details:
+//! `ErrorInfo` (stable reason from `plinth.errors.v1.ErrorReason`),
+//! `BadRequest` field violations and `RetryInfo`.
+
+use std::{collections::HashMap, time::Duration};
+
+use plinth_client::errors::v1::ErrorReason;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::{request_id, store::StoreError};
+
+/// `ErrorInfo.domain` of every Plinth error.
+pub const ERROR_DOMAIN: &str = "plinth.dev";
+
+/// The same words for every authentication failure, so that callers cannot
+/// tell a missing key from a wrong, revoked or expired one.
+pub const UNAUTHENTICATED_MESSAGE: &str = "missing or invalid credentials";
+
+/// A failure as the API reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{UNAUTHENTICATED_MESSAGE}")]
+    Unauthenticated,
+    #[error("the API key does not belong to the module named by the client certificate")]
+    CertificateModuleMismatch,
+    #[error("permission denied")]
+    PermissionDenied { permission: String },
+    #[error("{resource_type} not found")]
+    NotFound { resource_type: &'static str },
+    #[error("{resource_type} already exists")]
+    AlreadyExists {
+        resource_type: &'static str,
+        field: &'static str,
+    },
+    #[error("too many requests")]
+    RateLimited {
+        scope: &'static str,
+        retry_after: Duration,
+    },
+    #[error("service temporarily unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// One violation of one field.
+    pub fn invalid_field(field: &str, description: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ApiError::NotFound {
+                resource_type: "resource",
+            },
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let message = error.to_string();
+        let (code, reason, metadata, mut details) = match error {
+            ApiError::InvalidArgument(violations) => (
+                Code::InvalidArgument,
+                ErrorReason::InvalidArgument,
+                HashMap::new(),
+                ErrorDetails::with_bad_request(violations),
+            ),
+            ApiError::Unauthenticated => (
+                Code::Unauthenticated,
+                ErrorReason::Unauthenticated,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::CertificateModuleMismatch => (
+                Code::Unauthenticated,
+                ErrorReason::CertificateModuleMismatch,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::PermissionDenied { permission } => (
+                Code::PermissionDenied,
+                ErrorReason::PermissionDenied,
+                HashMap::from([("permission".to_owned(), permission)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::NotFound { resource_type } => (
+                Code::NotFound,
+                ErrorReason::NotFound,
+                HashMap::from([("resource_type".to_owned(), resource_type.to_owned())]),
+                ErrorDetails::new(),
+            ),
+            ApiError::AlreadyExists {
+                resource_type,
+                field,
+            } => (
+                Code::AlreadyExists,
+                ErrorReason::AlreadyExists,
+                HashMap::from([
+                    ("resource_type".to_owned(), resource_type.to_owned()),
+                    ("field".to_owned(), field.to_owned()),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::RateLimited { scope, retry_after } => (
+                Code::ResourceExhausted,
+                ErrorReason::RateLimited,
+                HashMap::from([("scope".to_owned(), scope.to_owned())]),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
+            ApiError::Unavailable => (
+                Code::Unavailable,
+                ErrorReason::BackendUnavailable,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::Internal(source) => {
+                let request_id = request_id::current().unwrap_or_default();
+                tracing::error!(%request_id, error = %error_chain(&*source), "internal error");
+                return Status::with_error_details(
+                    Code::Internal,
+                    format!("internal error (request id {request_id})"),
+                    ErrorDetails::with_error_info(
+                        ErrorReason::Internal.as_str_name(),
+                        ERROR_DOMAIN,
+                        HashMap::from([("request_id".to_owned(), request_id.to_string())]),
+                    ),
+                );
+            }
+        };
+        details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// `outer: inner: innermost`, for logs only.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,17 @@
+//! What both Plinth servers share: storage, the audit chain, caller identity,
+//! configuration, errors and the gRPC server stack.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod certs;
+pub mod clock;
+pub mod config;
+pub mod error;
+mod files;
+pub mod identity;
+pub mod request_id;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use files::write_private;

@@ -1,0 +1,154 @@
+//! API keys: an id (public) and the SHA-256 hash of a 256-bit secret.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Sqlite, types::Json};
+use uuid::Uuid;
+
+use super::{SqlStore, StoreError};
+use crate::audit::AuditDraft;
+
+/// A stored API key. Secrets are never stored, only their hashes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Set for module keys; operator keys have none.
+    pub module_id: Option<String>,
+    /// Set for keys restricted to one tenant.
+    pub tenant_id: Option<Uuid>,
+    #[sqlx(json)]
+    pub scopes: Vec<String>,
+    pub secret_hash: Vec<u8>,
+    /// The secret replaced by the last rotation, valid until it expires.
+    pub previous_secret_hash: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Persistence of API keys.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn create(&self, key: &ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError>;
+
+    async fn get(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Whether some operator key (no module, no tenant) is neither revoked
+    /// nor expired at `now`.
+    async fn has_usable_operator_key(&self, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Revokes the key (keeping the first revocation time) and returns it.
+    async fn revoke(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: AuditDraft,
+    ) -> Result<ApiKeyRecord, StoreError>;
+
+    /// Notes that the key was used; not audited (it changes nothing).
+    async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+macro_rules! api_key_columns {
+    () => {
+        "id, name, module_id, tenant_id, scopes, secret_hash, previous_secret_hash, \
+         previous_secret_expires_at, created_at, expires_at, revoked_at, last_used_at"
+    };
+}
+
+macro_rules! impl_api_key_store {
+    ($db:ty) => {
+        #[async_trait::async_trait]
+        impl ApiKeyStore for SqlStore<$db> {
+            async fn create(
+                &self,
+                key: &ApiKeyRecord,
+                audit: AuditDraft,
+            ) -> Result<(), StoreError> {
+                let mut transaction = self.begin_write().await?;
+                sqlx::query(concat!(
+                    "INSERT INTO api_keys (",
+                    api_key_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(key.id)
+                .bind(&key.name)
+                .bind(&key.module_id)
+                .bind(key.tenant_id)
+                .bind(Json(&key.scopes))
+                .bind(&key.secret_hash)
+                .bind(&key.previous_secret_hash)
+                .bind(key.previous_secret_expires_at)
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .bind(key.revoked_at)
+                .bind(key.last_used_at)
+                .execute(&mut *transaction)
+                .await?;
+                Self::append_audit(&mut transaction, audit).await?;
+                transaction.commit().await?;
+                Ok(())
+            }
+
+            async fn get(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn has_usable_operator_key(
+                &self,
+                now: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                let usable: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM api_keys WHERE module_id IS NULL AND tenant_id IS NULL \
+                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(usable.is_some())
+            }
+
+            async fn revoke(
+                &self,
+                id: Uuid,
+                at: DateTime<Utc>,
+                audit: AuditDraft,
+            ) -> Result<ApiKeyRecord, StoreError> {
+                let mut transaction = self.begin_write().await?;
+                let revoked: ApiKeyRecord = sqlx::query_as(concat!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                     RETURNING ",
+                    api_key_columns!()
+                ))
+                .bind(id)
+                .bind(at)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                Self::append_audit(&mut transaction, audit).await?;
+                transaction.commit().await?;
+                Ok(revoked)
+            }
+
+            async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+                sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+impl_api_key_store!(Postgres);
+impl_api_key_store!(Sqlite);

@@ -1,0 +1,52 @@
+//! `registry-server`: the module registry on its own, against the store that
+//! `core-server` migrated.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use plinth_platform::{
+    config::{Config, ConfigArgs},
+    identity::{api_keys::ApiKeys, layer::IdentityLayer},
+    server::{self, ServiceSet},
+    store::Store,
+    telemetry,
+};
+
+/// Plinth module registry.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(&args.config)?;
+    telemetry::init(config.log_format);
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a TLS crypto provider is already installed"))?;
+    let store = Store::connect(&config.database_url(), config.database_max_connections)
+        .await
+        .context("connecting to the database")?;
+    let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
+    let mut services = ServiceSet::default();
+    plinth_registry::add_services(&mut services, &config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(address = %config.listen, "registry-server serving");
+    server::serve(
+        &config,
+        store,
+        IdentityLayer::new(api_keys, &[]),
+        services,
+        listener,
+        server::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
