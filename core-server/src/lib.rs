@@ -54,8 +54,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    create_data_dir(&config.data_dir)?;
-    let store = Store::open(&config.database_url(), config.database_max_connections).await?;
+    let store = open_store(&config).await?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
     if let Some(issued) = api_keys.bootstrap_operator_key().await? {
         announce_bootstrap_key(&config.data_dir, &issued)?;
@@ -68,12 +67,18 @@ pub async fn run(
         .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
-    plinth_registry::add_services(&mut services, &config);
+    registry_server::add_services(&mut services, &config);
 
     let identity = IdentityLayer::new(api_keys, ANONYMOUS_METHODS);
     tracing::info!(address = ?listener.local_addr().ok(), backend = ?store.backend(), "core-server serving");
     server::serve(&config, store, identity, services, listener, shutdown).await?;
     Ok(())
+}
+
+/// Creates the data directory (owner only) and opens the migrated store.
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    create_data_dir(&config.data_dir)?;
+    Ok(Store::open(&config.database_url(), config.database_max_connections).await?)
 }
 
 fn create_data_dir(path: &Path) -> Result<(), StartError> {

@@ -6,9 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plinth_platform::{
     config::{Config, ConfigArgs},
-    server,
-    store::Store,
-    telemetry,
+    server, telemetry,
 };
 
 /// Plinth core server.
@@ -60,12 +58,11 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            plinth_core::run(config, listener, server::shutdown_signal()).await?;
+            core_server::run(config, listener, server::shutdown_signal()).await?;
         }
         Command::Migrate => {
-            let store = Store::connect(&config.database_url(), 1).await?;
-            store.migrate().await?;
-            println!("migrations applied");
+            let store = core_server::open_store(&config).await?;
+            println!("migrations applied ({:?})", store.backend());
         }
         Command::Certs {
             command: CertsCommand::Dev { out, module },

@@ -185,24 +185,81 @@ pub struct ChainVerification {
 /// `expected_previous`, and that each hash matches its content.
 pub fn verify_chain(expected_previous: &[u8], events: &[AuditEvent]) -> ChainVerification {
     let mut previous = expected_previous.to_vec();
-    let mut expected_sequence = events.first().map_or(1, |event| event.sequence);
-    for (checked, event) in events.iter().enumerate() {
+    let first_sequence = events.first().map_or(1, |event| event.sequence);
+    for (offset, event) in (0_i64..).zip(events) {
+        let expected_sequence = first_sequence + offset;
         let intact = event.sequence == expected_sequence
             && event.previous_hash == previous
             && event.hash == event.compute_hash();
         if !intact {
             return ChainVerification {
-                events_checked: checked as i64,
+                events_checked: offset,
                 first_broken_sequence: Some(expected_sequence),
                 head_hash: previous,
             };
         }
         previous.clone_from(&event.hash);
-        expected_sequence += 1;
     }
     ChainVerification {
         events_checked: events.len() as i64,
         first_broken_sequence: None,
         head_hash: previous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain_of(length: i64) -> Vec<AuditEvent> {
+        let mut previous = GENESIS_HASH;
+        (1..=length)
+            .map(|sequence| {
+                let draft = AuditDraft::new(Actor::default(), "test.event.happened", "thing", "1")
+                    .with_details(serde_json::json!({ "n": sequence }));
+                let event = draft.seal(sequence, previous);
+                previous = event.hash.clone().try_into().unwrap();
+                event
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let chain = chain_of(4);
+        let verification = verify_chain(&GENESIS_HASH, &chain);
+        assert_eq!(verification.first_broken_sequence, None);
+        assert_eq!(verification.events_checked, 4);
+        assert_eq!(verification.head_hash, chain[3].hash);
+    }
+
+    #[test]
+    fn an_edited_event_breaks_the_chain_at_that_event() {
+        let mut chain = chain_of(4);
+        chain[2].details = r#"{"n":99}"#.to_owned();
+        assert_eq!(
+            verify_chain(&GENESIS_HASH, &chain).first_broken_sequence,
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_removed_event_breaks_the_chain_where_it_was() {
+        let mut chain = chain_of(4);
+        chain.remove(1);
+        assert_eq!(
+            verify_chain(&GENESIS_HASH, &chain).first_broken_sequence,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn a_swapped_actor_breaks_the_chain() {
+        let mut chain = chain_of(2);
+        chain[0].actor.user_id = "someone else".to_owned();
+        assert_eq!(
+            verify_chain(&GENESIS_HASH, &chain).first_broken_sequence,
+            Some(1)
+        );
     }
 }

@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting to the database")?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
     let mut services = ServiceSet::default();
-    plinth_registry::add_services(&mut services, &config);
+    registry_server::add_services(&mut services, &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

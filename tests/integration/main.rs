@@ -1,1 +1,30 @@
+//! End-to-end tests over real gRPC, real PostgreSQL and real SQLite; one
+//! binary so that two cores link it once.
 
+mod identity;
+mod server;
+mod store_conformance;
+mod tls;
+
+/// Instantiates a module of `async fn(Backend)` tests for both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(plinth_tests::Backend::Postgres).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(plinth_tests::Backend::Sqlite).await;
+                }
+            )+
+        }
+    };
+}

@@ -1,1 +1,261 @@
+//! The test and benchmark harness: fresh databases per test and a sandbox
+//! that boots the real server on an ephemeral port.
+#![forbid(unsafe_code)]
 
+pub mod bench;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use plinth_platform::{
+    config::{Config, TlsConfig},
+    store::Store,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+use uuid::Uuid;
+
+/// Where tests find PostgreSQL (trust auth); override with `PLINTH_TEST_POSTGRES_URL`.
+fn postgres_admin_url() -> String {
+    std::env::var("PLINTH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The two storage backends every conformance test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database of its own for one test, removed when dropped.
+pub struct TestDatabase {
+    pub url: String,
+    postgres_name: Option<String>,
+    directory: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", directory.path().join("plinth.db").display()),
+                postgres_name: None,
+                directory,
+            },
+            Backend::Postgres => {
+                let name = format!("plinth_test_{}", Uuid::now_v7().simple());
+                run_admin_statement(format!("CREATE DATABASE {name}")).await;
+                let admin_url = postgres_admin_url();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    directory,
+                }
+            }
+        }
+    }
+
+    /// A migrated store over this database.
+    pub async fn open_store(&self) -> Store {
+        Store::open(&self.url, 8).await.expect("open store")
+    }
+
+    /// Makes the database disappear under a running server (PostgreSQL only).
+    pub async fn drop_now(&self) {
+        let name = self
+            .postgres_name
+            .as_ref()
+            .expect("only PostgreSQL databases can be dropped");
+        run_admin_statement(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    }
+
+    pub fn directory(&self) -> PathBuf {
+        self.directory.path().to_owned()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_name.take() {
+            // Drop may run inside or outside a runtime: use a thread of its own.
+            let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(run_admin_statement(statement));
+            })
+            .join();
+        }
+    }
+}
+
+async fn run_admin_statement(statement: String) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("PostgreSQL must be running (README's test command starts it)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut connection)
+        .await
+        .expect("admin statement");
+}
+
+/// A running core-server on its own database and port.
+pub struct Sandbox {
+    pub address: SocketAddr,
+    pub operator_key: String,
+    pub config: Config,
+    pub database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    pub async fn start(backend: Backend) -> Sandbox {
+        Sandbox::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with the test's changes to the default configuration.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Sandbox {
+        install_crypto_provider();
+        let database = TestDatabase::create(backend).await;
+        let mut config = Config {
+            data_dir: database.directory().join("data"),
+            database_url: Some(database.url.clone()),
+            shutdown_grace_seconds: 2,
+            ..Config::default()
+        };
+        configure(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let config = config.clone();
+            async move {
+                core_server::run(config, listener, async {
+                    let _ = shutdown_signal.await;
+                })
+                .await
+                .expect("core-server runs");
+            }
+        });
+        let key_file = config.data_dir.join(core_server::BOOTSTRAP_KEY_FILE);
+        let operator_key = wait_for_file(&key_file).await;
+        Sandbox {
+            address,
+            operator_key,
+            config,
+            database,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// A plaintext channel to the sandbox.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.address))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the server, waiting for in-flight calls to drain.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Configures TLS with the given PEM files.
+pub fn tls_config(
+    certificate: PathBuf,
+    private_key: PathBuf,
+    client_ca: Option<PathBuf>,
+) -> TlsConfig {
+    TlsConfig {
+        certificate,
+        private_key,
+        client_ca,
+    }
+}
+
+async fn wait_for_file(path: &std::path::Path) -> String {
+    for _ in 0..200 {
+        if let Ok(contents) = tokio::fs::read_to_string(path).await
+            && !contents.is_empty()
+        {
+            return contents;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the server did not write {}", path.display());
+}
+
+/// rustls needs exactly one process-wide provider; tests share a process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Adds `x-api-key` to every call.
+#[derive(Clone)]
+pub struct ApiKey(pub MetadataValue<tonic::metadata::Ascii>);
+
+impl ApiKey {
+    pub fn new(key: &str) -> ApiKey {
+        ApiKey(key.parse().expect("ascii api key"))
+    }
+}
+
+impl Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("x-api-key", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A channel that presents `key` on every call.
+pub type KeyedChannel = InterceptedService<Channel, ApiKey>;
+
+/// The `ErrorInfo.reason` of a status, if it carries one.
+pub fn error_reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// Makes keys straight in the sandbox's store, as another replica would.
+pub async fn create_key(
+    sandbox: &Sandbox,
+    new_key: plinth_platform::identity::api_keys::NewApiKey,
+) -> plinth_platform::identity::api_keys::IssuedApiKey {
+    let store = sandbox.database.open_store().await;
+    plinth_platform::identity::api_keys::ApiKeys::new(store.api_keys.clone())
+        .create(new_key, plinth_platform::audit::Actor::default())
+        .await
+        .expect("create api key")
+}

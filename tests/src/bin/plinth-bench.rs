@@ -1,1 +1,211 @@
-fn main() {}
+//! `plinth-bench`: measures Plinth RPCs against an echo baseline built with
+//! the same stack (tonic, same transport settings, no identity layer, no
+//! store) in the same run, and reports each RPC as a ratio of the baseline.
+//!
+//! Both servers run in this process on one runtime, the load generator on
+//! another, so that baseline and RPCs share the machine the same way.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use plinth_client::auth::v1::{WhoAmIRequest, auth_service_client::AuthServiceClient};
+use plinth_platform::config::Config;
+use plinth_tests::{
+    ApiKey,
+    bench::{self, Load, Measurement},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// Plinth benchmark: calls/s and latency per RPC, as ratios to an echo baseline.
+#[derive(Parser)]
+struct Args {
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Calls in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Measured seconds per RPC.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Unmeasured warm-up seconds per RPC.
+    #[arg(long, default_value_t = 3)]
+    warm_up_seconds: u64,
+    /// Worker threads of the servers' runtime.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+}
+
+/// A target an RPC must meet, relative to the baseline.
+struct Target {
+    rpc: &'static str,
+    min_throughput_ratio: f64,
+    max_p99_ratio: f64,
+}
+
+const TARGETS: &[Target] = &[Target {
+    rpc: "AuthService/WhoAmI (API key)",
+    min_throughput_ratio: 0.80,
+    max_p99_ratio: 1.5,
+}];
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    plinth_tests::install_crypto_provider();
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()?;
+    let data = tempfile::tempdir()?;
+    let (echo_address, core_address) = servers.block_on(start_servers(data.path()))?;
+    let operator_key = std::fs::read_to_string(data.path().join(core_server::BOOTSTRAP_KEY_FILE))?;
+
+    let load_generator = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-load")
+        .enable_all()
+        .build()?;
+    let load = Load {
+        connections: args.connections,
+        in_flight_per_connection: args.in_flight,
+        warm_up: Duration::from_secs(args.warm_up_seconds),
+        duration: Duration::from_secs(args.seconds),
+    };
+    let measurements =
+        load_generator.block_on(run(load, echo_address, core_address, operator_key))?;
+    let failed = report(&load, &measurements);
+    drop(servers);
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The echo baseline and an embedded core-server, each on port 0.
+async fn start_servers(data_dir: &std::path::Path) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let echo_address = echo_listener.local_addr()?;
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(echo_listener).with_nodelay(Some(true)),
+            ),
+    );
+
+    let core_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let core_address = core_listener.local_addr()?;
+    let config = Config {
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    tokio::spawn(async move {
+        if let Err(error) = core_server::run(config, core_listener, std::future::pending()).await {
+            eprintln!("core-server failed: {error}");
+        }
+    });
+    let key_file = data_dir.join(core_server::BOOTSTRAP_KEY_FILE);
+    for _ in 0..200 {
+        if key_file.exists() {
+            return Ok((echo_address, core_address));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("core-server did not start")
+}
+
+async fn run(
+    load: Load,
+    echo_address: SocketAddr,
+    core_address: SocketAddr,
+    operator_key: String,
+) -> anyhow::Result<Vec<Measurement>> {
+    let echo_channels = bench::connect(echo_address, load.connections).await?;
+    let core_channels = bench::connect(core_address, load.connections).await?;
+
+    let echo = bench::measure(
+        "echo baseline (health Check)",
+        &echo_channels,
+        load,
+        |channel| {
+            let client = HealthClient::new(channel);
+            move || {
+                let mut client = client.clone();
+                async move {
+                    client.check(HealthCheckRequest::default()).await?;
+                    Ok(())
+                }
+            }
+        },
+    )
+    .await;
+
+    let api_key = ApiKey::new(&operator_key);
+    let who_am_i = bench::measure(TARGETS[0].rpc, &core_channels, load, |channel| {
+        let client = AuthServiceClient::with_interceptor(channel, api_key.clone());
+        move || {
+            let mut client = client.clone();
+            async move {
+                client.who_am_i(WhoAmIRequest {}).await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    Ok(vec![echo, who_am_i])
+}
+
+/// Prints the table and the targets; true when a target was missed.
+fn report(load: &Load, measurements: &[Measurement]) -> bool {
+    let baseline = &measurements[0];
+    println!(
+        "plinth-bench: {} connections x {} in flight, {} s measured after {} s warm-up",
+        load.connections,
+        load.in_flight_per_connection,
+        load.duration.as_secs(),
+        load.warm_up.as_secs()
+    );
+    println!(
+        "{:<32} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "rpc", "calls/s", "errors", "p50 us", "p90 us", "p99 us", "max us", "x echo", "p99 x"
+    );
+    for measurement in measurements {
+        println!(
+            "{:<32} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9.3} {:>9.3}",
+            measurement.name,
+            measurement.calls_per_second(),
+            measurement.errors,
+            measurement.latency_micros(0.50),
+            measurement.latency_micros(0.90),
+            measurement.latency_micros(0.99),
+            measurement.latency.max(),
+            measurement.calls_per_second() / baseline.calls_per_second(),
+            measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64,
+        );
+    }
+    let mut failed = false;
+    for target in TARGETS {
+        let Some(measurement) = measurements.iter().find(|m| m.name == target.rpc) else {
+            continue;
+        };
+        let throughput = measurement.calls_per_second() / baseline.calls_per_second();
+        let p99 = measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64;
+        let met = throughput >= target.min_throughput_ratio
+            && p99 <= target.max_p99_ratio
+            && measurement.errors == 0;
+        failed |= !met;
+        println!(
+            "target {}: throughput {:.3} (>= {:.2}), p99 {:.3} (<= {:.2}), errors {}: {}",
+            target.rpc,
+            throughput,
+            target.min_throughput_ratio,
+            p99,
+            target.max_p99_ratio,
+            measurement.errors,
+            if met { "met" } else { "MISSED" }
+        );
+    }
+    failed
+}
