@@ -29,7 +29,7 @@ pub struct Config {
     /// Longest a unary call may run, whatever deadline the caller sets.
     pub max_call_seconds: u64,
     /// In-flight calls per connection beyond which new ones wait.
-    pub max_concurrent_calls_per_connection: usize,
+    pub max_concurrent_calls_per_connection: u32,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.

@@ -101,8 +101,8 @@ pub async fn serve(
     let router = builder
         // A caller's grpc-timeout is honoured up to this cap.
         .timeout(config.max_call_duration())
-        // Beyond this many in-flight calls a connection's new calls wait.
-        .concurrency_limit_per_connection(config.max_concurrent_calls_per_connection)
+        // HTTP/2 caps in-flight calls per connection; clients queue beyond it.
+        .max_concurrent_streams(config.max_concurrent_calls_per_connection)
         // Resolve the caller once per call, before any handler.
         .layer(identity)
         .add_routes(services.routes.routes());

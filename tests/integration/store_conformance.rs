@@ -5,7 +5,7 @@ use plinth_platform::{
     audit::{self, Actor, AuditDraft, GENESIS_HASH, PLATFORM_CHAIN},
     clock,
     identity::api_keys::{ApiKeys, NewApiKey},
-    store::{ApiKeyRecord, StoreError},
+    store::{ApiKeyRecord, Store, StoreError},
 };
 use plinth_tests::{Backend, TestDatabase};
 use uuid::Uuid;
@@ -64,36 +64,39 @@ fn created_event(record: &ApiKeyRecord) -> AuditDraft {
     )
 }
 
-async fn a_created_api_key_reads_back_unchanged(backend: Backend) {
+/// A fresh, migrated store (the database lives as long as the guard).
+async fn fresh_store(backend: Backend) -> (TestDatabase, Store) {
     let database = TestDatabase::create(backend).await;
     let store = database.open_store().await;
-    let record = key_record("finance worker");
+    (database, store)
+}
 
+/// A fresh store holding one module key, created with its audit event.
+async fn store_with_a_key(backend: Backend) -> (TestDatabase, Store, ApiKeyRecord) {
+    let (database, store) = fresh_store(backend).await;
+    let record = key_record("finance worker");
     store
         .api_keys
         .create(&record, created_event(&record))
         .await
         .unwrap();
+    (database, store, record)
+}
+
+async fn events_of(store: &Store, chain_id: &str) -> Vec<audit::AuditEvent> {
+    store.audit.read_chain(chain_id, 1, 100).await.unwrap()
+}
+
+async fn a_created_api_key_reads_back_unchanged(backend: Backend) {
+    let (_database, store, record) = store_with_a_key(backend).await;
 
     assert_eq!(store.api_keys.get(record.id).await.unwrap(), Some(record));
 }
 
 async fn creating_a_key_records_its_audit_event_in_the_same_chain(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
-    let record = key_record("finance worker");
+    let (_database, store, record) = store_with_a_key(backend).await;
 
-    store
-        .api_keys
-        .create(&record, created_event(&record))
-        .await
-        .unwrap();
-
-    let chain = store
-        .audit
-        .read_chain(PLATFORM_CHAIN, 1, 100)
-        .await
-        .unwrap();
+    let chain = events_of(&store, PLATFORM_CHAIN).await;
     assert_eq!(chain.len(), 1);
     assert_eq!(chain[0].action, "auth.api_key.created");
     assert_eq!(chain[0].resource_id, record.id.to_string());
@@ -101,14 +104,7 @@ async fn creating_a_key_records_its_audit_event_in_the_same_chain(backend: Backe
 }
 
 async fn a_failed_change_writes_no_audit_event(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
-    let record = key_record("finance worker");
-    store
-        .api_keys
-        .create(&record, created_event(&record))
-        .await
-        .unwrap();
+    let (_database, store, record) = store_with_a_key(backend).await;
 
     let duplicate = store.api_keys.create(&record, created_event(&record)).await;
 
@@ -116,11 +112,7 @@ async fn a_failed_change_writes_no_audit_event(backend: Backend) {
         matches!(duplicate, Err(StoreError::Conflict)),
         "{duplicate:?}"
     );
-    let chain = store
-        .audit
-        .read_chain(PLATFORM_CHAIN, 1, 100)
-        .await
-        .unwrap();
+    let chain = events_of(&store, PLATFORM_CHAIN).await;
     assert_eq!(
         chain.len(),
         1,
@@ -129,14 +121,7 @@ async fn a_failed_change_writes_no_audit_event(backend: Backend) {
 }
 
 async fn revoking_keeps_the_first_revocation_time(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
-    let record = key_record("finance worker");
-    store
-        .api_keys
-        .create(&record, created_event(&record))
-        .await
-        .unwrap();
+    let (_database, store, record) = store_with_a_key(backend).await;
     let first = clock::now();
     let revoke_event = || AuditDraft::new(operator(), "auth.api_key.revoked", "api_key", "k");
 
@@ -155,8 +140,7 @@ async fn revoking_keeps_the_first_revocation_time(backend: Backend) {
 }
 
 async fn revoking_a_missing_key_is_not_found_and_audits_nothing(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
 
     let result = store
         .api_keys
@@ -168,19 +152,11 @@ async fn revoking_a_missing_key_is_not_found_and_audits_nothing(backend: Backend
         .await;
 
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
-    assert!(
-        store
-            .audit
-            .read_chain(PLATFORM_CHAIN, 1, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(events_of(&store, PLATFORM_CHAIN).await.is_empty());
 }
 
 async fn operator_keys_count_as_usable_until_revoked_or_expired(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
     let keys = ApiKeys::new(store.api_keys.clone());
     let now = clock::now();
     assert!(!store.api_keys.has_usable_operator_key(now).await.unwrap());
@@ -213,8 +189,7 @@ async fn operator_keys_count_as_usable_until_revoked_or_expired(backend: Backend
 }
 
 async fn audit_events_form_a_verifiable_chain_per_tenant(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
     let (tenant_a, tenant_b) = (Uuid::now_v7(), Uuid::now_v7());
 
     for index in 0..5 {
@@ -230,16 +205,8 @@ async fn audit_events_form_a_verifiable_chain_per_tenant(backend: Backend) {
             .unwrap();
     }
 
-    let chain_a = store
-        .audit
-        .read_chain(&tenant_a.to_string(), 1, 100)
-        .await
-        .unwrap();
-    let chain_b = store
-        .audit
-        .read_chain(&tenant_b.to_string(), 1, 100)
-        .await
-        .unwrap();
+    let chain_a = events_of(&store, &tenant_a.to_string()).await;
+    let chain_b = events_of(&store, &tenant_b.to_string()).await;
     assert_eq!(
         chain_a
             .iter()
@@ -262,8 +229,7 @@ async fn audit_events_form_a_verifiable_chain_per_tenant(backend: Backend) {
 }
 
 async fn concurrent_appends_form_one_gapless_chain(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
     let tenant = Uuid::now_v7();
 
     let writers = (0..16).map(|_| {
@@ -283,11 +249,7 @@ async fn concurrent_appends_form_one_gapless_chain(backend: Backend) {
         writer.await.unwrap().unwrap();
     }
 
-    let chain = store
-        .audit
-        .read_chain(&tenant.to_string(), 1, 100)
-        .await
-        .unwrap();
+    let chain = events_of(&store, &tenant.to_string()).await;
     assert_eq!(
         chain.iter().map(|event| event.sequence).collect::<Vec<_>>(),
         (1..=16).collect::<Vec<_>>()
@@ -299,8 +261,7 @@ async fn concurrent_appends_form_one_gapless_chain(backend: Backend) {
 }
 
 async fn a_repeated_idempotency_key_returns_the_original_event(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
     let tenant = Uuid::now_v7();
     let mut draft = module_event("finance", tenant, "finance.invoice.approved");
     draft.idempotency_key = "invoice-42-approved".to_owned();
@@ -309,20 +270,11 @@ async fn a_repeated_idempotency_key_returns_the_original_event(backend: Backend)
     let second = store.audit.record(vec![draft]).await.unwrap();
 
     assert_eq!(first, second);
-    assert_eq!(
-        store
-            .audit
-            .read_chain(&tenant.to_string(), 1, 100)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 1);
 }
 
 async fn an_idempotency_key_repeated_within_a_batch_is_recorded_once(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = database.open_store().await;
+    let (_database, store) = fresh_store(backend).await;
     let tenant = Uuid::now_v7();
     let mut keyed = module_event("finance", tenant, "finance.invoice.approved");
     keyed.idempotency_key = "invoice-42-approved".to_owned();
@@ -336,13 +288,5 @@ async fn an_idempotency_key_repeated_within_a_batch_is_recorded_once(backend: Ba
 
     assert_eq!(recorded.len(), 3);
     assert_eq!(recorded[1], recorded[2]);
-    assert_eq!(
-        store
-            .audit
-            .read_chain(&tenant.to_string(), 1, 100)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 2);
 }

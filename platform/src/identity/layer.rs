@@ -1,5 +1,6 @@
 //! The tower layer that resolves every call's caller into a [`Principal`]
-//! before any handler runs, and stamps the request id on the response.
+//! before any handler runs, runs the call in a span named by its method and
+//! request id, and stamps the request id on the response.
 
 use std::{
     pin::Pin,
@@ -150,7 +151,13 @@ where
         let layer = self.layer.clone();
         let request_id = request_id::from_header(request.headers().get(request_id::HEADER));
         let presented = layer.presented(&request);
-        Box::pin(async move {
+        // Every log line written while serving the call names it.
+        let span = tracing::info_span!(
+            "call",
+            method = request.uri().path(),
+            request_id = &*request_id
+        );
+        let call = async move {
             let mut response = match layer.resolve(presented, request_id.clone()).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
@@ -162,7 +169,8 @@ where
                 response.headers_mut().insert(request_id::HEADER, value);
             }
             Ok(response)
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(call, span))
     }
 }
 

@@ -25,12 +25,16 @@ struct Args {
     /// Calls in flight per connection.
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
-    /// Measured seconds per RPC.
-    #[arg(long, default_value_t = 10)]
+    /// Measured seconds per RPC and round.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Unmeasured warm-up seconds per RPC.
-    #[arg(long, default_value_t = 3)]
+    /// Unmeasured warm-up seconds before each measurement.
+    #[arg(long, default_value_t = 1)]
     warm_up_seconds: u64,
+    /// Rounds of baseline-then-RPCs; ratios are taken within a round and the
+    /// median round is reported, so drift of a shared machine hits both sides.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Worker threads of the servers' runtime.
     #[arg(long, default_value_t = 2)]
     server_threads: usize,
@@ -51,6 +55,8 @@ const TARGETS: &[Target] = &[Target {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Logging as in production, so that per-call spans are paid for.
+    plinth_platform::telemetry::init(plinth_platform::config::LogFormat::Text);
     plinth_tests::install_crypto_provider();
     let servers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads)
@@ -72,9 +78,15 @@ fn main() -> anyhow::Result<()> {
         warm_up: Duration::from_secs(args.warm_up_seconds),
         duration: Duration::from_secs(args.seconds),
     };
-    let measurements =
-        load_generator.block_on(run(load, echo_address, core_address, operator_key))?;
-    let failed = report(&load, &measurements);
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        let measurements =
+            load_generator.block_on(run(load, echo_address, core_address, &operator_key))?;
+        println!("round {round}");
+        print_table(&measurements);
+        rounds.push(measurements);
+    }
+    let failed = report_targets(&load, &rounds);
     drop(servers);
     if failed {
         std::process::exit(1);
@@ -120,7 +132,7 @@ async fn run(
     load: Load,
     echo_address: SocketAddr,
     core_address: SocketAddr,
-    operator_key: String,
+    operator_key: &str,
 ) -> anyhow::Result<Vec<Measurement>> {
     let echo_channels = bench::connect(echo_address, load.connections).await?;
     let core_channels = bench::connect(core_address, load.connections).await?;
@@ -142,7 +154,7 @@ async fn run(
     )
     .await;
 
-    let api_key = ApiKey::new(&operator_key);
+    let api_key = ApiKey::new(operator_key);
     let who_am_i = bench::measure(TARGETS[0].rpc, &core_channels, load, |channel| {
         let client = AuthServiceClient::with_interceptor(channel, api_key.clone());
         move || {
@@ -157,23 +169,17 @@ async fn run(
     Ok(vec![echo, who_am_i])
 }
 
-/// Prints the table and the targets; true when a target was missed.
-fn report(load: &Load, measurements: &[Measurement]) -> bool {
+/// One round: each RPC with its ratios to the round's baseline (first row).
+fn print_table(measurements: &[Measurement]) {
     let baseline = &measurements[0];
     println!(
-        "plinth-bench: {} connections x {} in flight, {} s measured after {} s warm-up",
-        load.connections,
-        load.in_flight_per_connection,
-        load.duration.as_secs(),
-        load.warm_up.as_secs()
-    );
-    println!(
-        "{:<32} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "  {:<32} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "rpc", "calls/s", "errors", "p50 us", "p90 us", "p99 us", "max us", "x echo", "p99 x"
     );
     for measurement in measurements {
+        let (throughput, p99) = ratios(measurement, baseline);
         println!(
-            "{:<32} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9.3} {:>9.3}",
+            "  {:<32} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9.3} {:>9.3}",
             measurement.name,
             measurement.calls_per_second(),
             measurement.errors,
@@ -181,29 +187,63 @@ fn report(load: &Load, measurements: &[Measurement]) -> bool {
             measurement.latency_micros(0.90),
             measurement.latency_micros(0.99),
             measurement.latency.max(),
-            measurement.calls_per_second() / baseline.calls_per_second(),
-            measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64,
+            throughput,
+            p99,
         );
     }
+}
+
+/// Throughput and p99 of `measurement` as ratios to `baseline`.
+fn ratios(measurement: &Measurement, baseline: &Measurement) -> (f64, f64) {
+    (
+        measurement.calls_per_second() / baseline.calls_per_second(),
+        measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64,
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Checks each target on the median round; true when one was missed.
+fn report_targets(load: &Load, rounds: &[Vec<Measurement>]) -> bool {
+    println!(
+        "plinth-bench: {} connections x {} in flight, {} rounds of {} s measured after {} s warm-up; \
+         medians of per-round ratios",
+        load.connections,
+        load.in_flight_per_connection,
+        rounds.len(),
+        load.duration.as_secs(),
+        load.warm_up.as_secs()
+    );
     let mut failed = false;
     for target in TARGETS {
-        let Some(measurement) = measurements.iter().find(|m| m.name == target.rpc) else {
+        let per_round: Vec<(f64, f64, u64)> = rounds
+            .iter()
+            .filter_map(|round| {
+                let measurement = round.iter().find(|m| m.name == target.rpc)?;
+                let (throughput, p99) = ratios(measurement, &round[0]);
+                Some((throughput, p99, measurement.errors))
+            })
+            .collect();
+        if per_round.is_empty() {
             continue;
-        };
-        let throughput = measurement.calls_per_second() / baseline.calls_per_second();
-        let p99 = measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64;
-        let met = throughput >= target.min_throughput_ratio
-            && p99 <= target.max_p99_ratio
-            && measurement.errors == 0;
+        }
+        let throughput = median(per_round.iter().map(|round| round.0).collect());
+        let p99 = median(per_round.iter().map(|round| round.1).collect());
+        let errors: u64 = per_round.iter().map(|round| round.2).sum();
+        let met =
+            throughput >= target.min_throughput_ratio && p99 <= target.max_p99_ratio && errors == 0;
         failed |= !met;
         println!(
-            "target {}: throughput {:.3} (>= {:.2}), p99 {:.3} (<= {:.2}), errors {}: {}",
+            "target {}: throughput {:.3} x echo (>= {:.2}), p99 {:.3} x echo (<= {:.2}), errors {}: {}",
             target.rpc,
             throughput,
             target.min_throughput_ratio,
             p99,
             target.max_p99_ratio,
-            measurement.errors,
+            errors,
             if met { "met" } else { "MISSED" }
         );
     }
