@@ -2,7 +2,11 @@
 //! the module registry mounted in the same process.
 #![forbid(unsafe_code)]
 
+mod access;
+mod auth;
 mod grpc;
+mod listing;
+mod tenant;
 
 use std::{future::Future, path::Path, sync::Arc};
 
@@ -60,12 +64,17 @@ pub async fn run(
         announce_bootstrap_key(&config.data_dir, &issued)?;
     }
 
+    let access = access::Access::new(store.clone());
+    let passwords = auth::passwords::Passwords::new(config.password_hashing_concurrency);
+    let users = auth::users::Users::new(store.clone(), access.clone(), passwords.clone());
+    let tenants = tenant::Tenants::new(store.clone(), access, passwords, config.open_signup());
+
     let limit = config.max_message_bytes;
     let mut services = ServiceSet::default();
     services
-        .add(AuthServiceServer::new(grpc::AuthApi).max_decoding_message_size(limit))
+        .add(AuthServiceServer::new(grpc::AuthApi { users }).max_decoding_message_size(limit))
         .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
-        .add(TenantServiceServer::new(grpc::TenantApi).max_decoding_message_size(limit))
+        .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
     registry_server::add_services(&mut services, &config);
 

@@ -34,6 +34,12 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// Whether callers without credentials may sign up a tenant; unset means
+    /// yes for the embedded default (no `database_url`), no otherwise.
+    pub open_signup: Option<bool>,
+    /// Password hashes computed at once (each takes 19 MiB and a core for
+    /// tens of milliseconds); further logins wait.
+    pub password_hashing_concurrency: usize,
 }
 
 /// Server certificate and, for mTLS, the CA that client certificates must
@@ -68,6 +74,9 @@ impl Default for Config {
             max_concurrent_calls_per_connection: 256,
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
+            open_signup: None,
+            password_hashing_concurrency: std::thread::available_parallelism()
+                .map_or(1, |cores| (cores.get() / 2).max(1)),
         }
     }
 }
@@ -100,6 +109,8 @@ pub struct ConfigArgs {
     pub max_call_seconds: Option<u64>,
     #[arg(long, env = "PLINTH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    #[arg(long, env = "PLINTH_OPEN_SIGNUP")]
+    pub open_signup: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +189,9 @@ impl Config {
         if let Some(format) = args.log_format {
             self.log_format = format;
         }
+        if let Some(open_signup) = args.open_signup {
+            self.open_signup = Some(open_signup);
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -208,6 +222,10 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("plinth.db").display()))
+    }
+
+    pub fn open_signup(&self) -> bool {
+        self.open_signup.unwrap_or(self.database_url.is_none())
     }
 
     pub fn max_call_duration(&self) -> Duration {

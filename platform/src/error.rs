@@ -35,6 +35,22 @@ pub enum ApiError {
         resource_type: &'static str,
         field: &'static str,
     },
+    #[error("tenant limit {limit} of {value} reached")]
+    TenantLimitReached { limit: &'static str, value: i32 },
+    #[error("{resource_type} is {state}")]
+    FailedPrecondition {
+        resource_type: &'static str,
+        state: String,
+    },
+    #[error("{message}")]
+    WeakPassword {
+        rule: &'static str,
+        message: &'static str,
+    },
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("refresh token already used; the session is revoked")]
+    RefreshTokenReused,
     #[error("too many requests")]
     RateLimited {
         scope: &'static str,
@@ -109,6 +125,45 @@ impl From<ApiError> for Status {
                     ("resource_type".to_owned(), resource_type.to_owned()),
                     ("field".to_owned(), field.to_owned()),
                 ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::TenantLimitReached { limit, value } => (
+                Code::FailedPrecondition,
+                ErrorReason::TenantLimitReached,
+                HashMap::from([
+                    ("limit".to_owned(), limit.to_owned()),
+                    ("value".to_owned(), value.to_string()),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::FailedPrecondition {
+                resource_type,
+                state,
+            } => (
+                Code::FailedPrecondition,
+                ErrorReason::FailedPrecondition,
+                HashMap::from([
+                    ("resource_type".to_owned(), resource_type.to_owned()),
+                    ("state".to_owned(), state),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::WeakPassword { rule, message } => (
+                Code::InvalidArgument,
+                ErrorReason::WeakPassword,
+                HashMap::from([("rule".to_owned(), rule.to_owned())]),
+                ErrorDetails::with_bad_request(vec![FieldViolation::new("password", message)]),
+            ),
+            ApiError::InvalidCredentials => (
+                Code::Unauthenticated,
+                ErrorReason::InvalidCredentials,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::RefreshTokenReused => (
+                Code::Unauthenticated,
+                ErrorReason::RefreshTokenReused,
+                HashMap::new(),
                 ErrorDetails::new(),
             ),
             ApiError::RateLimited { scope, retry_after } => (

@@ -4,7 +4,9 @@
 mod identity;
 mod server;
 mod store_conformance;
+mod tenants;
 mod tls;
+mod users;
 
 /// Instantiates a module of `async fn(Backend)` tests for both backends.
 #[macro_export]

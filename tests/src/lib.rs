@@ -259,3 +259,47 @@ pub async fn create_key(
         .await
         .expect("create api key")
 }
+
+/// A connected client of each core service, all presenting one API key.
+pub struct Clients {
+    pub auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient<KeyedChannel>,
+    pub tenants:
+        plinth_client::tenant::v1::tenant_service_client::TenantServiceClient<KeyedChannel>,
+}
+
+impl Sandbox {
+    /// Clients that present `key` on every call.
+    pub async fn clients(&self, key: &str) -> Clients {
+        let channel = self.channel().await;
+        Clients {
+            auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
+                channel.clone(),
+                ApiKey::new(key),
+            ),
+            tenants: plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::with_interceptor(
+                channel,
+                ApiKey::new(key),
+            ),
+        }
+    }
+
+    /// Clients with the bootstrap operator key.
+    pub async fn operator(&self) -> Clients {
+        self.clients(&self.operator_key).await
+    }
+}
+
+/// The field names of a status's `BadRequest` violations.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| {
+            bad_request
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}

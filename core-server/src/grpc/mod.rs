@@ -3,21 +3,19 @@
 //! default of UNIMPLEMENTED for every call.
 
 mod auth;
+mod tenant;
+mod validate;
 
 use plinth_client::{
     audit::v1::audit_service_server::AuditService, rbac::v1::rbac_service_server::RbacService,
-    tenant::v1::tenant_service_server::TenantService,
 };
 
 pub use auth::AuthApi;
+pub use tenant::TenantApi;
 
 pub struct RbacApi;
 
 impl RbacService for RbacApi {}
-
-pub struct TenantApi;
-
-impl TenantService for TenantApi {}
 
 pub struct AuditApi;
 

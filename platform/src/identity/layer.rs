@@ -75,6 +75,7 @@ impl IdentityLayer {
             peer_address: presented.peer_address,
             api_key: None,
             certificate_module: presented.certificate_module,
+            user: None,
         };
         match presented.credentials {
             Credentials::NotNeeded => Ok(principal),

@@ -7,7 +7,7 @@ pub mod certificate;
 pub mod layer;
 mod principal;
 
-pub use principal::{KeyIdentity, Principal, PrincipalKind};
+pub use principal::{KeyIdentity, Principal, PrincipalKind, UserIdentity};
 
 /// The caller of a call, as the identity layer resolved it.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {

@@ -15,6 +15,16 @@ pub struct KeyIdentity {
     pub scopes: Vec<String>,
 }
 
+/// The user of a verified bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdentity {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub session_id: Uuid,
+    /// A user of the platform tenant: a super admin.
+    pub platform_admin: bool,
+}
+
 /// How the server sees the caller of one call.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -23,6 +33,8 @@ pub struct Principal {
     pub api_key: Option<KeyIdentity>,
     /// The module named by a verified client certificate.
     pub certificate_module: Option<String>,
+    /// The user of a verified bearer token.
+    pub user: Option<UserIdentity>,
 }
 
 /// The broad classes of callers the API distinguishes.
@@ -33,25 +45,32 @@ pub enum PrincipalKind {
     Operator,
     /// An API key bound to a module.
     Module,
+    /// A user's bearer token alone.
+    User,
+    /// A module key together with a user's bearer token.
+    ModuleForUser,
 }
 
 impl Principal {
     pub fn kind(&self) -> PrincipalKind {
-        match &self.api_key {
-            None => PrincipalKind::Anonymous,
-            Some(KeyIdentity {
-                module_id: None, ..
-            }) => PrincipalKind::Operator,
-            Some(KeyIdentity {
-                module_id: Some(_), ..
-            }) => PrincipalKind::Module,
+        let module_key = self.api_key.as_ref().map(|key| key.module_id.is_some());
+        match (module_key, self.user.is_some()) {
+            (None, false) => PrincipalKind::Anonymous,
+            (None, true) => PrincipalKind::User,
+            (Some(false), _) => PrincipalKind::Operator,
+            (Some(true), false) => PrincipalKind::Module,
+            (Some(true), true) => PrincipalKind::ModuleForUser,
         }
     }
 
     /// The actor that audit events record for this caller.
     pub fn actor(&self) -> Actor {
         Actor {
-            user_id: String::new(),
+            user_id: self
+                .user
+                .as_ref()
+                .map(|user| user.user_id.to_string())
+                .unwrap_or_default(),
             module_id: self
                 .api_key
                 .as_ref()

@@ -8,6 +8,8 @@
 
 mod api_keys;
 pub mod audit_log;
+pub mod tenants;
+pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -20,6 +22,16 @@ use sqlx::{
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
+pub use tenants::TenantStore;
+pub use users::UserStore;
+
+/// A keyset page: rows after `after` (ids are UUIDv7, so creation order),
+/// at most `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after: Option<uuid::Uuid>,
+    pub limit: i64,
+}
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -136,6 +148,8 @@ pub enum Backend {
 pub struct Store {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub audit: Arc<dyn AuditLog>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub users: Arc<dyn UserStore>,
     admin: Arc<dyn StoreAdmin>,
     backend: Backend,
 }
@@ -181,12 +195,14 @@ impl Store {
 
     fn from_sql<DB: Database>(sql: SqlStore<DB>, backend: Backend) -> Store
     where
-        SqlStore<DB>: ApiKeyStore + AuditLog + StoreAdmin + 'static,
+        SqlStore<DB>: ApiKeyStore + AuditLog + TenantStore + UserStore + StoreAdmin + 'static,
     {
         let sql = Arc::new(sql);
         Store {
             api_keys: sql.clone(),
             audit: sql.clone(),
+            tenants: sql.clone(),
+            users: sql.clone(),
             admin: sql,
             backend,
         }

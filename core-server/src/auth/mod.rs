@@ -1,0 +1,5 @@
+//! Identity of people: users, passwords, sessions and tokens.
+
+pub mod email;
+pub mod passwords;
+pub mod users;

@@ -1,0 +1,489 @@
+//! TenantService: tenants, companies, limits and signup over real gRPC.
+
+use plinth_client::tenant::v1::{
+    CompanyCode, CreateCompanyRequest, CreateTenantRequest, GetCompanyRequest, GetTenantRequest,
+    ListCompaniesRequest, ListTenantsRequest, SetTenantStatusRequest, SignupRequest, TenantLimits,
+    TenantStatus, UpdateCompanyRequest, UpdateTenantRequest, get_company_request,
+    get_tenant_request,
+};
+use plinth_platform::identity::api_keys::NewApiKey;
+use plinth_tests::{Backend, Clients, Sandbox, create_key, error_reason, violated_fields};
+use tonic::Code;
+
+crate::on_both_backends!(
+    an_operator_creates_a_tenant_and_reads_it_by_id_and_code,
+    a_tenant_code_is_unique,
+    invalid_tenant_fields_are_all_reported,
+    tenants_list_by_filter_and_page,
+    tenant_status_follows_its_lifecycle,
+    the_platform_tenant_cannot_be_suspended,
+    deleting_a_tenant_hides_it_from_lists_and_keeps_its_code,
+    the_company_limit_holds_under_concurrent_creation,
+    company_codes_are_unique_within_a_tenant_only,
+    a_module_key_cannot_create_tenants_and_the_refusal_is_audited,
+    signup_creates_tenant_and_admin_when_open,
+    anonymous_signup_is_refused_when_closed,
+);
+
+pub async fn create_tenant(
+    clients: &mut Clients,
+    code: &str,
+    limits: Option<TenantLimits>,
+) -> plinth_client::tenant::v1::Tenant {
+    clients
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: code.to_owned(),
+            name: format!("Tenant {code}"),
+            limits,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+}
+
+pub async fn create_company(
+    clients: &mut Clients,
+    tenant_id: &str,
+    code: &str,
+) -> Result<plinth_client::tenant::v1::Company, tonic::Status> {
+    clients
+        .tenants
+        .create_company(CreateCompanyRequest {
+            tenant_id: tenant_id.to_owned(),
+            code: code.to_owned(),
+            name: format!("Company {code}"),
+        })
+        .await
+        .map(|response| response.into_inner().company.unwrap())
+}
+
+async fn an_operator_creates_a_tenant_and_reads_it_by_id_and_code(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+
+    let created = create_tenant(&mut operator, "acme", None).await;
+
+    assert_eq!(created.status(), TenantStatus::Active);
+    for key in [
+        get_tenant_request::Key::Id(created.id.clone()),
+        get_tenant_request::Key::Code("acme".to_owned()),
+    ] {
+        let read = operator
+            .tenants
+            .get_tenant(GetTenantRequest { key: Some(key) })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.tenant.as_ref(), Some(&created));
+    }
+}
+
+async fn a_tenant_code_is_unique(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    create_tenant(&mut operator, "acme", None).await;
+
+    let status = operator
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "acme".to_owned(),
+            name: "Other".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(
+        error_reason(&status).as_deref(),
+        Some("ERROR_REASON_ALREADY_EXISTS")
+    );
+}
+
+async fn invalid_tenant_fields_are_all_reported(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+
+    let status = operator
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "Not A Slug".to_owned(),
+            name: "  ".to_owned(),
+            limits: Some(TenantLimits {
+                max_users: -1,
+                max_companies: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        ["code", "name", "limits.max_users"]
+    );
+}
+
+async fn tenants_list_by_filter_and_page(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    for code in ["shop-a", "shop-b", "shop-c", "mill-a"] {
+        create_tenant(&mut operator, code, None).await;
+    }
+
+    let mut codes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = operator
+            .tenants
+            .list_tenants(ListTenantsRequest {
+                code_prefix: "shop-".to_owned(),
+                page_size: 2,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        codes.extend(page.tenants.into_iter().map(|tenant| tenant.code));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+
+    assert_eq!(codes, ["shop-a", "shop-b", "shop-c"]);
+    let bad_token = operator
+        .tenants
+        .list_tenants(ListTenantsRequest {
+            page_token: "garbage".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad_token), ["page_token"]);
+}
+
+async fn set_status(
+    operator: &mut Clients,
+    id: &str,
+    status: TenantStatus,
+) -> Result<TenantStatus, tonic::Status> {
+    operator
+        .tenants
+        .set_tenant_status(SetTenantStatusRequest {
+            id: id.to_owned(),
+            status: status.into(),
+            reason: "test".to_owned(),
+        })
+        .await
+        .map(|response| response.into_inner().tenant.unwrap().status())
+}
+
+async fn tenant_status_follows_its_lifecycle(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let tenant = operator
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "acme".to_owned(),
+            name: "Acme".to_owned(),
+            provisioning: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(tenant.status(), TenantStatus::Provisioning);
+
+    let skipping = set_status(&mut operator, &tenant.id, TenantStatus::Suspended)
+        .await
+        .unwrap_err();
+    assert_eq!(skipping.code(), Code::FailedPrecondition);
+    for next in [
+        TenantStatus::Active,
+        TenantStatus::Suspended,
+        TenantStatus::Active,
+        TenantStatus::Suspended,
+        TenantStatus::Inactive,
+    ] {
+        assert_eq!(
+            set_status(&mut operator, &tenant.id, next).await.unwrap(),
+            next
+        );
+    }
+    let reopening = set_status(&mut operator, &tenant.id, TenantStatus::Active)
+        .await
+        .unwrap_err();
+    assert_eq!(reopening.code(), Code::FailedPrecondition);
+}
+
+async fn the_platform_tenant_cannot_be_suspended(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let platform = operator
+        .tenants
+        .get_tenant(GetTenantRequest {
+            key: Some(get_tenant_request::Key::Code("platform".to_owned())),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+
+    let status = set_status(&mut operator, &platform.id, TenantStatus::Suspended)
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+async fn deleting_a_tenant_hides_it_from_lists_and_keeps_its_code(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let tenant = create_tenant(&mut operator, "gone", None).await;
+
+    operator
+        .tenants
+        .delete_tenant(plinth_client::tenant::v1::DeleteTenantRequest {
+            id: tenant.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let listed = operator
+        .tenants
+        .list_tenants(ListTenantsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.tenants.iter().all(|listed| listed.id != tenant.id));
+    let reuse = operator
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "gone".to_owned(),
+            name: "Again".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reuse.code(), Code::AlreadyExists);
+    let renamed = operator
+        .tenants
+        .update_tenant(UpdateTenantRequest {
+            id: tenant.id,
+            name: Some("Still here".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.tenant.unwrap().status(), TenantStatus::Deleted);
+}
+
+async fn the_company_limit_holds_under_concurrent_creation(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let tenant = create_tenant(
+        &mut operator,
+        "acme",
+        Some(TenantLimits {
+            max_users: 0,
+            max_companies: 3,
+        }),
+    )
+    .await;
+    create_company(&mut operator, &tenant.id, "first")
+        .await
+        .unwrap();
+
+    let attempts = (0..8).map(|index| {
+        let mut clients = Clients {
+            auth: operator.auth.clone(),
+            tenants: operator.tenants.clone(),
+        };
+        let tenant_id = tenant.id.clone();
+        tokio::spawn(async move {
+            create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await
+        })
+    });
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition);
+                assert_eq!(
+                    error_reason(&status).as_deref(),
+                    Some("ERROR_REASON_TENANT_LIMIT_REACHED")
+                );
+            }
+        }
+    }
+
+    assert_eq!(created, 2, "exactly the two free places were taken");
+}
+
+async fn company_codes_are_unique_within_a_tenant_only(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let acme = create_tenant(&mut operator, "acme", None).await;
+    let globex = create_tenant(&mut operator, "globex", None).await;
+    let hq = create_company(&mut operator, &acme.id, "hq").await.unwrap();
+    create_company(&mut operator, &globex.id, "hq")
+        .await
+        .unwrap();
+
+    let duplicate = create_company(&mut operator, &acme.id, "hq")
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+
+    let by_code = operator
+        .tenants
+        .get_company(GetCompanyRequest {
+            key: Some(get_company_request::Key::Code(CompanyCode {
+                tenant_id: acme.id.clone(),
+                code: "hq".to_owned(),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .company
+        .unwrap();
+    assert_eq!(by_code, hq);
+    let archived = operator
+        .tenants
+        .update_company(UpdateCompanyRequest {
+            id: hq.id,
+            status: Some(plinth_client::tenant::v1::CompanyStatus::Archived.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .company
+        .unwrap();
+    assert_eq!(
+        archived.status(),
+        plinth_client::tenant::v1::CompanyStatus::Archived
+    );
+    let listed = operator
+        .tenants
+        .list_companies(ListCompaniesRequest {
+            tenant_id: acme.id,
+            status: plinth_client::tenant::v1::CompanyStatus::Active.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.companies.is_empty());
+}
+
+async fn a_module_key_cannot_create_tenants_and_the_refusal_is_audited(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let module_key = create_key(
+        &sandbox,
+        NewApiKey {
+            name: "finance".to_owned(),
+            module_id: Some("finance".to_owned()),
+            ..NewApiKey::default()
+        },
+    )
+    .await;
+    let mut module = sandbox.clients(&module_key.secret).await;
+
+    let status = module
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "sneaky".to_owned(),
+            name: "Sneaky".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        error_reason(&status).as_deref(),
+        Some("ERROR_REASON_PERMISSION_DENIED")
+    );
+    let store = sandbox.database.open_store().await;
+    let platform_chain = store.audit.read_chain("platform", 1, 100).await.unwrap();
+    let denial = platform_chain
+        .iter()
+        .find(|event| event.action == "access.denied")
+        .expect("denial recorded");
+    assert_eq!(denial.actor.module_id, "finance");
+    assert_eq!(denial.resource_id, "plinth:tenant:create");
+}
+
+fn signup_request(code: &str) -> SignupRequest {
+    SignupRequest {
+        tenant_code: code.to_owned(),
+        tenant_name: "Initech".to_owned(),
+        admin_email: "Peter@Initech.example".to_owned(),
+        admin_display_name: "Peter".to_owned(),
+        admin_password: "tps reports are due friday".to_owned(),
+        industry_template_code: String::new(),
+    }
+}
+
+async fn signup_creates_tenant_and_admin_when_open(backend: Backend) {
+    let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(true)).await;
+    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+        sandbox.channel().await,
+    );
+
+    let signed_up = anonymous
+        .signup(signup_request("initech"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let tenant = signed_up.tenant.unwrap();
+    assert_eq!(tenant.code, "initech");
+    let mut operator = sandbox.operator().await;
+    let admin = operator
+        .auth
+        .get_user(plinth_client::auth::v1::GetUserRequest {
+            id: signed_up.admin_user_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(admin.email, "peter@initech.example");
+    assert_eq!(admin.tenant_id, tenant.id);
+}
+
+async fn anonymous_signup_is_refused_when_closed(backend: Backend) {
+    let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(false)).await;
+    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+        sandbox.channel().await,
+    );
+
+    let status = anonymous
+        .signup(signup_request("initech"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let mut operator = sandbox.operator().await;
+    operator
+        .tenants
+        .signup(signup_request("initech"))
+        .await
+        .expect("operators may always sign up tenants");
+}
