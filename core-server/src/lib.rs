@@ -21,6 +21,7 @@ use plinth_platform::{
     identity::{
         api_keys::{ApiKeys, IssuedApiKey},
         layer::IdentityLayer,
+        tokens::TokenVerifier,
     },
     server::{self, ServiceSet},
     store::Store,
@@ -34,6 +35,7 @@ pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-api-key";
 const ANONYMOUS_METHODS: &[&str] = &[
     "/plinth.auth.v1.AuthService/Login",
     "/plinth.auth.v1.AuthService/Refresh",
+    "/plinth.auth.v1.AuthService/Logout",
     "/plinth.auth.v1.AuthService/GetJwks",
     "/plinth.tenant.v1.TenantService/Signup",
 ];
@@ -49,6 +51,8 @@ pub enum StartError {
     Store(#[from] plinth_platform::store::StoreError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    KeyEncryptionKey(#[from] auth::signing::KeyEncryptionKeyError),
 }
 
 /// Opens (and migrates) the store, makes the first operator key if there is
@@ -59,26 +63,55 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let store = open_store(&config).await?;
+    let encryption = auth::signing::KeyEncryptionKey::load(&config)?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
+    let verifier = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
+    let signing_keys = Arc::new(auth::signing::SigningKeys::new(
+        store.clone(),
+        encryption,
+        verifier.clone(),
+    ));
     if let Some(issued) = api_keys.bootstrap_operator_key().await? {
         announce_bootstrap_key(&config.data_dir, &issued)?;
     }
 
     let access = access::Access::new(store.clone());
     let passwords = auth::passwords::Passwords::new(config.password_hashing_concurrency);
-    let users = auth::users::Users::new(store.clone(), access.clone(), passwords.clone());
-    let tenants = tenant::Tenants::new(store.clone(), access, passwords, config.open_signup());
+    let users = auth::users::Users::new(
+        store.clone(),
+        access.clone(),
+        passwords.clone(),
+        verifier.clone(),
+    );
+    let sessions = auth::sessions::Sessions::new(
+        store.clone(),
+        access.clone(),
+        passwords.clone(),
+        signing_keys,
+        verifier.clone(),
+        config.refresh_token_days,
+    );
+    let tenants = tenant::Tenants::new(
+        store.clone(),
+        access,
+        passwords,
+        verifier.clone(),
+        config.open_signup(),
+    );
 
     let limit = config.max_message_bytes;
     let mut services = ServiceSet::default();
     services
-        .add(AuthServiceServer::new(grpc::AuthApi { users }).max_decoding_message_size(limit))
+        .add(
+            AuthServiceServer::new(grpc::AuthApi { users, sessions })
+                .max_decoding_message_size(limit),
+        )
         .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
     registry_server::add_services(&mut services, &config);
 
-    let identity = IdentityLayer::new(api_keys, ANONYMOUS_METHODS);
+    let identity = IdentityLayer::new(api_keys, verifier, ANONYMOUS_METHODS);
     tracing::info!(address = ?listener.local_addr().ok(), backend = ?store.backend(), "core-server serving");
     server::serve(&config, store, identity, services, listener, shutdown).await?;
     Ok(())

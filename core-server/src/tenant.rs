@@ -13,6 +13,9 @@ use plinth_platform::{
         },
     },
 };
+use std::sync::Arc;
+
+use plinth_platform::identity::tokens::TokenVerifier;
 use uuid::Uuid;
 
 use crate::{
@@ -129,6 +132,7 @@ pub struct Tenants {
     store: Store,
     access: Access,
     passwords: crate::auth::passwords::Passwords,
+    verifier: Arc<TokenVerifier>,
     open_signup: bool,
 }
 
@@ -161,12 +165,14 @@ impl Tenants {
         store: Store,
         access: Access,
         passwords: crate::auth::passwords::Passwords,
+        verifier: Arc<TokenVerifier>,
         open_signup: bool,
     ) -> Tenants {
         Tenants {
             store,
             access,
             passwords,
+            verifier,
             open_signup,
         }
     }
@@ -307,6 +313,8 @@ impl Tenants {
             "reason": reason,
         }));
         self.store.tenants.update_tenant(&tenant, audit).await?;
+        // Suspension and closing stop the tenant's tokens on this replica now.
+        self.verifier.forget_states();
         Ok(tenant)
     }
 

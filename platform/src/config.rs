@@ -37,6 +37,15 @@ pub struct Config {
     /// Whether callers without credentials may sign up a tenant; unset means
     /// yes for the embedded default (no `database_url`), no otherwise.
     pub open_signup: Option<bool>,
+    /// `iss` of access tokens.
+    pub token_issuer: String,
+    /// `aud` of access tokens.
+    pub token_audience: String,
+    pub access_token_seconds: u64,
+    pub refresh_token_days: u64,
+    /// Base64 of 32 bytes that encrypt signing keys at rest; unset reads (or
+    /// first creates) `key-encryption-key` in the data directory.
+    pub key_encryption_key: Option<Secret>,
     /// Password hashes computed at once (each takes 19 MiB and a core for
     /// tens of milliseconds); further logins wait.
     pub password_hashing_concurrency: usize,
@@ -51,6 +60,23 @@ pub struct TlsConfig {
     pub private_key: PathBuf,
     /// Client certificates are required when set (mTLS).
     pub client_ca: Option<PathBuf>,
+}
+
+/// A configured secret: never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -75,6 +101,11 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
             open_signup: None,
+            token_issuer: "plinth".to_owned(),
+            token_audience: "plinth".to_owned(),
+            access_token_seconds: 15 * 60,
+            refresh_token_days: 30,
+            key_encryption_key: None,
             password_hashing_concurrency: std::thread::available_parallelism()
                 .map_or(1, |cores| (cores.get() / 2).max(1)),
         }
@@ -82,7 +113,7 @@ impl Default for Config {
 }
 
 /// The flags (and their `PLINTH_*` variables) every server accepts.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// TOML file with any of the settings below.
     #[arg(long, env = "PLINTH_CONFIG")]
@@ -111,6 +142,11 @@ pub struct ConfigArgs {
     pub log_format: Option<LogFormat>,
     #[arg(long, env = "PLINTH_OPEN_SIGNUP")]
     pub open_signup: Option<bool>,
+    #[arg(long, env = "PLINTH_ACCESS_TOKEN_SECONDS")]
+    pub access_token_seconds: Option<u64>,
+    /// Prefer the environment: flags show in process listings.
+    #[arg(long, env = "PLINTH_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +228,12 @@ impl Config {
         if let Some(open_signup) = args.open_signup {
             self.open_signup = Some(open_signup);
         }
+        if let Some(seconds) = args.access_token_seconds {
+            self.access_token_seconds = seconds;
+        }
+        if let Some(key) = &args.key_encryption_key {
+            self.key_encryption_key = Some(Secret(key.clone()));
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -226,6 +268,15 @@ impl Config {
 
     pub fn open_signup(&self) -> bool {
         self.open_signup.unwrap_or(self.database_url.is_none())
+    }
+
+    pub fn token_settings(&self) -> crate::identity::tokens::TokenSettings {
+        crate::identity::tokens::TokenSettings {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_audience.clone(),
+            access_token_ttl: Duration::from_secs(self.access_token_seconds),
+            leeway: Duration::from_secs(30),
+        }
     }
 
     pub fn max_call_duration(&self) -> Duration {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use plinth_platform::{
     config::{Config, ConfigArgs},
-    identity::{api_keys::ApiKeys, layer::IdentityLayer},
+    identity::{api_keys::ApiKeys, layer::IdentityLayer, tokens::TokenVerifier},
     server::{self, ServiceSet},
     store::Store,
     telemetry,
@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the database")?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
+    let tokens = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
     let mut services = ServiceSet::default();
     registry_server::add_services(&mut services, &config);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -42,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     server::serve(
         &config,
         store,
-        IdentityLayer::new(api_keys, &[]),
+        IdentityLayer::new(api_keys, tokens, &[]),
         services,
         listener,
         server::shutdown_signal(),

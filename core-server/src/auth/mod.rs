@@ -2,4 +2,7 @@
 
 pub mod email;
 pub mod passwords;
+pub mod sessions;
+pub mod signing;
+pub mod throttle;
 pub mod users;

@@ -12,6 +12,9 @@ use plinth_platform::{
         users::{NewUser, UserFilter, UserRecord},
     },
 };
+use std::sync::Arc;
+
+use plinth_platform::identity::tokens::TokenVerifier;
 use uuid::Uuid;
 
 use super::passwords::{self, Passwords};
@@ -93,14 +96,21 @@ pub struct Users {
     store: Store,
     access: Access,
     passwords: Passwords,
+    verifier: Arc<TokenVerifier>,
 }
 
 impl Users {
-    pub fn new(store: Store, access: Access, passwords: Passwords) -> Users {
+    pub fn new(
+        store: Store,
+        access: Access,
+        passwords: Passwords,
+        verifier: Arc<TokenVerifier>,
+    ) -> Users {
         Users {
             store,
             access,
             passwords,
+            verifier,
         }
     }
 
@@ -203,6 +213,13 @@ impl Users {
         user.updated_at = clock::now();
         let audit = user_event(principal, "auth.user.updated", &user);
         self.store.users.update_user(&user, audit).await?;
+        if user.status != "active" {
+            self.store
+                .sessions
+                .revoke_user_sessions(user.id, None, "user_disabled", user.updated_at)
+                .await?;
+        }
+        self.verifier.forget_states();
         Ok(user)
     }
 

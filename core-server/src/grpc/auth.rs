@@ -3,8 +3,11 @@ use plinth_client::auth::v1::{
     auth_service_server::AuthService,
 };
 use plinth_platform::{
+    error::ApiError,
     identity::{self, Principal, PrincipalKind},
     store::{
+        sessions::SessionRecord,
+        signing_keys::SigningKeyRecord,
         tenants::PLATFORM_TENANT_ID,
         users::{UserFilter, UserRecord},
     },
@@ -13,16 +16,57 @@ use tonic::{Request, Response, Status};
 
 use super::validate::{Fields, timestamp};
 use crate::{
-    auth::users::{UserChanges, UserInput, Users},
+    auth::{
+        sessions::{Sessions, TokenPair},
+        signing::jwk_fields,
+        users::{UserChanges, UserInput, Users},
+    },
     listing::PageRequest,
 };
 
 const MAX_NAME: usize = 200;
 
-/// AuthService: WhoAmI and users are served; tokens and keys answer
-/// UNIMPLEMENTED until they land.
+/// AuthService: WhoAmI, users, login and tokens are served; API-key
+/// management answers UNIMPLEMENTED until it lands.
 pub struct AuthApi {
     pub users: Users,
+    pub sessions: Sessions,
+}
+
+fn token_pair_to_proto(tokens: TokenPair) -> proto::TokenPair {
+    proto::TokenPair {
+        access_token: tokens.access_token,
+        access_token_expires_at: Some(timestamp(tokens.access_token_expires_at)),
+        refresh_token: tokens.refresh_token,
+        refresh_token_expires_at: Some(timestamp(tokens.refresh_token_expires_at)),
+        session_id: tokens.session_id.to_string(),
+        token_type: "Bearer".to_owned(),
+    }
+}
+
+fn session_to_proto(session: SessionRecord) -> proto::Session {
+    proto::Session {
+        id: session.id.to_string(),
+        user_id: session.user_id.to_string(),
+        tenant_id: session.tenant_id.to_string(),
+        created_at: Some(timestamp(session.created_at)),
+        last_refreshed_at: Some(timestamp(session.last_refreshed_at)),
+        expires_at: Some(timestamp(session.expires_at)),
+        revoked_at: session.revoked_at.map(timestamp),
+        peer_address: session.peer_address,
+    }
+}
+
+fn jwk_to_proto(record: &SigningKeyRecord) -> proto::Jwk {
+    let [kty, crv, x, kid, alg, key_use] = jwk_fields(record).map(|(_, value)| value);
+    proto::Jwk {
+        kty,
+        crv,
+        x,
+        kid,
+        alg,
+        r#use: key_use,
+    }
 }
 
 fn user_status_from_proto(status: ProtoUserStatus) -> Option<&'static str> {
@@ -54,6 +98,142 @@ fn user_to_proto(user: UserRecord) -> proto::User {
 
 #[tonic::async_trait]
 impl AuthService for AuthApi {
+    async fn login(
+        &self,
+        request: Request<proto::LoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let tenant_code = fields.slug("tenant_code", &body.tenant_code);
+        let email = fields.email("email", &body.email);
+        let password = fields.password("password", &body.password);
+        if body.password.chars().count() > crate::auth::passwords::MAX_LENGTH {
+            fields.violation("password", "must be at most 128 characters");
+        }
+        fields.finish()?;
+        let (tokens, user) = self
+            .sessions
+            .login(principal, &tenant_code, &email, &password)
+            .await?;
+        Ok(Response::new(proto::LoginResponse {
+            tokens: Some(token_pair_to_proto(tokens)),
+            user: Some(user_to_proto(user)),
+        }))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::RefreshResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let mut fields = Fields::default();
+        let refresh_token = fields.password("refresh_token", &request.get_ref().refresh_token);
+        fields.finish()?;
+        let tokens = self.sessions.refresh(principal, &refresh_token).await?;
+        Ok(Response::new(proto::RefreshResponse {
+            tokens: Some(token_pair_to_proto(tokens)),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<proto::LogoutRequest>,
+    ) -> Result<Response<proto::LogoutResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        self.sessions
+            .logout(principal, &request.get_ref().refresh_token)
+            .await?;
+        Ok(Response::new(proto::LogoutResponse {}))
+    }
+
+    async fn verify_token(
+        &self,
+        request: Request<proto::VerifyTokenRequest>,
+    ) -> Result<Response<proto::VerifyTokenResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let token = &request.get_ref().access_token;
+        if token.is_empty() {
+            return Err(ApiError::invalid_field("access_token", "is required").into());
+        }
+        let verified = self.sessions.verify(principal, token).await?;
+        let user = verified.user();
+        Ok(Response::new(proto::VerifyTokenResponse {
+            user_id: user.user_id.to_string(),
+            tenant_id: user.tenant_id.to_string(),
+            session_id: user.session_id.to_string(),
+            platform_admin: user.platform_admin,
+            expires_at: Some(timestamp(verified.expires_at())),
+            email: verified.email,
+            key_id: verified.key_id,
+        }))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<proto::GetJwksRequest>,
+    ) -> Result<Response<proto::GetJwksResponse>, Status> {
+        let published = self.sessions.published_keys().await?;
+        let keys_json: Vec<serde_json::Value> = published
+            .iter()
+            .map(|record| {
+                serde_json::Value::Object(
+                    jwk_fields(record)
+                        .map(|(name, value)| (name.to_owned(), value.into()))
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .collect();
+        Ok(Response::new(proto::GetJwksResponse {
+            keys: published.iter().map(jwk_to_proto).collect(),
+            jwks_json: serde_json::json!({ "keys": keys_json }).to_string(),
+        }))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<proto::RotateSigningKeyRequest>,
+    ) -> Result<Response<proto::RotateSigningKeyResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let record = self.sessions.rotate_signing_key(principal).await?;
+        Ok(Response::new(proto::RotateSigningKeyResponse {
+            key: Some(jwk_to_proto(&record)),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let user_id = fields.id("user_id", &body.user_id);
+        fields.finish()?;
+        let page = PageRequest::parse(body.page_size, &body.page_token)?;
+        let (sessions, next_page_token) = self
+            .sessions
+            .list(principal, user_id, body.include_inactive, page)
+            .await?;
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: sessions.into_iter().map(session_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<proto::RevokeSessionRequest>,
+    ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let mut fields = Fields::default();
+        let session_id = fields.id("session_id", &request.get_ref().session_id);
+        fields.finish()?;
+        self.sessions.revoke_session(principal, session_id).await?;
+        Ok(Response::new(proto::RevokeSessionResponse {}))
+    }
+
     async fn who_am_i(
         &self,
         request: Request<proto::WhoAmIRequest>,

@@ -15,7 +15,7 @@ use tonic::{
 };
 use tower::{Layer, Service};
 
-use super::{Principal, api_keys::ApiKeys, certificate};
+use super::{Principal, api_keys::ApiKeys, certificate, tokens::TokenVerifier};
 use crate::{error::ApiError, request_id};
 
 const API_KEY_HEADER: &str = "x-api-key";
@@ -24,19 +24,29 @@ const AUTHORIZATION_HEADER: &str = "authorization";
 /// Paths anyone may call without credentials (liveness probes).
 const OPEN_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
+/// Reflection describes the public API, so tools may use it before they
+/// hold credentials (to call Login, say); wrong credentials are refused.
+const REFLECTION_PATH_PREFIX: &str = "/grpc.reflection.";
+
 /// Resolves callers for the services it wraps.
 #[derive(Clone)]
 pub struct IdentityLayer {
     api_keys: Arc<ApiKeys>,
+    tokens: Arc<TokenVerifier>,
     /// Full method paths (`/pkg.Service/Method`) that also accept callers
     /// without credentials; wrong credentials are refused everywhere.
     anonymous_methods: Arc<[&'static str]>,
 }
 
 impl IdentityLayer {
-    pub fn new(api_keys: Arc<ApiKeys>, anonymous_methods: &[&'static str]) -> IdentityLayer {
+    pub fn new(
+        api_keys: Arc<ApiKeys>,
+        tokens: Arc<TokenVerifier>,
+        anonymous_methods: &[&'static str],
+    ) -> IdentityLayer {
         IdentityLayer {
             api_keys,
+            tokens,
             anonymous_methods: anonymous_methods.into(),
         }
     }
@@ -47,21 +57,14 @@ impl IdentityLayer {
         let (peer_address, certificate_module) = connection_identity(request);
         let path = request.uri().path();
         let headers = request.headers();
-        let credentials = if path.starts_with(OPEN_PATH_PREFIX) {
-            Credentials::NotNeeded
-        } else if headers.contains_key(AUTHORIZATION_HEADER) {
-            Credentials::BearerToken
-        } else if let Some(api_key) = headers.get(API_KEY_HEADER) {
-            Credentials::ApiKey(api_key.clone())
-        } else if self.anonymous_methods.contains(&path) {
-            Credentials::NotNeeded
-        } else {
-            Credentials::Missing
-        };
         Presented {
             peer_address,
             certificate_module,
-            credentials,
+            open: path.starts_with(OPEN_PATH_PREFIX),
+            anonymous_allowed: path.starts_with(REFLECTION_PATH_PREFIX)
+                || self.anonymous_methods.contains(&path),
+            api_key: headers.get(API_KEY_HEADER).cloned(),
+            authorization: headers.get(AUTHORIZATION_HEADER).cloned(),
         }
     }
 
@@ -77,39 +80,51 @@ impl IdentityLayer {
             certificate_module: presented.certificate_module,
             user: None,
         };
-        match presented.credentials {
-            Credentials::NotNeeded => Ok(principal),
-            // Bearer tokens are verified once the Auth service issues them;
-            // until then they are refused rather than ignored.
-            Credentials::BearerToken | Credentials::Missing => Err(ApiError::Unauthenticated),
-            Credentials::ApiKey(value) => {
-                let presented_key = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
-                let key = self.api_keys.authenticate(presented_key).await?;
-                if let Some(certificate_module) = &principal.certificate_module
-                    && key.module_id.as_ref() != Some(certificate_module)
-                {
-                    return Err(ApiError::CertificateModuleMismatch);
-                }
-                principal.api_key = Some(key);
-                Ok(principal)
-            }
+        if presented.open {
+            return Ok(principal);
         }
+        if presented.api_key.is_none() && presented.authorization.is_none() {
+            return if presented.anonymous_allowed {
+                Ok(principal)
+            } else {
+                Err(ApiError::Unauthenticated)
+            };
+        }
+        if let Some(value) = presented.api_key {
+            let presented_key = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
+            let key = self.api_keys.authenticate(presented_key).await?;
+            if let Some(certificate_module) = &principal.certificate_module
+                && key.module_id.as_ref() != Some(certificate_module)
+            {
+                return Err(ApiError::CertificateModuleMismatch);
+            }
+            principal.api_key = Some(key);
+        }
+        if let Some(value) = presented.authorization {
+            let token = bearer_token(&value).ok_or(ApiError::Unauthenticated)?;
+            principal.user = Some(self.tokens.verify(token).await?.user());
+        }
+        Ok(principal)
     }
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235).
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// What a call presented, read before any await.
 struct Presented {
     peer_address: Option<std::net::SocketAddr>,
     certificate_module: Option<String>,
-    credentials: Credentials,
-}
-
-enum Credentials {
-    /// Open path, or a method that also serves anonymous callers.
-    NotNeeded,
-    Missing,
-    ApiKey(HeaderValue),
-    BearerToken,
+    /// A path anyone may call (health).
+    open: bool,
+    /// A method that also serves callers without credentials.
+    anonymous_allowed: bool,
+    api_key: Option<HeaderValue>,
+    authorization: Option<HeaderValue>,
 }
 
 impl<S> Layer<S> for IdentityLayer {

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod certificate;
 pub mod layer;
 mod principal;
+pub mod tokens;
 
 pub use principal::{KeyIdentity, Principal, PrincipalKind, UserIdentity};
 

@@ -8,6 +8,8 @@
 
 mod api_keys;
 pub mod audit_log;
+pub mod sessions;
+pub mod signing_keys;
 pub mod tenants;
 pub mod users;
 
@@ -22,6 +24,8 @@ use sqlx::{
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
+pub use sessions::SessionStore;
+pub use signing_keys::SigningKeyStore;
 pub use tenants::TenantStore;
 pub use users::UserStore;
 
@@ -150,6 +154,8 @@ pub struct Store {
     pub audit: Arc<dyn AuditLog>,
     pub tenants: Arc<dyn TenantStore>,
     pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
     backend: Backend,
 }
@@ -195,7 +201,14 @@ impl Store {
 
     fn from_sql<DB: Database>(sql: SqlStore<DB>, backend: Backend) -> Store
     where
-        SqlStore<DB>: ApiKeyStore + AuditLog + TenantStore + UserStore + StoreAdmin + 'static,
+        SqlStore<DB>: ApiKeyStore
+            + AuditLog
+            + TenantStore
+            + UserStore
+            + SessionStore
+            + SigningKeyStore
+            + StoreAdmin
+            + 'static,
     {
         let sql = Arc::new(sql);
         Store {
@@ -203,6 +216,8 @@ impl Store {
             audit: sql.clone(),
             tenants: sql.clone(),
             users: sql.clone(),
+            sessions: sql.clone(),
+            signing_keys: sql.clone(),
             admin: sql,
             backend,
         }

@@ -1,0 +1,277 @@
+//! Token signing keys: Ed25519 pairs whose private halves are stored sealed
+//! with the key-encryption key (ChaCha20-Poly1305, the `kid` as associated
+//! data), rotated on demand, published as a JWKS.
+
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use plinth_platform::{
+    audit::{Actor, AuditDraft},
+    clock,
+    config::Config,
+    error::ApiError,
+    identity::tokens::{ALGORITHM, AccessClaims, TokenVerifier, encode},
+    store::{Store, signing_keys::SigningKeyRecord},
+};
+use ring::{
+    aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
+    rand::{SecureRandom, SystemRandom},
+    signature::{Ed25519KeyPair, KeyPair},
+};
+
+/// The file in the data directory holding a generated key-encryption key.
+pub const KEY_ENCRYPTION_KEY_FILE: &str = "key-encryption-key";
+
+/// How long this replica trusts its idea of the current key, so that a
+/// rotation on another replica is picked up.
+const CURRENT_KEY_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyEncryptionKeyError {
+    #[error("key_encryption_key must be base64 of exactly 32 bytes")]
+    Malformed,
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Seals and opens private keys at rest.
+pub struct KeyEncryptionKey {
+    key: LessSafeKey,
+}
+
+impl KeyEncryptionKey {
+    /// From configuration, else from (or newly into) the data directory.
+    pub fn load(config: &Config) -> Result<KeyEncryptionKey, KeyEncryptionKeyError> {
+        let encoded = match &config.key_encryption_key {
+            Some(secret) => secret.expose().to_owned(),
+            None => read_or_create(&config.data_dir.join(KEY_ENCRYPTION_KEY_FILE))?,
+        };
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| KeyEncryptionKeyError::Malformed)?;
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .map_err(|_| KeyEncryptionKeyError::Malformed)?;
+        Ok(KeyEncryptionKey {
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("system randomness");
+        let mut sealed = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut sealed,
+            )
+            .expect("sealing a small buffer cannot fail");
+        [nonce.as_slice(), &sealed].concat()
+    }
+
+    fn open(&self, kid: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buffer = ciphertext.to_vec();
+        let plaintext = self
+            .key
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buffer)
+            .ok()?;
+        Some(plaintext.to_vec())
+    }
+}
+
+fn read_or_create(path: &Path) -> Result<String, KeyEncryptionKeyError> {
+    let file_error = |source| KeyEncryptionKeyError::File {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(encoded) => Ok(encoded),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut bytes)
+                .expect("system randomness");
+            let encoded = STANDARD.encode(bytes);
+            plinth_platform::write_private(path, encoded.as_bytes()).map_err(file_error)?;
+            tracing::warn!(path = %path.display(), "generated a key-encryption key; back it up or configure one");
+            Ok(encoded)
+        }
+        Err(error) => Err(file_error(error)),
+    }
+}
+
+struct CurrentKey {
+    kid: String,
+    pair: Ed25519KeyPair,
+    loaded_at: Instant,
+}
+
+/// The signing side of access tokens.
+pub struct SigningKeys {
+    store: Store,
+    encryption: KeyEncryptionKey,
+    verifier: Arc<TokenVerifier>,
+    current: RwLock<Option<Arc<CurrentKey>>>,
+}
+
+impl SigningKeys {
+    pub fn new(
+        store: Store,
+        encryption: KeyEncryptionKey,
+        verifier: Arc<TokenVerifier>,
+    ) -> SigningKeys {
+        SigningKeys {
+            store,
+            encryption,
+            verifier,
+            current: RwLock::new(None),
+        }
+    }
+
+    /// Signs `claims` with the current key (made on first use if none).
+    pub async fn sign(&self, claims: &AccessClaims) -> Result<String, ApiError> {
+        let current = self.current().await?;
+        Ok(encode(&current.kid, claims, &current.pair))
+    }
+
+    /// Makes a new current key; older keys stay published for their grace.
+    pub async fn rotate(
+        &self,
+        actor: Actor,
+        request_id: &str,
+    ) -> Result<SigningKeyRecord, ApiError> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| ApiError::Internal("key generation failed".into()))?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| ApiError::Internal("generated key does not parse".into()))?;
+        let kid = uuid::Uuid::now_v7().simple().to_string();
+        let record = SigningKeyRecord {
+            encrypted_private_key: self.encryption.seal(&kid, pkcs8.as_ref()),
+            public_key: pair.public_key().as_ref().to_vec(),
+            algorithm: ALGORITHM.to_owned(),
+            created_at: clock::now(),
+            retired_at: None,
+            kid: kid.clone(),
+        };
+        let audit = AuditDraft::new(actor, "auth.signing_key.rotated", "signing_key", &kid)
+            .with_request_id(request_id);
+        self.store.signing_keys.rotate_in(&record, audit).await?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(CurrentKey {
+            kid,
+            pair,
+            loaded_at: Instant::now(),
+        }));
+        self.verifier.forget_keys();
+        Ok(record)
+    }
+
+    /// The public keys that verify tokens now, newest first.
+    pub async fn published(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
+        let settings = self.verifier.settings();
+        let grace = chrono::Duration::from_std(settings.access_token_ttl + settings.leeway)
+            .unwrap_or_default();
+        Ok(self
+            .store
+            .signing_keys
+            .published(clock::now() - grace)
+            .await?)
+    }
+
+    async fn current(&self) -> Result<Arc<CurrentKey>, ApiError> {
+        let cached = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .filter(|current| current.loaded_at.elapsed() < CURRENT_KEY_TTL);
+        if let Some(current) = cached {
+            return Ok(current);
+        }
+        let newest = self
+            .published()
+            .await?
+            .into_iter()
+            .find(|key| key.retired_at.is_none());
+        let Some(record) = newest else {
+            self.rotate(Actor::default(), "").await?;
+            return Box::pin(self.current()).await;
+        };
+        let pkcs8 = self
+            .encryption
+            .open(&record.kid, &record.encrypted_private_key)
+            .ok_or_else(|| {
+                ApiError::Internal("signing key does not open with the key-encryption key".into())
+            })?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|_| ApiError::Internal("stored signing key does not parse".into()))?;
+        let current = Arc::new(CurrentKey {
+            kid: record.kid,
+            pair,
+            loaded_at: Instant::now(),
+        });
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(current.clone());
+        Ok(current)
+    }
+}
+
+/// A public key as RFC 8037 JWK fields: (kty, crv, x, kid, alg, use).
+pub fn jwk_fields(record: &SigningKeyRecord) -> [(&'static str, String); 6] {
+    [
+        ("kty", "OKP".to_owned()),
+        ("crv", "Ed25519".to_owned()),
+        ("x", URL_SAFE_NO_PAD.encode(&record.public_key)),
+        ("kid", record.kid.clone()),
+        ("alg", record.algorithm.clone()),
+        ("use", "sig".to_owned()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyEncryptionKey {
+        let config = Config {
+            key_encryption_key: Some(
+                serde_json::from_str(&format!("\"{}\"", STANDARD.encode([7u8; 32]))).unwrap(),
+            ),
+            ..Config::default()
+        };
+        KeyEncryptionKey::load(&config).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_under_its_own_kid() {
+        let sealed = key().seal("kid-1", b"private");
+        assert_eq!(
+            key().open("kid-1", &sealed).as_deref(),
+            Some(b"private".as_slice())
+        );
+        assert_eq!(key().open("kid-2", &sealed), None);
+    }
+
+    #[test]
+    fn a_tampered_ciphertext_does_not_open() {
+        let mut sealed = key().seal("kid-1", b"private");
+        *sealed.last_mut().unwrap() ^= 1;
+        assert_eq!(key().open("kid-1", &sealed), None);
+    }
+}

@@ -1,0 +1,370 @@
+//! Access tokens: compact JWS (RFC 7515) signed with Ed25519, verified here
+//! by every server. Only `alg: EdDSA` with a known `kid` is accepted, so
+//! `alg: none` and HMAC-with-the-public-key forgeries cannot pass.
+//!
+//! A valid signature is not enough: every answer also checks, through a
+//! short-lived cache that local changes clear at once, that the session is
+//! live, the user active and the tenant active.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use ring::signature::{ED25519, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::UserIdentity;
+use crate::{clock, error::ApiError, store::Store, store::tenants::PLATFORM_TENANT_ID};
+
+/// The only algorithm issued or accepted.
+pub const ALGORITHM: &str = "EdDSA";
+
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// How long session, user and tenant states are trusted before they are
+/// read again (changes made on this replica clear them at once).
+const STATE_TTL: Duration = Duration::from_secs(2);
+
+/// How often an unknown `kid` may trigger a reload of the key set.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the key set is trusted, so retirements made by other replicas
+/// are seen.
+const KEY_SET_TTL: Duration = Duration::from_secs(60);
+
+/// Verified tokens kept; the cache is emptied when it grows past this.
+const MAX_CACHED_TOKENS: usize = 100_000;
+
+/// Issuer, audience and lifetimes of access tokens.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub alg: String,
+    pub typ: String,
+    pub kid: String,
+}
+
+/// The claims Plinth puts in an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: Uuid,
+    /// The tenant id.
+    pub tid: Uuid,
+    /// The session id.
+    pub sid: Uuid,
+    pub jti: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+}
+
+/// A token that verified, with what it says.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub claims: AccessClaims,
+    pub key_id: String,
+    pub email: String,
+}
+
+impl VerifiedToken {
+    pub fn user(&self) -> UserIdentity {
+        UserIdentity {
+            user_id: self.claims.sub,
+            tenant_id: self.claims.tid,
+            session_id: self.claims.sid,
+            platform_admin: self.claims.tid == PLATFORM_TENANT_ID,
+        }
+    }
+
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.claims.exp, 0).unwrap_or_default()
+    }
+}
+
+struct PublicKey {
+    key: UnparsedPublicKey<Vec<u8>>,
+    retired_at: Option<DateTime<Utc>>,
+}
+
+/// The live state of a token's subject.
+#[derive(Clone)]
+struct SubjectState {
+    live: bool,
+    email: String,
+    checked_at: Instant,
+}
+
+/// The published keys by `kid`, and when they were read.
+#[derive(Default)]
+struct KeySet {
+    by_kid: HashMap<String, Arc<PublicKey>>,
+    loaded_at: Option<Instant>,
+}
+
+struct CachedToken {
+    claims: AccessClaims,
+    key_id: String,
+}
+
+/// Verifies access tokens.
+pub struct TokenVerifier {
+    settings: TokenSettings,
+    store: Store,
+    keys: RwLock<KeySet>,
+    states: RwLock<HashMap<Uuid, SubjectState>>,
+    verified: RwLock<HashMap<Arc<str>, Arc<CachedToken>>>,
+}
+
+impl TokenVerifier {
+    pub fn new(settings: TokenSettings, store: Store) -> TokenVerifier {
+        TokenVerifier {
+            settings,
+            store,
+            keys: RwLock::new(KeySet::default()),
+            states: RwLock::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// Verifies signature, header and claims (cached per token), then the
+    /// live state of session, user and tenant (never older than 2 s).
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, ApiError> {
+        let now = clock::now();
+        let cached = self
+            .verified
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(token)
+            .cloned();
+        let cached = match cached {
+            Some(cached) => cached,
+            None => {
+                let verified = Arc::new(self.verify_signed(token, now).await?);
+                let mut tokens = self
+                    .verified
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if tokens.len() >= MAX_CACHED_TOKENS {
+                    tokens.clear();
+                }
+                tokens.insert(Arc::from(token), verified.clone());
+                verified
+            }
+        };
+        let leeway = self.settings.leeway.as_secs() as i64;
+        let key_valid = self.public_key(&cached.key_id).await?.is_some();
+        if cached.claims.exp + leeway <= now.timestamp() || !key_valid {
+            return Err(ApiError::Unauthenticated);
+        }
+        let state = self.subject_state(&cached.claims, now).await?;
+        if !state.live {
+            return Err(ApiError::Unauthenticated);
+        }
+        Ok(VerifiedToken {
+            claims: cached.claims.clone(),
+            key_id: cached.key_id.clone(),
+            email: state.email,
+        })
+    }
+
+    /// Forgets cached subject states, after a session, user or tenant
+    /// changed on this replica.
+    pub fn forget_states(&self) {
+        self.states
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    /// Forgets the key set, after a rotation on this replica.
+    pub fn forget_keys(&self) {
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = KeySet::default();
+    }
+
+    async fn verify_signed(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CachedToken, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthenticated);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_part), Some(claims_part), Some(signature_part), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ApiError::Unauthenticated);
+        };
+        let header: Header = decode_json(header_part)?;
+        if header.alg != ALGORITHM || header.typ != "JWT" {
+            return Err(ApiError::Unauthenticated);
+        }
+        let key = self
+            .public_key(&header.kid)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_part)
+            .map_err(|_| ApiError::Unauthenticated)?;
+        let signed = &token[..header_part.len() + 1 + claims_part.len()];
+        key.key
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| ApiError::Unauthenticated)?;
+        let claims: AccessClaims = decode_json(claims_part)?;
+        let leeway = self.settings.leeway.as_secs() as i64;
+        let now = now.timestamp();
+        let valid = claims.iss == self.settings.issuer
+            && claims.aud == self.settings.audience
+            && claims.nbf - leeway <= now
+            && claims.iat - leeway <= now
+            && now < claims.exp + leeway;
+        if !valid {
+            return Err(ApiError::Unauthenticated);
+        }
+        Ok(CachedToken {
+            claims,
+            key_id: header.kid,
+        })
+    }
+
+    /// A key verifies tokens until its last token has expired after it was
+    /// retired.
+    fn within_grace(&self, key: &PublicKey, now: DateTime<Utc>) -> bool {
+        key.retired_at.is_none_or(|retired_at| {
+            let grace = self.settings.access_token_ttl + self.settings.leeway;
+            retired_at + chrono::Duration::from_std(grace).unwrap_or_default() > now
+        })
+    }
+
+    async fn public_key(&self, kid: &str) -> Result<Option<Arc<PublicKey>>, ApiError> {
+        let now = clock::now();
+        {
+            let keys = self
+                .keys
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let loaded_for = keys.loaded_at.map(|loaded_at| loaded_at.elapsed());
+            if loaded_for.is_some_and(|age| age < KEY_SET_TTL) {
+                if let Some(key) = keys.by_kid.get(kid) {
+                    return Ok(Some(key.clone()).filter(|key| self.within_grace(key, now)));
+                }
+                if loaded_for.is_some_and(|age| age < KEY_RELOAD_INTERVAL) {
+                    return Ok(None);
+                }
+            }
+        }
+        let grace =
+            chrono::Duration::from_std(self.settings.access_token_ttl + self.settings.leeway)
+                .unwrap_or_default();
+        let published = self.store.signing_keys.published(now - grace).await?;
+        let by_kid: HashMap<String, Arc<PublicKey>> = published
+            .into_iter()
+            .map(|record| {
+                let key = PublicKey {
+                    key: UnparsedPublicKey::new(&ED25519, record.public_key),
+                    retired_at: record.retired_at,
+                };
+                (record.kid, Arc::new(key))
+            })
+            .collect();
+        let found = by_kid.get(kid).cloned();
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = KeySet {
+            by_kid,
+            loaded_at: Some(Instant::now()),
+        };
+        Ok(found.filter(|key| self.within_grace(key, now)))
+    }
+
+    async fn subject_state(
+        &self,
+        claims: &AccessClaims,
+        now: DateTime<Utc>,
+    ) -> Result<SubjectState, ApiError> {
+        let cached = self
+            .states
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&claims.sid)
+            .filter(|state| state.checked_at.elapsed() < STATE_TTL)
+            .cloned();
+        if let Some(state) = cached {
+            return Ok(state);
+        }
+        let session = self.store.sessions.get_session(claims.sid).await?;
+        let user = self.store.users.get_user(claims.sub).await?;
+        let tenant = self.store.tenants.get_tenant(claims.tid).await?;
+        let live = match (&session, &user, &tenant) {
+            (Some(session), Some(user), Some(tenant)) => {
+                session.revoked_at.is_none()
+                    && session.expires_at > now
+                    && session.user_id == claims.sub
+                    && user.tenant_id == claims.tid
+                    && user.status == "active"
+                    && tenant.status == "active"
+            }
+            _ => false,
+        };
+        let state = SubjectState {
+            live,
+            email: user.map(|user| user.email).unwrap_or_default(),
+            checked_at: Instant::now(),
+        };
+        self.states
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(claims.sid, state.clone());
+        Ok(state)
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, ApiError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| ApiError::Unauthenticated)?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::Unauthenticated)
+}
+
+/// Encodes and signs `claims` (the issuing side, given a key pair).
+pub fn encode(
+    kid: &str,
+    claims: &AccessClaims,
+    key_pair: &ring::signature::Ed25519KeyPair,
+) -> String {
+    let header = Header {
+        alg: ALGORITHM.to_owned(),
+        typ: "JWT".to_owned(),
+        kid: kid.to_owned(),
+    };
+    let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serialises"));
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise"));
+    let signed = format!("{header}.{claims}");
+    let signature = URL_SAFE_NO_PAD.encode(key_pair.sign(signed.as_bytes()));
+    format!("{signed}.{signature}")
+}
