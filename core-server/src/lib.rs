@@ -89,7 +89,7 @@ pub async fn run(
         passwords.clone(),
         signing_keys,
         verifier.clone(),
-        config.refresh_token_days,
+        &config,
     );
     let tenants = tenant::Tenants::new(
         store.clone(),

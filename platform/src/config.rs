@@ -46,6 +46,11 @@ pub struct Config {
     /// Base64 of 32 bytes that encrypt signing keys at rest; unset reads (or
     /// first creates) `key-encryption-key` in the data directory.
     pub key_encryption_key: Option<Secret>,
+    /// Failed logins an account gets before each further try must wait
+    /// (doubling from 1 s).
+    pub login_free_failures_per_account: u32,
+    /// Failed logins a peer address gets before it must wait likewise.
+    pub login_free_failures_per_peer: u32,
     /// Password hashes computed at once (each takes 19 MiB and a core for
     /// tens of milliseconds); further logins wait.
     pub password_hashing_concurrency: usize,
@@ -106,6 +111,8 @@ impl Default for Config {
             access_token_seconds: 15 * 60,
             refresh_token_days: 30,
             key_encryption_key: None,
+            login_free_failures_per_account: 5,
+            login_free_failures_per_peer: 30,
             password_hashing_concurrency: std::thread::available_parallelism()
                 .map_or(1, |cores| (cores.get() / 2).max(1)),
         }

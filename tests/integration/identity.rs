@@ -11,7 +11,7 @@ use plinth_platform::{
     error::UNAUTHENTICATED_MESSAGE,
     identity::api_keys::{ApiKeys, NewApiKey},
 };
-use plinth_tests::{ApiKey, Backend, Sandbox, create_key, error_reason};
+use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason};
 use tonic::{Code, Request};
 
 crate::on_both_backends!(
@@ -25,7 +25,7 @@ crate::on_both_backends!(
 );
 
 async fn who_am_i(sandbox: &Sandbox, key: &str) -> Result<WhoAmIResponse, tonic::Status> {
-    AuthServiceClient::with_interceptor(sandbox.channel().await, ApiKey::new(key))
+    AuthServiceClient::with_interceptor(sandbox.channel().await, Credentials::api_key(key))
         .who_am_i(WhoAmIRequest {})
         .await
         .map(tonic::Response::into_inner)
@@ -147,7 +147,7 @@ async fn calls_not_built_yet_answer_unimplemented(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut client = AuthServiceClient::with_interceptor(
         sandbox.channel().await,
-        ApiKey::new(&sandbox.operator_key),
+        Credentials::api_key(&sandbox.operator_key),
     );
 
     let status = client

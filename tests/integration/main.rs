@@ -6,6 +6,7 @@ mod server;
 mod store_conformance;
 mod tenants;
 mod tls;
+mod tokens;
 mod users;
 
 /// Instantiates a module of `async fn(Backend)` tests for both backends.

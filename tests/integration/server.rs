@@ -6,7 +6,7 @@ use plinth_client::auth::v1::{
     VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient,
 };
 use plinth_platform::identity::api_keys::ApiKeys;
-use plinth_tests::{ApiKey, Backend, Sandbox};
+use plinth_tests::{Backend, Credentials, Sandbox};
 use tonic::{Code, Request};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -60,7 +60,7 @@ async fn the_callers_request_id_is_echoed(backend: Backend) {
 
     let response = AuthServiceClient::with_interceptor(
         sandbox.channel().await,
-        ApiKey::new(&sandbox.operator_key),
+        Credentials::api_key(&sandbox.operator_key),
     )
     .who_am_i(request)
     .await
@@ -92,7 +92,7 @@ async fn an_oversized_message_is_refused_and_the_server_keeps_serving(backend: B
     let sandbox = Sandbox::start_with(backend, |config| config.max_message_bytes = 1024).await;
     let mut client = AuthServiceClient::with_interceptor(
         sandbox.channel().await,
-        ApiKey::new(&sandbox.operator_key),
+        Credentials::api_key(&sandbox.operator_key),
     );
 
     let status = client

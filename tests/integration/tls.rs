@@ -4,7 +4,7 @@ use plinth_client::auth::v1::{
     WhoAmIRequest, WhoAmIResponse, auth_service_client::AuthServiceClient,
 };
 use plinth_platform::{certs::DevCa, identity::api_keys::NewApiKey};
-use plinth_tests::{ApiKey, Backend, Sandbox, create_key, error_reason, tls_config};
+use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason, tls_config};
 use tonic::{
     Code,
     transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
@@ -60,7 +60,7 @@ async fn call_who_am_i(
         .connect()
         .await
         .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
-    AuthServiceClient::with_interceptor(channel, ApiKey::new(key))
+    AuthServiceClient::with_interceptor(channel, Credentials::api_key(key))
         .who_am_i(WhoAmIRequest {})
         .await
         .map(tonic::Response::into_inner)

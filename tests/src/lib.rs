@@ -219,28 +219,60 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Adds `x-api-key` to every call.
-#[derive(Clone)]
-pub struct ApiKey(pub MetadataValue<tonic::metadata::Ascii>);
+/// Adds `x-api-key` and/or `authorization: Bearer` to every call.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    api_key: Option<MetadataValue<tonic::metadata::Ascii>>,
+    bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
 
-impl ApiKey {
-    pub fn new(key: &str) -> ApiKey {
-        ApiKey(key.parse().expect("ascii api key"))
+impl Credentials {
+    pub fn api_key(key: &str) -> Credentials {
+        Credentials {
+            api_key: Some(key.parse().expect("ascii api key")),
+            bearer: None,
+        }
+    }
+
+    pub fn bearer(access_token: &str) -> Credentials {
+        Credentials {
+            api_key: None,
+            bearer: Some(
+                format!("Bearer {access_token}")
+                    .parse()
+                    .expect("ascii token"),
+            ),
+        }
+    }
+
+    /// A module key acting for the user of `access_token`.
+    pub fn module_for_user(key: &str, access_token: &str) -> Credentials {
+        Credentials {
+            api_key: Credentials::api_key(key).api_key,
+            bearer: Credentials::bearer(access_token).bearer,
+        }
     }
 }
 
-impl Interceptor for ApiKey {
+impl Interceptor for Credentials {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("x-api-key", self.0.clone());
+        if let Some(key) = &self.api_key {
+            request.metadata_mut().insert("x-api-key", key.clone());
+        }
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
         Ok(request)
     }
 }
 
-/// A channel that presents `key` on every call.
-pub type KeyedChannel = InterceptedService<Channel, ApiKey>;
+/// A channel that presents credentials on every call.
+pub type KeyedChannel = InterceptedService<Channel, Credentials>;
 
 /// The `ErrorInfo.reason` of a status, if it carries one.
 pub fn error_reason(status: &tonic::Status) -> Option<String> {
@@ -270,15 +302,20 @@ pub struct Clients {
 impl Sandbox {
     /// Clients that present `key` on every call.
     pub async fn clients(&self, key: &str) -> Clients {
+        self.clients_with(Credentials::api_key(key)).await
+    }
+
+    /// Clients that present `credentials` on every call.
+    pub async fn clients_with(&self, credentials: Credentials) -> Clients {
         let channel = self.channel().await;
         Clients {
             auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
                 channel.clone(),
-                ApiKey::new(key),
+                credentials.clone(),
             ),
             tenants: plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::with_interceptor(
                 channel,
-                ApiKey::new(key),
+                credentials,
             ),
         }
     }

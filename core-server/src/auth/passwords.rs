@@ -90,10 +90,12 @@ impl Passwords {
             None => (DUMMY_HASH.clone(), false),
         };
         self.run(move || {
-            exists
-                && hasher()
-                    .verify_password(password.as_bytes(), hash.as_str())
-                    .is_ok()
+            // Always verify, then combine: `&&` would skip the work for
+            // unknown accounts and tell them apart by time.
+            let matches = hasher()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok();
+            matches & exists
         })
         .await
     }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use plinth_platform::{
     audit::{AuditDraft, Outcome},
     clock,
+    config::Config,
     error::ApiError,
     identity::{
         Principal,
@@ -31,11 +32,6 @@ use crate::{
 };
 
 const REFRESH_TOKEN_PREFIX: &str = "plr_";
-
-/// Failed logins an account gets before delays start.
-const FREE_ACCOUNT_FAILURES: u32 = 5;
-/// Failed logins a peer address gets before delays start.
-const FREE_PEER_FAILURES: u32 = 30;
 
 /// What a login or refresh hands out.
 #[derive(Debug, Clone)]
@@ -82,7 +78,7 @@ impl Sessions {
         passwords: Passwords,
         keys: Arc<SigningKeys>,
         verifier: Arc<TokenVerifier>,
-        refresh_token_days: u64,
+        config: &Config,
     ) -> Sessions {
         Sessions {
             store,
@@ -90,9 +86,9 @@ impl Sessions {
             passwords,
             keys,
             verifier,
-            accounts: Throttle::new(FREE_ACCOUNT_FAILURES),
-            peers: Throttle::new(FREE_PEER_FAILURES),
-            refresh_token_ttl: chrono::Duration::days(refresh_token_days as i64),
+            accounts: Throttle::new(config.login_free_failures_per_account),
+            peers: Throttle::new(config.login_free_failures_per_peer),
+            refresh_token_ttl: chrono::Duration::days(config.refresh_token_days as i64),
         }
     }
 
@@ -127,12 +123,33 @@ impl Sessions {
             .as_ref()
             .map(|found| found.password_hash.as_str());
         let password_matches = self.passwords.verify(password, hash).await?;
+        let tenant_id = tenant.as_ref().map(|tenant| tenant.id);
         let (Some(tenant), Some(credentials)) = (tenant, credentials) else {
-            return self.refuse(principal, &account, &peer, None).await;
+            return self
+                .refuse(
+                    principal,
+                    &account,
+                    &peer,
+                    tenant_id,
+                    email,
+                    "unknown_account",
+                )
+                .await;
         };
         let user = credentials.user;
-        if !password_matches || user.status != "active" || tenant.status != "active" {
-            return self.refuse(principal, &account, &peer, Some(&user)).await;
+        let refusal = if !password_matches {
+            Some("wrong_password")
+        } else if user.status != "active" {
+            Some("user_disabled")
+        } else if tenant.status != "active" {
+            Some("tenant_not_active")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            return self
+                .refuse(principal, &account, &peer, tenant_id, email, reason)
+                .await;
         }
         self.accounts.clear(&account);
 
@@ -173,27 +190,26 @@ impl Sessions {
         Ok((tokens, user))
     }
 
+    /// Counts and records a failed login the same way whatever the cause,
+    /// so that neither the answer nor its timing tells the causes apart (the
+    /// audit log, read by operators only, keeps the reason).
     async fn refuse<T>(
         &self,
         principal: &Principal,
         account: &str,
         peer: &str,
-        user: Option<&UserRecord>,
+        tenant_id: Option<Uuid>,
+        email: &str,
+        reason: &str,
     ) -> Result<T, ApiError> {
         self.accounts.fail(account);
         self.peers.fail(peer);
-        if let Some(user) = user {
-            let mut audit = AuditDraft::new(
-                principal.actor(),
-                "auth.login.failed",
-                "user",
-                &user.id.to_string(),
-            )
-            .in_tenant(Some(user.tenant_id))
-            .with_request_id(&principal.request_id);
-            audit.outcome = Outcome::Failure;
-            self.store.audit.record(vec![audit]).await?;
-        }
+        let mut audit = AuditDraft::new(principal.actor(), "auth.login.failed", "account", email)
+            .in_tenant(tenant_id)
+            .with_request_id(&principal.request_id)
+            .with_details(serde_json::json!({ "reason": reason }));
+        audit.outcome = Outcome::Failure;
+        self.store.audit.record(vec![audit]).await?;
         Err(ApiError::InvalidCredentials)
     }
 

@@ -11,7 +11,7 @@ use clap::Parser;
 use plinth_client::auth::v1::{WhoAmIRequest, auth_service_client::AuthServiceClient};
 use plinth_platform::config::Config;
 use plinth_tests::{
-    ApiKey,
+    Credentials,
     bench::{self, Load, Measurement},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -154,7 +154,7 @@ async fn run(
     )
     .await;
 
-    let api_key = ApiKey::new(operator_key);
+    let api_key = Credentials::api_key(operator_key);
     let who_am_i = bench::measure(TARGETS[0].rpc, &core_channels, load, |channel| {
         let client = AuthServiceClient::with_interceptor(channel, api_key.clone());
         move || {

@@ -1,0 +1,613 @@
+//! Login, tokens and sessions over real gRPC: the full flow, forged tokens,
+//! suspension, concurrent refresh, and equal answers for unknown accounts.
+
+use std::time::{Duration, Instant};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use plinth_client::auth::v1::{
+    CreateUserRequest, GetJwksRequest, ListUsersRequest, LoginRequest, LoginResponse,
+    LogoutRequest, PrincipalKind, RefreshRequest, RotateSigningKeyRequest, TokenPair,
+    VerifyTokenRequest, WhoAmIRequest,
+};
+use plinth_client::tenant::v1::{SetTenantStatusRequest, SignupRequest, TenantStatus};
+use plinth_platform::{
+    audit::Actor,
+    clock,
+    identity::{
+        api_keys::NewApiKey,
+        tokens::{AccessClaims, encode},
+    },
+    store::signing_keys::SigningKeyRecord,
+};
+use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason};
+use ring::{
+    rand::SystemRandom,
+    signature::{Ed25519KeyPair, KeyPair},
+};
+use tonic::Code;
+
+use crate::tenants::{create_company, create_tenant};
+
+crate::on_both_backends!(
+    the_whole_flow_from_signup_to_logout,
+    forged_and_broken_tokens_are_refused,
+    suspending_a_tenant_stops_its_logins_and_its_tokens,
+    concurrent_refreshes_of_one_token_give_exactly_one_pair,
+    a_tenant_admin_cannot_reach_another_tenant,
+    disabling_a_user_ends_its_sessions,
+);
+
+const PASSWORD: &str = "rocket skates and anvils";
+
+async fn sign_up(sandbox: &Sandbox, code: &str) -> String {
+    let mut operator = sandbox.operator().await;
+    operator
+        .tenants
+        .signup(SignupRequest {
+            tenant_code: code.to_owned(),
+            tenant_name: format!("Tenant {code}"),
+            admin_email: format!("admin@{code}.example"),
+            admin_display_name: "Admin".to_owned(),
+            admin_password: PASSWORD.to_owned(),
+            industry_template_code: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+        .id
+}
+
+async fn login(
+    sandbox: &Sandbox,
+    tenant_code: &str,
+    email: &str,
+    password: &str,
+) -> Result<LoginResponse, tonic::Status> {
+    sandbox
+        .clients_with(Credentials::default())
+        .await
+        .auth
+        .login(LoginRequest {
+            tenant_code: tenant_code.to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn tokens(sandbox: &Sandbox, tenant_code: &str, email: &str) -> TokenPair {
+    login(sandbox, tenant_code, email, PASSWORD)
+        .await
+        .unwrap()
+        .tokens
+        .unwrap()
+}
+
+async fn module_key(sandbox: &Sandbox) -> String {
+    create_key(
+        sandbox,
+        NewApiKey {
+            name: "crm".to_owned(),
+            module_id: Some("crm".to_owned()),
+            ..NewApiKey::default()
+        },
+    )
+    .await
+    .secret
+}
+
+async fn verify(
+    sandbox: &Sandbox,
+    key: &str,
+    access_token: &str,
+) -> Result<plinth_client::auth::v1::VerifyTokenResponse, tonic::Status> {
+    sandbox
+        .clients(key)
+        .await
+        .auth
+        .verify_token(VerifyTokenRequest {
+            access_token: access_token.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, case: &str) {
+    let status = result.expect_err(case);
+    assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+}
+
+async fn the_whole_flow_from_signup_to_logout(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let acme = create_tenant(&mut operator, "acme", None).await;
+    create_company(&mut operator, &acme.id, "hq").await.unwrap();
+    let initech = sign_up(&sandbox, "initech").await;
+    let admin_tokens = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let mut admin = sandbox
+        .clients_with(Credentials::bearer(&admin_tokens.access_token))
+        .await;
+    admin
+        .auth
+        .create_user(CreateUserRequest {
+            tenant_id: initech.clone(),
+            email: "milton@initech.example".to_owned(),
+            display_name: "Milton".to_owned(),
+            password: PASSWORD.to_owned(),
+        })
+        .await
+        .expect("a tenant admin creates users in its tenant");
+
+    let session = tokens(&sandbox, "initech", "milton@initech.example").await;
+    let key = module_key(&sandbox).await;
+    let verified = verify(&sandbox, &key, &session.access_token).await.unwrap();
+    assert_eq!(verified.tenant_id, initech);
+    assert_eq!(verified.email, "milton@initech.example");
+    assert_eq!(verified.session_id, session.session_id);
+    let acting = sandbox
+        .clients_with(Credentials::module_for_user(&key, &session.access_token))
+        .await
+        .auth
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acting.kind(), PrincipalKind::ModuleForUser);
+
+    let mut anonymous = sandbox.clients_with(Credentials::default()).await;
+    let refreshed = anonymous
+        .auth
+        .refresh(RefreshRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    assert_eq!(refreshed.session_id, session.session_id);
+    verify(&sandbox, &key, &refreshed.access_token)
+        .await
+        .expect("the new access token verifies");
+
+    let reuse = anonymous
+        .auth
+        .refresh(RefreshRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&reuse).as_deref(),
+        Some("ERROR_REASON_REFRESH_TOKEN_REUSED")
+    );
+    assert_refused(
+        verify(&sandbox, &key, &refreshed.access_token).await,
+        "after reuse the session is dead",
+    );
+    assert_refused(
+        anonymous
+            .auth
+            .refresh(RefreshRequest {
+                refresh_token: refreshed.refresh_token,
+            })
+            .await,
+        "the successor of a reused token",
+    );
+
+    let second = tokens(&sandbox, "initech", "milton@initech.example").await;
+    verify(&sandbox, &key, &second.access_token).await.unwrap();
+    anonymous
+        .auth
+        .logout(LogoutRequest {
+            refresh_token: second.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    assert_refused(
+        verify(&sandbox, &key, &second.access_token).await,
+        "after logout",
+    );
+    assert_refused(
+        sandbox
+            .clients_with(Credentials::bearer(&second.access_token))
+            .await
+            .auth
+            .who_am_i(WhoAmIRequest {})
+            .await,
+        "a logged-out token as bearer",
+    );
+}
+
+/// A key the test controls, published through the store like a rotation.
+fn test_key(
+    sandbox_key_created: chrono::DateTime<chrono::Utc>,
+) -> (Ed25519KeyPair, SigningKeyRecord) {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let record = SigningKeyRecord {
+        kid: uuid::Uuid::now_v7().simple().to_string(),
+        algorithm: "EdDSA".to_owned(),
+        public_key: pair.public_key().as_ref().to_vec(),
+        encrypted_private_key: vec![0; 16],
+        created_at: sandbox_key_created,
+        retired_at: None,
+    };
+    (pair, record)
+}
+
+fn craft(
+    header: serde_json::Value,
+    claims: &AccessClaims,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> String {
+    let header = URL_SAFE_NO_PAD.encode(header.to_string());
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
+    let signed = format!("{header}.{claims}");
+    let signature = URL_SAFE_NO_PAD.encode(sign(signed.as_bytes()));
+    format!("{signed}.{signature}")
+}
+
+async fn forged_and_broken_tokens_are_refused(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    sign_up(&sandbox, "initech").await;
+    let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let key = module_key(&sandbox).await;
+    let genuine = verify(&sandbox, &key, &session.access_token).await.unwrap();
+
+    // Publish two keys the test holds: one rotated out an hour ago (long past
+    // its grace of 15 min + leeway), one current.
+    let store = sandbox.database.open_store().await;
+    let now = clock::now();
+    let (old_pair, old_record) = test_key(now - chrono::Duration::hours(2));
+    let (pair, record) = test_key(now - chrono::Duration::hours(1));
+    for published in [&old_record, &record] {
+        let audit = plinth_platform::audit::AuditDraft::new(
+            Actor::default(),
+            "test.key",
+            "signing_key",
+            &published.kid,
+        );
+        store
+            .signing_keys
+            .rotate_in(published, audit)
+            .await
+            .unwrap();
+    }
+    // An unknown kid reloads the key set at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let claims = AccessClaims {
+        iss: "plinth".to_owned(),
+        aud: "plinth".to_owned(),
+        sub: genuine.user_id.parse().unwrap(),
+        tid: genuine.tenant_id.parse().unwrap(),
+        sid: genuine.session_id.parse().unwrap(),
+        jti: uuid::Uuid::now_v7(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: now.timestamp() + 600,
+    };
+    let with = |change: fn(&mut AccessClaims)| {
+        let mut changed = claims.clone();
+        change(&mut changed);
+        encode(&record.kid, &changed, &pair)
+    };
+    verify(&sandbox, &key, &encode(&record.kid, &claims, &pair))
+        .await
+        .expect("control: a well-formed token from the test key verifies");
+
+    let header = |alg: &str, kid: &str| serde_json::json!({ "alg": alg, "typ": "JWT", "kid": kid });
+    let hmac_with_public_key = |message: &[u8]| {
+        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pair.public_key().as_ref());
+        ring::hmac::sign(&secret, message).as_ref().to_vec()
+    };
+    let (stranger, _) = test_key(now);
+    let forged = [
+        (
+            "alg none",
+            craft(header("none", &record.kid), &claims, |_| Vec::new()),
+        ),
+        (
+            "HS256 with the public key",
+            craft(header("HS256", &record.kid), &claims, hmac_with_public_key),
+        ),
+        ("unknown kid", encode("no-such-kid", &claims, &pair)),
+        (
+            "signed by an unpublished key",
+            encode(&record.kid, &claims, &stranger),
+        ),
+        ("expired", with(|claims| claims.exp = claims.iat - 120)),
+        ("not yet valid", with(|claims| claims.nbf += 120)),
+        ("issued in the future", with(|claims| claims.iat += 120)),
+        (
+            "wrong issuer",
+            with(|claims| claims.iss = "someone-else".to_owned()),
+        ),
+        (
+            "wrong audience",
+            with(|claims| claims.aud = "another-api".to_owned()),
+        ),
+        (
+            "rotated-out key past its grace",
+            encode(&old_record.kid, &claims, &old_pair),
+        ),
+        ("garbage", "not.a.token".to_owned()),
+        ("two parts", "abc.def".to_owned()),
+        ("oversized", format!("{}.{}", "a".repeat(9000), "b")),
+        ("tampered claims", {
+            let token = encode(&record.kid, &claims, &pair);
+            let mut parts: Vec<&str> = token.split('.').collect();
+            let mut other = claims.clone();
+            other.sub = uuid::Uuid::now_v7();
+            let tampered = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
+            parts[1] = &tampered;
+            parts.join(".")
+        }),
+    ];
+    for (case, token) in forged {
+        let status = verify(&sandbox, &key, &token).await.expect_err(case);
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}");
+        assert_eq!(
+            status.message(),
+            plinth_platform::error::UNAUTHENTICATED_MESSAGE,
+            "{case}"
+        );
+    }
+    let jwks = sandbox
+        .operator()
+        .await
+        .auth
+        .get_jwks(GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(jwks.keys.iter().any(|jwk| jwk.kid == record.kid));
+    assert!(
+        jwks.keys.iter().all(|jwk| jwk.kid != old_record.kid),
+        "keys past their grace are unpublished"
+    );
+}
+
+async fn suspending_a_tenant_stops_its_logins_and_its_tokens(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let tenant_id = sign_up(&sandbox, "initech").await;
+    let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let key = module_key(&sandbox).await;
+    verify(&sandbox, &key, &session.access_token).await.unwrap();
+
+    let mut operator = sandbox.operator().await;
+    operator
+        .tenants
+        .set_tenant_status(SetTenantStatusRequest {
+            id: tenant_id.clone(),
+            status: TenantStatus::Suspended.into(),
+            reason: "unpaid".to_owned(),
+        })
+        .await
+        .unwrap();
+
+    assert_refused(
+        verify(&sandbox, &key, &session.access_token).await,
+        "token of a suspended tenant",
+    );
+    let refused_login = login(&sandbox, "initech", "admin@initech.example", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&refused_login).as_deref(),
+        Some("ERROR_REASON_INVALID_CREDENTIALS")
+    );
+    operator
+        .tenants
+        .set_tenant_status(SetTenantStatusRequest {
+            id: tenant_id,
+            status: TenantStatus::Active.into(),
+            reason: "paid".to_owned(),
+        })
+        .await
+        .unwrap();
+    verify(&sandbox, &key, &session.access_token)
+        .await
+        .expect("reactivation restores the session");
+}
+
+async fn concurrent_refreshes_of_one_token_give_exactly_one_pair(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    sign_up(&sandbox, "initech").await;
+    for _ in 0..5 {
+        let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+        let client = sandbox.clients_with(Credentials::default()).await.auth;
+        let attempts: Vec<_> = (0..8)
+            .map(|_| {
+                let refresh_token = session.refresh_token.clone();
+                let mut client = client.clone();
+                tokio::spawn(async move { client.refresh(RefreshRequest { refresh_token }).await })
+            })
+            .collect();
+        let mut successes = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap().is_ok() {
+                successes += 1;
+            }
+        }
+        assert_eq!(successes, 1);
+    }
+}
+
+async fn a_tenant_admin_cannot_reach_another_tenant(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    sign_up(&sandbox, "initech").await;
+    let globex = sign_up(&sandbox, "globex").await;
+    let admin = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let mut initech_admin = sandbox
+        .clients_with(Credentials::bearer(&admin.access_token))
+        .await;
+
+    let listing = initech_admin
+        .auth
+        .list_users(ListUsersRequest {
+            tenant_id: globex.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(listing.code(), Code::PermissionDenied);
+    let creating = initech_admin
+        .auth
+        .create_user(CreateUserRequest {
+            tenant_id: globex,
+            email: "mole@globex.example".to_owned(),
+            display_name: "Mole".to_owned(),
+            password: PASSWORD.to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(creating.code(), Code::PermissionDenied);
+    let rotating = initech_admin
+        .auth
+        .rotate_signing_key(RotateSigningKeyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rotating.code(),
+        Code::PermissionDenied,
+        "only platform admins rotate keys"
+    );
+}
+
+async fn disabling_a_user_ends_its_sessions(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    sign_up(&sandbox, "initech").await;
+    let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let key = module_key(&sandbox).await;
+    let me = verify(&sandbox, &key, &session.access_token).await.unwrap();
+
+    sandbox
+        .operator()
+        .await
+        .auth
+        .update_user(plinth_client::auth::v1::UpdateUserRequest {
+            id: me.user_id,
+            status: Some(plinth_client::auth::v1::UserStatus::Disabled.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    assert_refused(
+        verify(&sandbox, &key, &session.access_token).await,
+        "token of a disabled user",
+    );
+    assert_refused(
+        sandbox
+            .clients_with(Credentials::default())
+            .await
+            .auth
+            .refresh(RefreshRequest {
+                refresh_token: session.refresh_token,
+            })
+            .await,
+        "refresh of a disabled user",
+    );
+}
+
+/// Medians of 20 tries each: an unknown account and a wrong password cost the
+/// same and answer the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_and_wrong_password_take_the_same_time_and_answer_the_same() {
+    let sandbox = Sandbox::start_with(Backend::Sqlite, |config| {
+        config.login_free_failures_per_account = 100;
+        config.login_free_failures_per_peer = 1000;
+    })
+    .await;
+    sign_up(&sandbox, "initech").await;
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    let mut answers = std::collections::HashSet::new();
+    for round in 0..21 {
+        for (samples, email, password) in [
+            (
+                &mut unknown,
+                format!("nobody{round}@initech.example"),
+                PASSWORD,
+            ),
+            (
+                &mut wrong,
+                "admin@initech.example".to_owned(),
+                "not the right password",
+            ),
+        ] {
+            let started = Instant::now();
+            let status = login(&sandbox, "initech", &email, password)
+                .await
+                .unwrap_err();
+            let elapsed = started.elapsed();
+            if round > 0 {
+                samples.push(elapsed);
+            }
+            answers.insert((
+                status.code(),
+                status.message().to_owned(),
+                error_reason(&status),
+            ));
+        }
+    }
+    let median = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let (unknown, wrong) = (median(&mut unknown), median(&mut wrong));
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+
+    assert_eq!(answers.len(), 1, "one answer for both: {answers:?}");
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "unknown {unknown:?} vs wrong password {wrong:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_for_one_account_are_delayed_not_locked() {
+    let sandbox = Sandbox::start(Backend::Sqlite).await;
+    sign_up(&sandbox, "initech").await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            login(
+                &sandbox,
+                "initech",
+                "ADMIN@initech.example",
+                "wrong guess of mine",
+            )
+            .await
+            .unwrap_err(),
+        );
+    }
+
+    assert!(
+        statuses[..5]
+            .iter()
+            .all(|status| status.code() == Code::Unauthenticated)
+    );
+    let throttled = statuses.last().unwrap();
+    assert_eq!(throttled.code(), Code::ResourceExhausted);
+    assert_eq!(
+        error_reason(throttled).as_deref(),
+        Some("ERROR_REASON_RATE_LIMITED")
+    );
+    use tonic_types::StatusExt;
+    assert!(
+        throttled
+            .get_details_retry_info()
+            .and_then(|retry| retry.retry_delay)
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    login(&sandbox, "initech", "admin@initech.example", PASSWORD)
+        .await
+        .expect("after the delay the right password works: no lockout");
+}
