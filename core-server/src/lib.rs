@@ -93,7 +93,7 @@ pub async fn run(
     );
     let tenants = tenant::Tenants::new(
         store.clone(),
-        access,
+        access.clone(),
         passwords,
         verifier.clone(),
         config.open_signup(),
@@ -103,8 +103,12 @@ pub async fn run(
     let mut services = ServiceSet::default();
     services
         .add(
-            AuthServiceServer::new(grpc::AuthApi { users, sessions })
-                .max_decoding_message_size(limit),
+            AuthServiceServer::new(grpc::AuthApi {
+                users,
+                sessions,
+                keys: auth::api_keys::KeyAdmin::new(api_keys.clone(), access.clone()),
+            })
+            .max_decoding_message_size(limit),
         )
         .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))

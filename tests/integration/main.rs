@@ -1,6 +1,7 @@
 //! End-to-end tests over real gRPC, real PostgreSQL and real SQLite; one
 //! binary so that two cores link it once.
 
+mod api_keys;
 mod identity;
 mod server;
 mod store_conformance;

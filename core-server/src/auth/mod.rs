@@ -1,5 +1,6 @@
 //! Identity of people: users, passwords, sessions and tokens.
 
+pub mod api_keys;
 pub mod email;
 pub mod passwords;
 pub mod sessions;

@@ -4,8 +4,10 @@ use plinth_client::auth::v1::{
 };
 use plinth_platform::{
     error::ApiError,
+    identity::api_keys::NewApiKey,
     identity::{self, Principal, PrincipalKind},
     store::{
+        ApiKeyFilter, ApiKeyRecord,
         sessions::SessionRecord,
         signing_keys::SigningKeyRecord,
         tenants::PLATFORM_TENANT_ID,
@@ -15,8 +17,11 @@ use plinth_platform::{
 use tonic::{Request, Response, Status};
 
 use super::validate::{Fields, timestamp};
+use std::time::Duration;
+
 use crate::{
     auth::{
+        api_keys::KeyAdmin,
         sessions::{Sessions, TokenPair},
         signing::jwk_fields,
         users::{UserChanges, UserInput, Users},
@@ -26,11 +31,39 @@ use crate::{
 
 const MAX_NAME: usize = 200;
 
-/// AuthService: WhoAmI, users, login and tokens are served; API-key
-/// management answers UNIMPLEMENTED until it lands.
+/// AuthService.
 pub struct AuthApi {
     pub users: Users,
     pub sessions: Sessions,
+    pub keys: KeyAdmin,
+}
+
+const MAX_SCOPES: usize = 32;
+const MAX_SCOPE_CHARACTERS: usize = 100;
+const MIN_KEY_TTL: Duration = Duration::from_secs(60);
+const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+fn api_key_to_proto(key: ApiKeyRecord) -> proto::ApiKey {
+    proto::ApiKey {
+        id: key.id.to_string(),
+        name: key.name,
+        module_id: key.module_id.unwrap_or_default(),
+        tenant_id: key.tenant_id.map(|id| id.to_string()).unwrap_or_default(),
+        scopes: key.scopes,
+        created_at: Some(timestamp(key.created_at)),
+        expires_at: key.expires_at.map(timestamp),
+        last_used_at: key.last_used_at.map(timestamp),
+        revoked_at: key.revoked_at.map(timestamp),
+        previous_secret_expires_at: key.previous_secret_expires_at.map(timestamp),
+    }
+}
+
+/// A `google.protobuf.Duration` as a std one, if it is non-negative.
+fn duration(value: Option<&prost_types::Duration>) -> Option<Duration> {
+    let value = value?;
+    (value.seconds >= 0 && value.nanos >= 0)
+        .then(|| Duration::new(value.seconds as u64, value.nanos as u32))
 }
 
 fn token_pair_to_proto(tokens: TokenPair) -> proto::TokenPair {
@@ -199,6 +232,127 @@ impl AuthService for AuthApi {
         let record = self.sessions.rotate_signing_key(principal).await?;
         Ok(Response::new(proto::RotateSigningKeyResponse {
             key: Some(jwk_to_proto(&record)),
+        }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<proto::CreateApiKeyRequest>,
+    ) -> Result<Response<proto::CreateApiKeyResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let name = fields.name("name", &body.name, 100);
+        let module_id =
+            (!body.module_id.is_empty()).then(|| fields.module_id("module_id", &body.module_id));
+        let tenant_id =
+            (!body.tenant_id.is_empty()).then(|| fields.id("tenant_id", &body.tenant_id));
+        if body.scopes.len() > MAX_SCOPES {
+            fields.violation("scopes", "at most 32 scopes");
+        }
+        for (index, scope) in body.scopes.iter().enumerate() {
+            let well_formed = !scope.is_empty()
+                && scope.chars().count() <= MAX_SCOPE_CHARACTERS
+                && scope.chars().all(|c| c.is_ascii_graphic());
+            if !well_formed {
+                fields.violation(
+                    &format!("scopes[{index}]"),
+                    "must be 1 to 100 visible ASCII characters",
+                );
+            }
+        }
+        let ttl = match &body.ttl {
+            None => None,
+            Some(ttl) => match duration(Some(ttl)).filter(|ttl| *ttl >= MIN_KEY_TTL) {
+                Some(ttl) => Some(ttl),
+                None => {
+                    fields.violation("ttl", "must be at least one minute");
+                    None
+                }
+            },
+        };
+        fields.finish()?;
+        let expires_at = ttl
+            .map(|ttl| {
+                chrono::Duration::from_std(ttl).map(|ttl| plinth_platform::clock::now() + ttl)
+            })
+            .transpose()
+            .map_err(|_| ApiError::invalid_field("ttl", "is too long"))?;
+        let new_key = NewApiKey {
+            name,
+            module_id,
+            tenant_id,
+            scopes: body.scopes.clone(),
+            expires_at,
+        };
+        let issued = self.keys.create(principal, new_key).await?;
+        Ok(Response::new(proto::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(issued.record)),
+            secret: issued.secret,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<proto::ListApiKeysRequest>,
+    ) -> Result<Response<proto::ListApiKeysResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let filter = ApiKeyFilter {
+            module_id: (!body.module_id.is_empty()).then(|| body.module_id.clone()),
+            tenant_id: (!body.tenant_id.is_empty())
+                .then(|| fields.id("tenant_id", &body.tenant_id)),
+            include_revoked: body.include_revoked,
+        };
+        fields.finish()?;
+        let page = PageRequest::parse(body.page_size, &body.page_token)?;
+        let (keys, next_page_token) = self.keys.list(principal, filter, page).await?;
+        Ok(Response::new(proto::ListApiKeysResponse {
+            api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<proto::RotateApiKeyRequest>,
+    ) -> Result<Response<proto::RotateApiKeyResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let id = fields.id("id", &body.id);
+        let grace = match &body.grace_period {
+            None => DEFAULT_GRACE,
+            Some(grace) => match duration(Some(grace)).filter(|grace| *grace <= MAX_GRACE) {
+                Some(grace) if grace.is_zero() => DEFAULT_GRACE,
+                Some(grace) => grace,
+                None => {
+                    fields.violation("grace_period", "must be between 0 and 7 days");
+                    DEFAULT_GRACE
+                }
+            },
+        };
+        fields.finish()?;
+        let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+        let issued = self.keys.rotate(principal, id, grace).await?;
+        Ok(Response::new(proto::RotateApiKeyResponse {
+            api_key: Some(api_key_to_proto(issued.record)),
+            secret: issued.secret,
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<proto::RevokeApiKeyRequest>,
+    ) -> Result<Response<proto::RevokeApiKeyResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let mut fields = Fields::default();
+        let id = fields.id("id", &request.get_ref().id);
+        fields.finish()?;
+        let revoked = self.keys.revoke(principal, id).await?;
+        Ok(Response::new(proto::RevokeApiKeyResponse {
+            api_key: Some(api_key_to_proto(revoked)),
         }))
     }
 

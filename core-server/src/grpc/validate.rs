@@ -49,6 +49,20 @@ impl Fields {
         value.to_owned()
     }
 
+    /// A module id: `^[a-z][a-z0-9_]{1,62}$` (also its permission namespace).
+    pub fn module_id(&mut self, field: &str, value: &str) -> String {
+        let mut characters = value.chars();
+        let well_formed = characters
+            .next()
+            .is_some_and(|first| first.is_ascii_lowercase())
+            && (2..=63).contains(&value.len())
+            && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !well_formed {
+            self.violation(field, "must match ^[a-z][a-z0-9_]{1,62}$");
+        }
+        value.to_owned()
+    }
+
     /// Required text of at most `max_characters`, trimmed.
     pub fn name(&mut self, field: &str, value: &str, max_characters: usize) -> String {
         let trimmed = value.trim();

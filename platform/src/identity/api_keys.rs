@@ -149,6 +149,36 @@ impl ApiKeys {
         Ok(record)
     }
 
+    /// Gives a key a new secret (returned once); the old one keeps working
+    /// for `grace`.
+    pub async fn rotate(
+        &self,
+        key_id: Uuid,
+        grace: chrono::Duration,
+        actor: Actor,
+    ) -> Result<IssuedApiKey, StoreError> {
+        let (secret, secret_hash) = generate_secret();
+        let previous_expires_at = clock::now() + grace;
+        let audit = AuditDraft::new(
+            actor,
+            "auth.api_key.rotated",
+            "api_key",
+            &key_id.to_string(),
+        )
+        .with_details(serde_json::json!({ "previous_secret_expires_at": previous_expires_at }));
+        let record = self
+            .store
+            .rotate(key_id, &secret_hash, previous_expires_at, audit)
+            .await?;
+        self.evict(key_id);
+        let secret = format!("{PREFIX}{}_{secret}", record.id.simple());
+        Ok(IssuedApiKey { record, secret })
+    }
+
+    pub fn store(&self) -> &Arc<dyn ApiKeyStore> {
+        &self.store
+    }
+
     /// Creates an operator key when no usable one exists (first start).
     pub async fn bootstrap_operator_key(&self) -> Result<Option<IssuedApiKey>, StoreError> {
         if self.store.has_usable_operator_key(clock::now()).await? {

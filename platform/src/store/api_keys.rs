@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, types::Json};
 use uuid::Uuid;
 
-use super::{SqlStore, StoreError};
+use super::{Page, SqlStore, StoreError};
 use crate::audit::AuditDraft;
 
 /// A stored API key. Secrets are never stored, only their hashes.
@@ -28,6 +28,14 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// Optional filters of a key listing.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyFilter {
+    pub module_id: Option<String>,
+    pub tenant_id: Option<Uuid>,
+    pub include_revoked: bool,
+}
+
 /// Persistence of API keys.
 #[async_trait::async_trait]
 pub trait ApiKeyStore: Send + Sync {
@@ -44,6 +52,23 @@ pub trait ApiKeyStore: Send + Sync {
         &self,
         id: Uuid,
         at: DateTime<Utc>,
+        audit: AuditDraft,
+    ) -> Result<ApiKeyRecord, StoreError>;
+
+    /// Keys matching `filter`, oldest first.
+    async fn list(
+        &self,
+        filter: &ApiKeyFilter,
+        page: Page,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Replaces the secret; the previous one stays valid until
+    /// `previous_expires_at`. Revoked keys cannot be rotated (NotFound).
+    async fn rotate(
+        &self,
+        id: Uuid,
+        secret_hash: &[u8],
+        previous_expires_at: DateTime<Utc>,
         audit: AuditDraft,
     ) -> Result<ApiKeyRecord, StoreError>;
 
@@ -137,6 +162,48 @@ macro_rules! impl_api_key_store {
                 Self::append_audit(&mut transaction, audit).await?;
                 transaction.commit().await?;
                 Ok(revoked)
+            }
+
+            async fn list(&self, filter: &ApiKeyFilter, page: Page) -> Result<Vec<ApiKeyRecord>, StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE ($1 IS NULL OR module_id = $1) \
+                     AND ($2 IS NULL OR tenant_id = $2) AND ($3 OR revoked_at IS NULL) \
+                     AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
+                ))
+                .bind(&filter.module_id)
+                .bind(filter.tenant_id)
+                .bind(filter.include_revoked)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn rotate(
+                &self,
+                id: Uuid,
+                secret_hash: &[u8],
+                previous_expires_at: DateTime<Utc>,
+                audit: AuditDraft,
+            ) -> Result<ApiKeyRecord, StoreError> {
+                let mut transaction = self.begin_write().await?;
+                let rotated: ApiKeyRecord = sqlx::query_as(concat!(
+                    "UPDATE api_keys SET previous_secret_hash = secret_hash, \
+                     previous_secret_expires_at = $3, secret_hash = $2 \
+                     WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+                    api_key_columns!()
+                ))
+                .bind(id)
+                .bind(secret_hash)
+                .bind(previous_expires_at)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                Self::append_audit(&mut transaction, audit).await?;
+                transaction.commit().await?;
+                Ok(rotated)
             }
 
             async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-pub use api_keys::{ApiKeyRecord, ApiKeyStore};
+pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
 pub use sessions::SessionStore;
 pub use signing_keys::SigningKeyStore;
