@@ -23,6 +23,7 @@ use plinth_platform::{
         layer::IdentityLayer,
         tokens::TokenVerifier,
     },
+    invalidation::Invalidator,
     server::{self, ServiceSet},
     store::Store,
 };
@@ -53,6 +54,8 @@ pub enum StartError {
     Serve(#[from] server::ServeError),
     #[error(transparent)]
     KeyEncryptionKey(#[from] auth::signing::KeyEncryptionKeyError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Opens (and migrates) the store, makes the first operator key if there is
@@ -66,10 +69,26 @@ pub async fn run(
     let encryption = auth::signing::KeyEncryptionKey::load(&config)?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
     let verifier = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
+    let invalidator = Invalidator::connect(
+        api_keys.clone(),
+        verifier.clone(),
+        config.redis_url.as_deref(),
+        &config.redis_prefix,
+    )
+    .await?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(
+            redis::Client::open(url.as_str())?
+                .get_connection_manager()
+                .await?,
+        ),
+        None => None,
+    };
     let signing_keys = Arc::new(auth::signing::SigningKeys::new(
         store.clone(),
         encryption,
         verifier.clone(),
+        invalidator.clone(),
     ));
     if let Some(issued) = api_keys.bootstrap_operator_key().await? {
         announce_bootstrap_key(&config.data_dir, &issued)?;
@@ -81,7 +100,7 @@ pub async fn run(
         store.clone(),
         access.clone(),
         passwords.clone(),
-        verifier.clone(),
+        invalidator.clone(),
     );
     let sessions = auth::sessions::Sessions::new(
         store.clone(),
@@ -89,13 +108,15 @@ pub async fn run(
         passwords.clone(),
         signing_keys,
         verifier.clone(),
+        invalidator.clone(),
         &config,
+        redis,
     );
     let tenants = tenant::Tenants::new(
         store.clone(),
         access.clone(),
         passwords,
-        verifier.clone(),
+        invalidator.clone(),
         config.open_signup(),
     );
 
@@ -106,7 +127,7 @@ pub async fn run(
             AuthServiceServer::new(grpc::AuthApi {
                 users,
                 sessions,
-                keys: auth::api_keys::KeyAdmin::new(api_keys.clone(), access.clone()),
+                keys: auth::api_keys::KeyAdmin::new(api_keys.clone(), access.clone(), invalidator),
             })
             .max_decoding_message_size(limit),
         )

@@ -15,7 +15,7 @@ use plinth_platform::{
 };
 use std::sync::Arc;
 
-use plinth_platform::identity::tokens::TokenVerifier;
+use plinth_platform::invalidation::{Change, Invalidator};
 use uuid::Uuid;
 
 use crate::{
@@ -132,7 +132,7 @@ pub struct Tenants {
     store: Store,
     access: Access,
     passwords: crate::auth::passwords::Passwords,
-    verifier: Arc<TokenVerifier>,
+    invalidator: Arc<Invalidator>,
     open_signup: bool,
 }
 
@@ -165,14 +165,14 @@ impl Tenants {
         store: Store,
         access: Access,
         passwords: crate::auth::passwords::Passwords,
-        verifier: Arc<TokenVerifier>,
+        invalidator: Arc<Invalidator>,
         open_signup: bool,
     ) -> Tenants {
         Tenants {
             store,
             access,
             passwords,
-            verifier,
+            invalidator,
             open_signup,
         }
     }
@@ -314,7 +314,7 @@ impl Tenants {
         }));
         self.store.tenants.update_tenant(&tenant, audit).await?;
         // Suspension and closing stop the tenant's tokens on this replica now.
-        self.verifier.forget_states();
+        self.invalidator.changed(Change::Subjects).await;
         Ok(tenant)
     }
 

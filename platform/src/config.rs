@@ -34,6 +34,11 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// `redis://…`: cross-replica cache invalidation and shared login
+    /// counters. Unset keeps both in process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel this deployment uses.
+    pub redis_prefix: String,
     /// Whether callers without credentials may sign up a tenant; unset means
     /// yes for the embedded default (no `database_url`), no otherwise.
     pub open_signup: Option<bool>,
@@ -105,6 +110,8 @@ impl Default for Config {
             max_concurrent_calls_per_connection: 256,
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
+            redis_url: None,
+            redis_prefix: "plinth".to_owned(),
             open_signup: None,
             token_issuer: "plinth".to_owned(),
             token_audience: "plinth".to_owned(),
@@ -147,6 +154,8 @@ pub struct ConfigArgs {
     pub max_call_seconds: Option<u64>,
     #[arg(long, env = "PLINTH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    #[arg(long, env = "PLINTH_REDIS_URL")]
+    pub redis_url: Option<String>,
     #[arg(long, env = "PLINTH_OPEN_SIGNUP")]
     pub open_signup: Option<bool>,
     #[arg(long, env = "PLINTH_ACCESS_TOKEN_SECONDS")]
@@ -231,6 +240,9 @@ impl Config {
         }
         if let Some(format) = args.log_format {
             self.log_format = format;
+        }
+        if let Some(redis_url) = &args.redis_url {
+            self.redis_url = Some(redis_url.clone());
         }
         if let Some(open_signup) = args.open_signup {
             self.open_signup = Some(open_signup);

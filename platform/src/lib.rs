@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 mod files;
 pub mod identity;
+pub mod invalidation;
 pub mod request_id;
 pub mod server;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod identity;
+mod replicas;
 mod server;
 mod store_conformance;
 mod tenants;

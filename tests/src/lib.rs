@@ -115,7 +115,7 @@ pub struct Sandbox {
     pub address: SocketAddr,
     pub operator_key: String,
     pub config: Config,
-    pub database: TestDatabase,
+    pub database: std::sync::Arc<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -136,6 +136,16 @@ impl Sandbox {
             ..Config::default()
         };
         configure(&mut config);
+        Sandbox::boot(config, std::sync::Arc::new(database)).await
+    }
+
+    /// Another server on the same database and configuration, as a second
+    /// replica behind a load balancer would be.
+    pub async fn replica(&self) -> Sandbox {
+        Sandbox::boot(self.config.clone(), self.database.clone()).await
+    }
+
+    async fn boot(config: Config, database: std::sync::Arc<TestDatabase>) -> Sandbox {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -339,4 +349,50 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A Redis key prefix of one test's own, whose keys are deleted afterwards.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> TestRedis {
+        TestRedis {
+            url: std::env::var("PLINTH_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            prefix: format!("plinth-test-{}", Uuid::now_v7().simple()),
+        }
+    }
+
+    /// Points a server's configuration at this Redis prefix.
+    pub fn configure(&self, config: &mut Config) {
+        config.redis_url = Some(self.url.clone());
+        config.redis_prefix = self.prefix.clone();
+    }
+}
+
+impl Default for TestRedis {
+    fn default() -> TestRedis {
+        TestRedis::new()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut connection) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut connection)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
+        }
+    }
 }

@@ -8,6 +8,7 @@ use plinth_platform::{
         Principal,
         api_keys::{ApiKeys, IssuedApiKey, NewApiKey},
     },
+    invalidation::{Change, Invalidator},
     store::{ApiKeyFilter, ApiKeyRecord, StoreError},
 };
 use uuid::Uuid;
@@ -27,11 +28,16 @@ fn need_for(tenant_id: Option<Uuid>) -> Need {
 pub struct KeyAdmin {
     keys: Arc<ApiKeys>,
     access: Access,
+    invalidator: Arc<Invalidator>,
 }
 
 impl KeyAdmin {
-    pub fn new(keys: Arc<ApiKeys>, access: Access) -> KeyAdmin {
-        KeyAdmin { keys, access }
+    pub fn new(keys: Arc<ApiKeys>, access: Access, invalidator: Arc<Invalidator>) -> KeyAdmin {
+        KeyAdmin {
+            keys,
+            access,
+            invalidator,
+        }
     }
 
     pub async fn create(
@@ -70,10 +76,13 @@ impl KeyAdmin {
     ) -> Result<IssuedApiKey, ApiError> {
         self.require_manageable(principal, key_id, "plinth:api_key:rotate")
             .await?;
-        self.keys
+        let rotated = self
+            .keys
             .rotate(key_id, grace, principal.actor())
             .await
-            .map_err(not_found_as_key)
+            .map_err(not_found_as_key)?;
+        self.invalidator.changed(Change::ApiKey(key_id)).await;
+        Ok(rotated)
     }
 
     pub async fn revoke(
@@ -83,10 +92,13 @@ impl KeyAdmin {
     ) -> Result<ApiKeyRecord, ApiError> {
         self.require_manageable(principal, key_id, "plinth:api_key:revoke")
             .await?;
-        self.keys
+        let revoked = self
+            .keys
             .revoke(key_id, principal.actor())
             .await
-            .map_err(not_found_as_key)
+            .map_err(not_found_as_key)?;
+        self.invalidator.changed(Change::ApiKey(key_id)).await;
+        Ok(revoked)
     }
 
     /// A key manages itself; otherwise its administrators do.

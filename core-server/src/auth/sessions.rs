@@ -14,6 +14,7 @@ use plinth_platform::{
         Principal,
         tokens::{AccessClaims, TokenVerifier, VerifiedToken},
     },
+    invalidation::{Change, Invalidator},
     store::{
         Store,
         sessions::{RefreshOutcome, RefreshTokenRecord, SessionRecord},
@@ -50,6 +51,7 @@ pub struct Sessions {
     passwords: Passwords,
     keys: Arc<SigningKeys>,
     verifier: Arc<TokenVerifier>,
+    invalidator: Arc<Invalidator>,
     accounts: Throttle,
     peers: Throttle,
     refresh_token_ttl: chrono::Duration,
@@ -78,16 +80,27 @@ impl Sessions {
         passwords: Passwords,
         keys: Arc<SigningKeys>,
         verifier: Arc<TokenVerifier>,
+        invalidator: Arc<Invalidator>,
         config: &Config,
+        redis: Option<redis::aio::ConnectionManager>,
     ) -> Sessions {
+        let throttle = |free_failures: u32, scope: &str| match &redis {
+            Some(connection) => Throttle::shared(
+                free_failures,
+                connection.clone(),
+                format!("{}:login:{scope}", config.redis_prefix),
+            ),
+            None => Throttle::new(free_failures),
+        };
         Sessions {
             store,
             access,
             passwords,
             keys,
             verifier,
-            accounts: Throttle::new(config.login_free_failures_per_account),
-            peers: Throttle::new(config.login_free_failures_per_peer),
+            invalidator,
+            accounts: throttle(config.login_free_failures_per_account, "account"),
+            peers: throttle(config.login_free_failures_per_peer, "peer"),
             refresh_token_ttl: chrono::Duration::days(config.refresh_token_days as i64),
         }
     }
@@ -110,7 +123,7 @@ impl Sessions {
             (&self.accounts, &account, "account"),
             (&self.peers, &peer, "peer"),
         ] {
-            if let Err(retry_after) = throttle.check(key) {
+            if let Err(retry_after) = throttle.check(key).await {
                 return Err(ApiError::RateLimited { scope, retry_after });
             }
         }
@@ -151,7 +164,7 @@ impl Sessions {
                 .refuse(principal, &account, &peer, tenant_id, email, reason)
                 .await;
         }
-        self.accounts.clear(&account);
+        self.accounts.clear(&account).await;
 
         let now = clock::now();
         let session = SessionRecord {
@@ -202,8 +215,8 @@ impl Sessions {
         email: &str,
         reason: &str,
     ) -> Result<T, ApiError> {
-        self.accounts.fail(account);
-        self.peers.fail(peer);
+        self.accounts.fail(account).await;
+        self.peers.fail(peer).await;
         let mut audit = AuditDraft::new(principal.actor(), "auth.login.failed", "account", email)
             .in_tenant(tenant_id)
             .with_request_id(&principal.request_id)
@@ -253,7 +266,7 @@ impl Sessions {
                     .await
             }
             RefreshOutcome::Reused { .. } => {
-                self.verifier.forget_states();
+                self.invalidator.changed(Change::Subjects).await;
                 Err(ApiError::RefreshTokenReused)
             }
             RefreshOutcome::Refused => Err(ApiError::Unauthenticated),
@@ -362,7 +375,7 @@ impl Sessions {
             .sessions
             .revoke_session(session_id, reason, clock::now(), audit)
             .await?;
-        self.verifier.forget_states();
+        self.invalidator.changed(Change::Subjects).await;
         Ok(())
     }
 

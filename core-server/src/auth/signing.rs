@@ -15,6 +15,7 @@ use plinth_platform::{
     config::Config,
     error::ApiError,
     identity::tokens::{ALGORITHM, AccessClaims, TokenVerifier, encode},
+    invalidation::{Change, Invalidator},
     store::{Store, signing_keys::SigningKeyRecord},
 };
 use ring::{
@@ -123,6 +124,7 @@ pub struct SigningKeys {
     store: Store,
     encryption: KeyEncryptionKey,
     verifier: Arc<TokenVerifier>,
+    invalidator: Arc<Invalidator>,
     current: RwLock<Option<Arc<CurrentKey>>>,
 }
 
@@ -131,11 +133,13 @@ impl SigningKeys {
         store: Store,
         encryption: KeyEncryptionKey,
         verifier: Arc<TokenVerifier>,
+        invalidator: Arc<Invalidator>,
     ) -> SigningKeys {
         SigningKeys {
             store,
             encryption,
             verifier,
+            invalidator,
             current: RwLock::new(None),
         }
     }
@@ -176,7 +180,7 @@ impl SigningKeys {
             pair,
             loaded_at: Instant::now(),
         }));
-        self.verifier.forget_keys();
+        self.invalidator.changed(Change::SigningKeys).await;
         Ok(record)
     }
 

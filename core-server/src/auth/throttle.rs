@@ -1,12 +1,17 @@
 //! Login throttling with growing delays instead of a lockout an attacker
 //! could aim at someone: after a few free failures each further attempt
 //! waits twice as long as the last, up to a cap, and a success clears it.
+//!
+//! Counters live in process and, when configured, in Redis too, so that all
+//! replicas count together; if Redis fails, the local counters still apply.
 
 use std::{
     collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
+
+use sha2::{Digest, Sha256};
 
 /// Longest delay ever asked for.
 const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -19,39 +24,140 @@ struct Strikes {
     last_failure: Instant,
 }
 
+/// Shared counters in Redis: a hash per key with `failures` and `last_ms`.
+struct Shared {
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl Shared {
+    /// Keys hold a hash of the account, not the email itself.
+    fn key(&self, key: &str) -> String {
+        format!(
+            "{}:{}",
+            self.prefix,
+            hex::encode(Sha256::digest(key.as_bytes()))
+        )
+    }
+}
+
 /// Failure counters for one kind of key (accounts, or peers).
 pub struct Throttle {
     free_failures: u32,
     strikes: Mutex<HashMap<String, Strikes>>,
+    shared: Option<Shared>,
 }
 
 impl Throttle {
+    /// Counters of this replica only.
     pub fn new(free_failures: u32) -> Throttle {
         Throttle {
             free_failures,
             strikes: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// Counters shared through Redis under `prefix`, plus local ones.
+    pub fn shared(
+        free_failures: u32,
+        connection: redis::aio::ConnectionManager,
+        prefix: String,
+    ) -> Throttle {
+        Throttle {
+            shared: Some(Shared { connection, prefix }),
+            ..Throttle::new(free_failures)
         }
     }
 
     /// `Err(retry_after)` while `key` must wait.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    pub async fn check(&self, key: &str) -> Result<(), Duration> {
+        let wait = self.local_wait(key).max(self.shared_wait(key).await);
+        if wait.is_zero() { Ok(()) } else { Err(wait) }
+    }
+
+    pub async fn fail(&self, key: &str) {
+        self.fail_locally(key);
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let redis_key = shared.key(key);
+        let counted: Result<(), redis::RedisError> = redis::pipe()
+            .atomic()
+            .cmd("HINCRBY")
+            .arg(&redis_key)
+            .arg("failures")
+            .arg(1)
+            .ignore()
+            .cmd("HSET")
+            .arg(&redis_key)
+            .arg("last_ms")
+            .arg(chrono::Utc::now().timestamp_millis())
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&redis_key)
+            .arg(2 * MAX_DELAY.as_millis() as u64)
+            .ignore()
+            .query_async(&mut shared.connection.clone())
+            .await;
+        if let Err(error) = counted {
+            tracing::warn!(%error, "could not count a failed login in redis");
+        }
+    }
+
+    pub async fn clear(&self, key: &str) {
+        self.strikes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let cleared: Result<(), redis::RedisError> = redis::cmd("DEL")
+            .arg(shared.key(key))
+            .query_async(&mut shared.connection.clone())
+            .await;
+        if let Err(error) = cleared {
+            tracing::warn!(%error, "could not clear login failures in redis");
+        }
+    }
+
+    fn local_wait(&self, key: &str) -> Duration {
         let strikes = self
             .strikes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(entry) = strikes.get(key) else {
-            return Ok(());
+        strikes.get(key).map_or(Duration::ZERO, |entry| {
+            self.delay(entry.failures)
+                .saturating_sub(entry.last_failure.elapsed())
+        })
+    }
+
+    async fn shared_wait(&self, key: &str) -> Duration {
+        let Some(shared) = &self.shared else {
+            return Duration::ZERO;
         };
-        let delay = self.delay(entry.failures);
-        let waited = entry.last_failure.elapsed();
-        if waited < delay {
-            Err(delay - waited)
-        } else {
-            Ok(())
+        let read: Result<(Option<u32>, Option<i64>), redis::RedisError> = redis::cmd("HMGET")
+            .arg(shared.key(key))
+            .arg("failures")
+            .arg("last_ms")
+            .query_async(&mut shared.connection.clone())
+            .await;
+        match read {
+            Ok((Some(failures), Some(last_ms))) => {
+                let waited = (chrono::Utc::now().timestamp_millis() - last_ms).max(0) as u64;
+                self.delay(failures)
+                    .saturating_sub(Duration::from_millis(waited))
+            }
+            Ok(_) => Duration::ZERO,
+            Err(error) => {
+                tracing::warn!(%error, "could not read login failures from redis");
+                Duration::ZERO
+            }
         }
     }
 
-    pub fn fail(&self, key: &str) {
+    fn fail_locally(&self, key: &str) {
         let mut strikes = self
             .strikes
             .lock()
@@ -65,13 +171,6 @@ impl Throttle {
         });
         entry.failures = entry.failures.saturating_add(1);
         entry.last_failure = Instant::now();
-    }
-
-    pub fn clear(&self, key: &str) {
-        self.strikes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(key);
     }
 
     fn delay(&self, failures: u32) -> Duration {
@@ -96,14 +195,17 @@ mod tests {
         assert_eq!(throttle.delay(40), MAX_DELAY);
     }
 
-    #[test]
-    fn a_key_waits_after_its_free_failures_and_success_clears_it() {
+    #[tokio::test]
+    async fn a_key_waits_after_its_free_failures_and_success_clears_it() {
         let throttle = Throttle::new(1);
-        throttle.fail("a");
-        let retry_after = throttle.check("a").unwrap_err();
+        throttle.fail("a").await;
+        let retry_after = throttle.check("a").await.unwrap_err();
         assert!(retry_after <= Duration::from_secs(1));
-        assert!(throttle.check("b").is_ok(), "other keys are unaffected");
-        throttle.clear("a");
-        assert!(throttle.check("a").is_ok());
+        assert!(
+            throttle.check("b").await.is_ok(),
+            "other keys are unaffected"
+        );
+        throttle.clear("a").await;
+        assert!(throttle.check("a").await.is_ok());
     }
 }

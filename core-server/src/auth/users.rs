@@ -14,7 +14,7 @@ use plinth_platform::{
 };
 use std::sync::Arc;
 
-use plinth_platform::identity::tokens::TokenVerifier;
+use plinth_platform::invalidation::{Change, Invalidator};
 use uuid::Uuid;
 
 use super::passwords::{self, Passwords};
@@ -96,7 +96,7 @@ pub struct Users {
     store: Store,
     access: Access,
     passwords: Passwords,
-    verifier: Arc<TokenVerifier>,
+    invalidator: Arc<Invalidator>,
 }
 
 impl Users {
@@ -104,13 +104,13 @@ impl Users {
         store: Store,
         access: Access,
         passwords: Passwords,
-        verifier: Arc<TokenVerifier>,
+        invalidator: Arc<Invalidator>,
     ) -> Users {
         Users {
             store,
             access,
             passwords,
-            verifier,
+            invalidator,
         }
     }
 
@@ -219,7 +219,7 @@ impl Users {
                 .revoke_user_sessions(user.id, None, "user_disabled", user.updated_at)
                 .await?;
         }
-        self.verifier.forget_states();
+        self.invalidator.changed(Change::Subjects).await;
         Ok(user)
     }
 

@@ -198,6 +198,13 @@ impl ApiKeys {
             .remove(&key_id);
     }
 
+    pub fn evict_all(&self) {
+        self.cache
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
     fn cached(&self, key_id: Uuid) -> Option<Arc<CachedKey>> {
         let cache = self
             .cache

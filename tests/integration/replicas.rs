@@ -1,0 +1,161 @@
+//! Two replicas on one PostgreSQL database and one Redis: revocations and
+//! login failures on one are honoured by the other within a bounded time.
+
+use std::time::{Duration, Instant};
+
+use plinth_client::auth::v1::{
+    CreateApiKeyRequest, LoginRequest, LogoutRequest, RevokeApiKeyRequest, VerifyTokenRequest,
+    WhoAmIRequest,
+};
+use plinth_client::tenant::v1::SignupRequest;
+use plinth_tests::{Backend, Credentials, Sandbox, TestRedis, error_reason};
+use tonic::Code;
+
+/// How long a change on one replica may take to reach the other.
+const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+
+async fn two_replicas(redis: &TestRedis) -> (Sandbox, Sandbox) {
+    let first = Sandbox::start_with(Backend::Postgres, |config| redis.configure(config)).await;
+    let second = first.replica().await;
+    (first, second)
+}
+
+/// Polls `refused` until it holds, returning how long that took.
+async fn time_until<F: Future<Output = bool>>(mut refused: impl FnMut() -> F) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if refused().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the change never reached the other replica");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_replica_stops_working_on_the_other() {
+    let redis = TestRedis::new();
+    let (first, second) = two_replicas(&redis).await;
+    let created = first
+        .operator()
+        .await
+        .auth
+        .create_api_key(CreateApiKeyRequest {
+            name: "finance".to_owned(),
+            module_id: "finance".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut on_second = second.clients(&created.secret).await;
+    on_second
+        .auth
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .expect("the second replica has the key cached");
+
+    first
+        .operator()
+        .await
+        .auth
+        .revoke_api_key(RevokeApiKeyRequest {
+            id: created.api_key.unwrap().id,
+        })
+        .await
+        .unwrap();
+
+    let took = time_until(|| {
+        let mut client = on_second.auth.clone();
+        async move { client.who_am_i(WhoAmIRequest {}).await.is_err() }
+    })
+    .await;
+    eprintln!("revocation reached the other replica in {took:?}");
+    assert!(took < PROPAGATION_BOUND, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_replica_stops_the_token_on_the_other() {
+    let redis = TestRedis::new();
+    let (first, second) = two_replicas(&redis).await;
+    let mut operator = first.operator().await;
+    operator
+        .tenants
+        .signup(SignupRequest {
+            tenant_code: "initech".to_owned(),
+            tenant_name: "Initech".to_owned(),
+            admin_email: "admin@initech.example".to_owned(),
+            admin_display_name: "Admin".to_owned(),
+            admin_password: "rocket skates and anvils".to_owned(),
+            industry_template_code: String::new(),
+        })
+        .await
+        .unwrap();
+    let tokens = first
+        .clients_with(Credentials::default())
+        .await
+        .auth
+        .login(LoginRequest {
+            tenant_code: "initech".to_owned(),
+            email: "admin@initech.example".to_owned(),
+            password: "rocket skates and anvils".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    let verify = VerifyTokenRequest {
+        access_token: tokens.access_token.clone(),
+    };
+    let mut on_second = second.clients(&second.operator_key).await;
+    on_second
+        .auth
+        .verify_token(verify.clone())
+        .await
+        .expect("verifies on the second replica");
+
+    first
+        .clients_with(Credentials::default())
+        .await
+        .auth
+        .logout(LogoutRequest {
+            refresh_token: tokens.refresh_token,
+        })
+        .await
+        .unwrap();
+
+    let took = time_until(|| {
+        let mut client = on_second.auth.clone();
+        let verify = verify.clone();
+        async move { client.verify_token(verify).await.is_err() }
+    })
+    .await;
+    eprintln!("logout reached the other replica in {took:?}");
+    assert!(took < PROPAGATION_BOUND, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_failures_count_across_replicas() {
+    let redis = TestRedis::new();
+    let (first, second) = two_replicas(&redis).await;
+    let mut on_first = first.clients_with(Credentials::default()).await.auth;
+    let mut on_second = second.clients_with(Credentials::default()).await.auth;
+    let attempt = LoginRequest {
+        tenant_code: "initech".to_owned(),
+        email: "someone@initech.example".to_owned(),
+        password: "a wrong password".to_owned(),
+    };
+
+    for _ in 0..5 {
+        let status = on_first.login(attempt.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let throttled = on_second.login(attempt).await.unwrap_err();
+
+    assert_eq!(throttled.code(), Code::ResourceExhausted);
+    assert_eq!(
+        error_reason(&throttled).as_deref(),
+        Some("ERROR_REASON_RATE_LIMITED")
+    );
+}
