@@ -107,10 +107,9 @@ pub async fn run(
         access.clone(),
         passwords.clone(),
         signing_keys,
-        verifier.clone(),
         invalidator.clone(),
+        auth::throttle::LoginThrottles::new(&config, redis),
         &config,
-        redis,
     );
     let tenants = tenant::Tenants::new(
         store.clone(),

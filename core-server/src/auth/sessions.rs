@@ -26,7 +26,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{passwords::Passwords, signing::SigningKeys, throttle::Throttle};
+use super::{
+    passwords::Passwords,
+    signing::SigningKeys,
+    throttle::{LoginThrottles, Throttle},
+};
 use crate::{
     access::{Access, Need},
     listing::PageRequest,
@@ -79,28 +83,19 @@ impl Sessions {
         access: Access,
         passwords: Passwords,
         keys: Arc<SigningKeys>,
-        verifier: Arc<TokenVerifier>,
         invalidator: Arc<Invalidator>,
+        throttles: LoginThrottles,
         config: &Config,
-        redis: Option<redis::aio::ConnectionManager>,
     ) -> Sessions {
-        let throttle = |free_failures: u32, scope: &str| match &redis {
-            Some(connection) => Throttle::shared(
-                free_failures,
-                connection.clone(),
-                format!("{}:login:{scope}", config.redis_prefix),
-            ),
-            None => Throttle::new(free_failures),
-        };
         Sessions {
+            verifier: keys.verifier().clone(),
             store,
             access,
             passwords,
             keys,
-            verifier,
             invalidator,
-            accounts: throttle(config.login_free_failures_per_account, "account"),
-            peers: throttle(config.login_free_failures_per_peer, "peer"),
+            accounts: throttles.accounts,
+            peers: throttles.peers,
             refresh_token_ttl: chrono::Duration::days(config.refresh_token_days as i64),
         }
     }

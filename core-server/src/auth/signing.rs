@@ -144,6 +144,11 @@ impl SigningKeys {
         }
     }
 
+    /// The verifier whose settings (issuer, audience, lifetimes) tokens get.
+    pub fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
+    }
+
     /// Signs `claims` with the current key (made on first use if none).
     pub async fn sign(&self, claims: &AccessClaims) -> Result<String, ApiError> {
         let current = self.current().await?;

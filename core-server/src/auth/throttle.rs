@@ -181,6 +181,33 @@ impl Throttle {
     }
 }
 
+/// The two throttles a login passes: per account and per peer address.
+pub struct LoginThrottles {
+    pub accounts: Throttle,
+    pub peers: Throttle,
+}
+
+impl LoginThrottles {
+    /// Shared through Redis when a connection is given, local otherwise.
+    pub fn new(
+        config: &plinth_platform::config::Config,
+        redis: Option<redis::aio::ConnectionManager>,
+    ) -> LoginThrottles {
+        let throttle = |free_failures: u32, scope: &str| match &redis {
+            Some(connection) => Throttle::shared(
+                free_failures,
+                connection.clone(),
+                format!("{}:login:{scope}", config.redis_prefix),
+            ),
+            None => Throttle::new(free_failures),
+        };
+        LoginThrottles {
+            accounts: throttle(config.login_free_failures_per_account, "account"),
+            peers: throttle(config.login_free_failures_per_peer, "peer"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
