@@ -4,6 +4,9 @@
 
 mod access;
 mod auth;
+
+/// Signing keys, for tools that mint tokens the way the server does.
+pub use auth::signing::{KeyEncryptionKey, SigningKeys};
 mod grpc;
 mod listing;
 mod tenant;
