@@ -111,7 +111,7 @@ pub async fn run(
         passwords.clone(),
         signing_keys,
         invalidator.clone(),
-        auth::throttle::LoginThrottles::new(&config, redis),
+        auth::throttle::LoginThrottles::new(&config, redis.as_ref()),
         &config,
     );
     let tenants = tenant::Tenants::new(
@@ -119,7 +119,15 @@ pub async fn run(
         access.clone(),
         passwords,
         invalidator.clone(),
-        config.open_signup(),
+        tenant::OpenSignup {
+            allowed: config.open_signup(),
+            per_peer: auth::throttle::Throttle::configured(
+                tenant::FREE_SIGNUPS_PER_PEER,
+                "signup:peer",
+                &config,
+                redis.as_ref(),
+            ),
+        },
     );
 
     let limit = config.max_message_bytes;

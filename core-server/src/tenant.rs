@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     access::{Access, Need},
+    auth::throttle::Throttle,
     auth::users::{self, UserInput},
     listing::PageRequest,
 };
@@ -133,8 +134,19 @@ pub struct Tenants {
     access: Access,
     passwords: crate::auth::passwords::Passwords,
     invalidator: Arc<Invalidator>,
-    open_signup: bool,
+    open_signup: Arc<OpenSignup>,
 }
+
+/// Signup by callers without credentials.
+pub struct OpenSignup {
+    /// Whether configuration allows it at all.
+    pub allowed: bool,
+    /// Each signup counts; past the free ones a peer waits ever longer.
+    pub per_peer: Throttle,
+}
+
+/// Anonymous signups a peer address gets before it must wait.
+pub const FREE_SIGNUPS_PER_PEER: u32 = 5;
 
 fn tenant_conflict(error: StoreError) -> ApiError {
     match error {
@@ -166,14 +178,14 @@ impl Tenants {
         access: Access,
         passwords: crate::auth::passwords::Passwords,
         invalidator: Arc<Invalidator>,
-        open_signup: bool,
+        open_signup: OpenSignup,
     ) -> Tenants {
         Tenants {
             store,
             access,
             passwords,
             invalidator,
-            open_signup,
+            open_signup: Arc::new(open_signup),
         }
     }
 
@@ -326,11 +338,22 @@ impl Tenants {
         sign_up: SignUp,
     ) -> Result<(TenantRecord, Uuid), ApiError> {
         if principal.api_key.is_none() && principal.user.is_none() {
-            if !self.open_signup {
+            if !self.open_signup.allowed {
                 return Err(ApiError::PermissionDenied {
                     permission: "plinth:tenant:signup".to_owned(),
                 });
             }
+            let peer = principal
+                .peer_address
+                .map(|address| address.ip().to_string())
+                .unwrap_or_default();
+            if let Err(retry_after) = self.open_signup.per_peer.check(&peer).await {
+                return Err(ApiError::RateLimited {
+                    scope: "peer",
+                    retry_after,
+                });
+            }
+            self.open_signup.per_peer.count(&peer).await;
         } else {
             self.access
                 .require(principal, Need::PlatformAdmin, "plinth:tenant:signup")

@@ -23,6 +23,7 @@ crate::on_both_backends!(
     a_module_key_cannot_create_tenants_and_the_refusal_is_audited,
     signup_creates_tenant_and_admin_when_open,
     anonymous_signup_is_refused_when_closed,
+    anonymous_signups_are_rate_limited_per_peer,
 );
 
 pub async fn create_tenant(
@@ -486,4 +487,34 @@ async fn anonymous_signup_is_refused_when_closed(backend: Backend) {
         .signup(signup_request("initech"))
         .await
         .expect("operators may always sign up tenants");
+}
+
+async fn anonymous_signups_are_rate_limited_per_peer(backend: Backend) {
+    let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(true)).await;
+    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+        sandbox.channel().await,
+    );
+
+    for index in 0..5 {
+        anonymous
+            .signup(signup_request(&format!("shop-{index}")))
+            .await
+            .unwrap();
+    }
+    let limited = anonymous
+        .signup(signup_request("shop-5"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    assert_eq!(
+        error_reason(&limited).as_deref(),
+        Some("ERROR_REASON_RATE_LIMITED")
+    );
+    let mut operator = sandbox.operator().await;
+    operator
+        .tenants
+        .signup(signup_request("shop-5"))
+        .await
+        .expect("operators are not limited");
 }

@@ -611,3 +611,28 @@ async fn repeated_failures_for_one_account_are_delayed_not_locked() {
         .await
         .expect("after the delay the right password works: no lockout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_whose_write_fails_answers_an_error() {
+    let sandbox = Sandbox::start(Backend::Postgres).await;
+    sign_up(&sandbox, "initech").await;
+    let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+
+    sandbox.database.drop_now().await;
+    let result = sandbox
+        .clients_with(Credentials::default())
+        .await
+        .auth
+        .logout(LogoutRequest {
+            refresh_token: session.refresh_token,
+        })
+        .await;
+
+    let status = result.expect_err("a revocation that was not written must not report success");
+    assert_ne!(status.code(), Code::Ok);
+    assert!(
+        !status.message().to_lowercase().contains("sql"),
+        "no SQL leaks: {}",
+        status.message()
+    );
+}

@@ -21,7 +21,7 @@ crate::on_both_backends!(
     the_user_limit_holds_under_concurrent_creation,
     disabling_a_user_is_visible_and_audited,
     an_admin_can_reset_a_password_but_not_to_a_weak_one,
-    a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list,
+    a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list,
 );
 
 async fn create_user(
@@ -218,12 +218,27 @@ async fn an_admin_can_reset_a_password_but_not_to_a_weak_one(backend: Backend) {
     );
 }
 
-/// Property: for many generated ids and codes, a key scoped to tenant A sees
-/// tenant B's users and companies exactly as if they did not exist.
-async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(backend: Backend) {
+/// Property: for many generated ids and codes, an administrator of tenant A
+/// (a tenant-scoped key, or a tenant admin's token) sees tenant B's users and
+/// companies exactly as if they did not exist, and can change none of them.
+async fn a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let tenant_a = create_tenant(&mut operator, "tenant-a", None).await;
+    let tenant_a = operator
+        .tenants
+        .signup(plinth_client::tenant::v1::SignupRequest {
+            tenant_code: "tenant-a".to_owned(),
+            tenant_name: "Tenant A".to_owned(),
+            admin_email: "admin@a.example".to_owned(),
+            admin_display_name: "Admin A".to_owned(),
+            admin_password: "a long and unusual passphrase".to_owned(),
+            industry_template_code: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
     let tenant_b = create_tenant(&mut operator, "tenant-b", None).await;
     let mut b_users = Vec::new();
     let mut b_companies = Vec::new();
@@ -251,8 +266,52 @@ async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(back
         },
     )
     .await;
-    let mut admin_a = sandbox.clients(&a_key.secret).await;
+    let admin_token = sandbox
+        .clients_with(plinth_tests::Credentials::default())
+        .await
+        .auth
+        .login(plinth_client::auth::v1::LoginRequest {
+            tenant_code: "tenant-a".to_owned(),
+            email: "admin@a.example".to_owned(),
+            password: "a long and unusual passphrase".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
 
+    for credentials in [
+        plinth_tests::Credentials::api_key(&a_key.secret),
+        plinth_tests::Credentials::bearer(&admin_token),
+    ] {
+        let mut admin_a = sandbox.clients_with(credentials).await;
+        assert_isolated(&mut admin_a, &a_user, &tenant_b, &b_users, &b_companies).await;
+    }
+    let b_user_in_b = operator
+        .auth
+        .get_user(GetUserRequest {
+            id: b_users[0].id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        b_user_in_b.display_name, "Someone",
+        "nothing of B was changed"
+    );
+}
+
+async fn assert_isolated(
+    admin_a: &mut Clients,
+    a_user: &User,
+    tenant_b: &plinth_client::tenant::v1::Tenant,
+    b_users: &[User],
+    b_companies: &[plinth_client::tenant::v1::Company],
+) {
     let own = admin_a
         .auth
         .get_user(GetUserRequest {
@@ -261,11 +320,15 @@ async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(back
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(own.user.unwrap().id, a_user.id);
+    assert_eq!(
+        own.user.unwrap().id,
+        a_user.id,
+        "its own tenant is reachable"
+    );
 
-    let unknown_ids = (0..20).map(|_| uuid::Uuid::now_v7().to_string());
+    let unknown_ids: Vec<String> = (0..20).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let b_user_ids = b_users.iter().map(|user| user.id.clone());
-    for id in b_user_ids.chain(unknown_ids.clone()) {
+    for id in b_user_ids.chain(unknown_ids.iter().cloned()) {
         let read = admin_a
             .auth
             .get_user(GetUserRequest { id: id.clone() })
@@ -282,8 +345,18 @@ async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(back
             .await
             .unwrap_err();
         assert_eq!(write.code(), Code::NotFound, "user {id}");
+        let reset = admin_a
+            .auth
+            .set_password(SetPasswordRequest {
+                user_id: id.clone(),
+                current_password: String::new(),
+                new_password: "a takeover passphrase of note".to_owned(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reset.code(), Code::NotFound, "user {id}");
     }
-    for company in &b_companies {
+    for company in b_companies {
         for key in [
             get_company_request::Key::Id(company.id.clone()),
             get_company_request::Key::Code(plinth_client::tenant::v1::CompanyCode {
@@ -299,7 +372,7 @@ async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(back
             assert_eq!(read.code(), Code::NotFound);
         }
     }
-    for tenant_id in [tenant_b.id.clone()].into_iter().chain(unknown_ids) {
+    for tenant_id in std::iter::once(tenant_b.id.clone()).chain(unknown_ids) {
         let users = admin_a
             .auth
             .list_users(ListUsersRequest {
@@ -318,23 +391,9 @@ async fn a_tenant_scoped_key_cannot_reach_another_tenant_by_id_code_or_list(back
             .await
             .unwrap_err();
         assert_eq!(companies.code(), Code::PermissionDenied);
-        let create = create_user(&mut admin_a, &tenant_id, "intruder@a.example")
+        let create = create_user(admin_a, &tenant_id, "intruder@a.example")
             .await
             .unwrap_err();
         assert_eq!(create.code(), Code::PermissionDenied);
     }
-    let b_user_in_b = operator
-        .auth
-        .get_user(GetUserRequest {
-            id: b_users[0].id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    assert_eq!(
-        b_user_in_b.display_name, "Someone",
-        "nothing of B was changed"
-    );
 }

@@ -210,8 +210,8 @@ impl Sessions {
         email: &str,
         reason: &str,
     ) -> Result<T, ApiError> {
-        self.accounts.fail(account).await;
-        self.peers.fail(peer).await;
+        self.accounts.count(account).await;
+        self.peers.count(peer).await;
         let mut audit = AuditDraft::new(principal.actor(), "auth.login.failed", "account", email)
             .in_tenant(tenant_id)
             .with_request_id(&principal.request_id)

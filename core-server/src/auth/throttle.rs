@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use plinth_platform::config::Config;
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 /// Longest delay ever asked for.
@@ -41,7 +43,8 @@ impl Shared {
     }
 }
 
-/// Failure counters for one kind of key (accounts, or peers).
+/// Counters for one kind of key (accounts, peers): each counted attempt
+/// beyond the free ones makes the next one wait longer.
 pub struct Throttle {
     free_failures: u32,
     strikes: Mutex<HashMap<String, Strikes>>,
@@ -58,8 +61,26 @@ impl Throttle {
         }
     }
 
+    /// Shared through Redis (under the deployment's prefix and `scope`) when
+    /// a connection is given, local otherwise.
+    pub fn configured(
+        free_failures: u32,
+        scope: &str,
+        config: &Config,
+        redis: Option<&ConnectionManager>,
+    ) -> Throttle {
+        match redis {
+            Some(connection) => Throttle::shared(
+                free_failures,
+                connection.clone(),
+                format!("{}:{scope}", config.redis_prefix),
+            ),
+            None => Throttle::new(free_failures),
+        }
+    }
+
     /// Counters shared through Redis under `prefix`, plus local ones.
-    pub fn shared(
+    fn shared(
         free_failures: u32,
         connection: redis::aio::ConnectionManager,
         prefix: String,
@@ -76,8 +97,8 @@ impl Throttle {
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
-    pub async fn fail(&self, key: &str) {
-        self.fail_locally(key);
+    pub async fn count(&self, key: &str) {
+        self.count_locally(key);
         let Some(shared) = &self.shared else {
             return;
         };
@@ -157,7 +178,7 @@ impl Throttle {
         }
     }
 
-    fn fail_locally(&self, key: &str) {
+    fn count_locally(&self, key: &str) {
         let mut strikes = self
             .strikes
             .lock()
@@ -188,22 +209,20 @@ pub struct LoginThrottles {
 }
 
 impl LoginThrottles {
-    /// Shared through Redis when a connection is given, local otherwise.
-    pub fn new(
-        config: &plinth_platform::config::Config,
-        redis: Option<redis::aio::ConnectionManager>,
-    ) -> LoginThrottles {
-        let throttle = |free_failures: u32, scope: &str| match &redis {
-            Some(connection) => Throttle::shared(
-                free_failures,
-                connection.clone(),
-                format!("{}:login:{scope}", config.redis_prefix),
-            ),
-            None => Throttle::new(free_failures),
-        };
+    pub fn new(config: &Config, redis: Option<&ConnectionManager>) -> LoginThrottles {
         LoginThrottles {
-            accounts: throttle(config.login_free_failures_per_account, "account"),
-            peers: throttle(config.login_free_failures_per_peer, "peer"),
+            accounts: Throttle::configured(
+                config.login_free_failures_per_account,
+                "login:account",
+                config,
+                redis,
+            ),
+            peers: Throttle::configured(
+                config.login_free_failures_per_peer,
+                "login:peer",
+                config,
+                redis,
+            ),
         }
     }
 }
@@ -225,7 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_waits_after_its_free_failures_and_success_clears_it() {
         let throttle = Throttle::new(1);
-        throttle.fail("a").await;
+        throttle.count("a").await;
         let retry_after = throttle.check("a").await.unwrap_err();
         assert!(retry_after <= Duration::from_secs(1));
         assert!(
