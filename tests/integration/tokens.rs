@@ -35,6 +35,7 @@ crate::on_both_backends!(
     concurrent_refreshes_of_one_token_give_exactly_one_pair,
     a_tenant_admin_cannot_reach_another_tenant,
     disabling_a_user_ends_its_sessions,
+    super_admins_are_platform_users_made_by_operators_only,
 );
 
 const PASSWORD: &str = "rocket skates and anvils";
@@ -635,4 +636,55 @@ async fn a_logout_whose_write_fails_answers_an_error() {
         "no SQL leaks: {}",
         status.message()
     );
+}
+
+async fn super_admins_are_platform_users_made_by_operators_only(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    sign_up(&sandbox, "initech").await;
+    let mut operator = sandbox.operator().await;
+    let platform = operator
+        .tenants
+        .get_tenant(plinth_client::tenant::v1::GetTenantRequest {
+            key: Some(plinth_client::tenant::v1::get_tenant_request::Key::Code(
+                "platform".to_owned(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let new_admin = |email: &str| CreateUserRequest {
+        tenant_id: platform.id.clone(),
+        email: email.to_owned(),
+        display_name: "Root".to_owned(),
+        password: PASSWORD.to_owned(),
+    };
+    let tenant_admin = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let refused = sandbox
+        .clients_with(Credentials::bearer(&tenant_admin.access_token))
+        .await
+        .auth
+        .create_user(new_admin("usurper@platform.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let root = operator
+        .auth
+        .create_user(new_admin("root@platform.example"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(root.user.unwrap().platform_admin);
+    let root_tokens = tokens(&sandbox, "platform", "root@platform.example").await;
+    let mut super_admin = sandbox
+        .clients_with(Credentials::bearer(&root_tokens.access_token))
+        .await;
+    create_tenant(&mut super_admin, "made-by-root", None).await;
+    super_admin
+        .auth
+        .create_user(new_admin("second-root@platform.example"))
+        .await
+        .expect("a super admin makes another");
 }
