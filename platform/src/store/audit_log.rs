@@ -157,6 +157,22 @@ macro_rules! impl_audit_log {
                 Ok(event)
             }
 
+            /// Runs one change that must touch a row (NotFound otherwise) and
+            /// records `audit` with it, in one transaction.
+            pub(super) async fn execute_audited<'q>(
+                &self,
+                change: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                audit: AuditDraft,
+            ) -> Result<(), StoreError> {
+                let mut transaction = self.begin_write().await?;
+                if change.execute(&mut *transaction).await?.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::append_audit(&mut transaction, audit).await?;
+                transaction.commit().await?;
+                Ok(())
+            }
+
             async fn find_idempotent(
                 transaction: &mut sqlx::Transaction<'_, $db>,
                 draft: &AuditDraft,

@@ -196,26 +196,21 @@ macro_rules! impl_tenant_store {
             }
 
             async fn update_tenant(&self, tenant: &TenantRecord, audit: AuditDraft) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE tenants SET name = $2, status = $3, max_users = $4, max_companies = $5, \
-                     industry = $6, updated_at = $7 WHERE id = $1",
+                self.execute_audited(
+                    sqlx::query(
+                        "UPDATE tenants SET name = $2, status = $3, max_users = $4, max_companies = $5, \
+                        industry = $6, updated_at = $7 WHERE id = $1",
+                    )
+                    .bind(tenant.id)
+                    .bind(&tenant.name)
+                    .bind(&tenant.status)
+                    .bind(tenant.max_users)
+                    .bind(tenant.max_companies)
+                    .bind(&tenant.industry)
+                    .bind(tenant.updated_at),
+                    audit,
                 )
-                .bind(tenant.id)
-                .bind(&tenant.name)
-                .bind(&tenant.status)
-                .bind(tenant.max_users)
-                .bind(tenant.max_companies)
-                .bind(&tenant.industry)
-                .bind(tenant.updated_at)
-                .execute(&mut *transaction)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn create_company(&self, company: &CompanyRecord, audit: AuditDraft) -> Result<(), LimitError> {
@@ -293,20 +288,15 @@ macro_rules! impl_tenant_store {
             }
 
             async fn update_company(&self, company: &CompanyRecord, audit: AuditDraft) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let updated = sqlx::query("UPDATE companies SET name = $2, status = $3, updated_at = $4 WHERE id = $1")
+                self.execute_audited(
+                    sqlx::query("UPDATE companies SET name = $2, status = $3, updated_at = $4 WHERE id = $1")
                     .bind(company.id)
                     .bind(&company.name)
                     .bind(&company.status)
-                    .bind(company.updated_at)
-                    .execute(&mut *transaction)
-                    .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
+                    .bind(company.updated_at),
+                    audit,
+                )
+                .await
             }
         }
 

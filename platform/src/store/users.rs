@@ -255,22 +255,17 @@ macro_rules! impl_user_store {
             }
 
             async fn update_user(&self, user: &UserRecord, audit: AuditDraft) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE users SET display_name = $2, status = $3, updated_at = $4 WHERE id = $1",
+                self.execute_audited(
+                    sqlx::query(
+                        "UPDATE users SET display_name = $2, status = $3, updated_at = $4 WHERE id = $1",
+                    )
+                    .bind(user.id)
+                    .bind(&user.display_name)
+                    .bind(&user.status)
+                    .bind(user.updated_at),
+                    audit,
                 )
-                .bind(user.id)
-                .bind(&user.display_name)
-                .bind(&user.status)
-                .bind(user.updated_at)
-                .execute(&mut *transaction)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn set_password_hash(
@@ -280,21 +275,16 @@ macro_rules! impl_user_store {
                 at: DateTime<Utc>,
                 audit: AuditDraft,
             ) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE password_credentials SET password_hash = $2, updated_at = $3 WHERE user_id = $1",
+                self.execute_audited(
+                    sqlx::query(
+                        "UPDATE password_credentials SET password_hash = $2, updated_at = $3 WHERE user_id = $1",
+                    )
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .bind(at),
+                    audit,
                 )
-                .bind(user_id)
-                .bind(password_hash)
-                .bind(at)
-                .execute(&mut *transaction)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
+                .await
             }
 
             async fn record_login(&self, user_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
