@@ -8,6 +8,7 @@ use clap::Parser;
 use plinth_platform::{
     config::{Config, ConfigArgs},
     identity::{api_keys::ApiKeys, layer::IdentityLayer, tokens::TokenVerifier},
+    invalidation::Invalidator,
     server::{self, ServiceSet},
     store::Store,
     telemetry,
@@ -34,6 +35,15 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting to the database")?;
     let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
     let tokens = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
+    // Revocations made through core-server reach this replica's caches too.
+    let _invalidator = Invalidator::connect(
+        api_keys.clone(),
+        tokens.clone(),
+        config.redis_url.as_deref(),
+        &config.redis_prefix,
+    )
+    .await
+    .context("connecting to redis")?;
     let mut services = ServiceSet::default();
     registry_server::add_services(&mut services, &config);
     let listener = tokio::net::TcpListener::bind(config.listen)

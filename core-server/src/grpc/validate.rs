@@ -86,7 +86,8 @@ impl Fields {
         })
     }
 
-    /// A password's length bounds; the policy proper runs in the domain.
+    /// A required secret (password, refresh token); password policy runs in
+    /// the domain, where the account's own words are known.
     pub fn password(&mut self, field: &str, value: &str) -> String {
         if value.is_empty() {
             self.violation(field, "is required");
