@@ -59,7 +59,8 @@ pub trait UserStore: Send + Sync {
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
 
-    /// The user and password hash for a login.
+    /// The user and password hash for a login, in one query (so a known and
+    /// an unknown account cost the same round trips).
     async fn find_credentials(
         &self,
         tenant_id: Uuid,
@@ -214,22 +215,26 @@ macro_rules! impl_user_store {
                 tenant_id: Uuid,
                 email: &str,
             ) -> Result<Option<NewUser>, StoreError> {
-                let found = sqlx::query_as::<_, UserRecord>(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE tenant_id = $1 AND email = $2"
-                ))
+                #[derive(sqlx::FromRow)]
+                struct Credentials {
+                    #[sqlx(flatten)]
+                    user: UserRecord,
+                    password_hash: String,
+                }
+                let found: Option<Credentials> = sqlx::query_as(
+                    "SELECT u.id, u.tenant_id, u.email, u.display_name, u.status, u.created_at, \
+                     u.updated_at, u.last_login_at, p.password_hash FROM users u \
+                     JOIN password_credentials p ON p.user_id = u.id \
+                     WHERE u.tenant_id = $1 AND u.email = $2",
+                )
                 .bind(tenant_id)
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(user) = found else { return Ok(None) };
-                let password_hash: String =
-                    sqlx::query_scalar("SELECT password_hash FROM password_credentials WHERE user_id = $1")
-                        .bind(user.id)
-                        .fetch_one(&self.pool)
-                        .await?;
-                Ok(Some(NewUser { user, password_hash }))
+                Ok(found.map(|found| NewUser {
+                    user: found.user,
+                    password_hash: found.password_hash,
+                }))
             }
 
             async fn list_users(
