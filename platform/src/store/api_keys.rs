@@ -148,20 +148,17 @@ macro_rules! impl_api_key_store {
                 at: DateTime<Utc>,
                 audit: AuditDraft,
             ) -> Result<ApiKeyRecord, StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let revoked: ApiKeyRecord = sqlx::query_as(concat!(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
-                     RETURNING ",
-                    api_key_columns!()
-                ))
-                .bind(id)
-                .bind(at)
-                .fetch_optional(&mut *transaction)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(revoked)
+                self.fetch_audited::<ApiKeyRecord>(
+                    sqlx::query_as(concat!(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                         RETURNING ",
+                        api_key_columns!()
+                    ))
+                    .bind(id)
+                    .bind(at),
+                    audit,
+                )
+                .await
             }
 
             async fn list(&self, filter: &ApiKeyFilter, page: Page) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -188,22 +185,19 @@ macro_rules! impl_api_key_store {
                 previous_expires_at: DateTime<Utc>,
                 audit: AuditDraft,
             ) -> Result<ApiKeyRecord, StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let rotated: ApiKeyRecord = sqlx::query_as(concat!(
-                    "UPDATE api_keys SET previous_secret_hash = secret_hash, \
-                     previous_secret_expires_at = $3, secret_hash = $2 \
-                     WHERE id = $1 AND revoked_at IS NULL RETURNING ",
-                    api_key_columns!()
-                ))
-                .bind(id)
-                .bind(secret_hash)
-                .bind(previous_expires_at)
-                .fetch_optional(&mut *transaction)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(rotated)
+                self.fetch_audited::<ApiKeyRecord>(
+                    sqlx::query_as(concat!(
+                        "UPDATE api_keys SET previous_secret_hash = secret_hash, \
+                         previous_secret_expires_at = $3, secret_hash = $2 \
+                         WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+                        api_key_columns!()
+                    ))
+                    .bind(id)
+                    .bind(secret_hash)
+                    .bind(previous_expires_at),
+                    audit,
+                )
+                .await
             }
 
             async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -173,6 +173,26 @@ macro_rules! impl_audit_log {
                 Ok(())
             }
 
+            /// Like [`Self::execute_audited`], for a change that returns the
+            /// row it changed (`… RETURNING`).
+            pub(super) async fn fetch_audited<'q, Row>(
+                &self,
+                change: sqlx::query::QueryAs<'q, $db, Row, <$db as sqlx::Database>::Arguments>,
+                audit: AuditDraft,
+            ) -> Result<Row, StoreError>
+            where
+                Row: Send + Unpin + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>,
+            {
+                let mut transaction = self.begin_write().await?;
+                let changed = change
+                    .fetch_optional(&mut *transaction)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::append_audit(&mut transaction, audit).await?;
+                transaction.commit().await?;
+                Ok(changed)
+            }
+
             async fn find_idempotent(
                 transaction: &mut sqlx::Transaction<'_, $db>,
                 draft: &AuditDraft,

@@ -262,21 +262,18 @@ macro_rules! impl_session_store {
                 at: DateTime<Utc>,
                 audit: AuditDraft,
             ) -> Result<SessionRecord, StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let session: SessionRecord = sqlx::query_as(concat!(
-                    "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2), \
-                     revoke_reason = COALESCE(revoke_reason, $3) WHERE id = $1 RETURNING ",
-                    session_columns!()
-                ))
-                .bind(id)
-                .bind(at)
-                .bind(reason)
-                .fetch_optional(&mut *transaction)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(session)
+                self.fetch_audited::<SessionRecord>(
+                    sqlx::query_as(concat!(
+                        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2), \
+                         revoke_reason = COALESCE(revoke_reason, $3) WHERE id = $1 RETURNING ",
+                        session_columns!()
+                    ))
+                    .bind(id)
+                    .bind(at)
+                    .bind(reason),
+                    audit,
+                )
+                .await
             }
 
             async fn revoke_user_sessions(
