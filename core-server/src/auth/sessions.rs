@@ -270,17 +270,21 @@ impl Sessions {
 
     /// Ends the session of `refresh_token`, or else of the caller's token.
     pub async fn logout(&self, principal: &Principal, refresh_token: &str) -> Result<(), ApiError> {
-        let session_id = if refresh_token.is_empty() {
-            principal.user.as_ref().map(|user| user.session_id)
+        let session = if refresh_token.is_empty() {
+            principal
+                .user
+                .as_ref()
+                .map(|user| (user.session_id, user.tenant_id))
         } else {
             self.store
                 .sessions
                 .session_of_refresh_token(&hash_token(refresh_token))
                 .await?
-                .map(|session| session.id)
+                .map(|session| (session.id, session.tenant_id))
         };
-        let session_id = session_id.ok_or(ApiError::Unauthenticated)?;
-        self.revoke(principal, session_id, "logout").await
+        let (session_id, tenant_id) = session.ok_or(ApiError::Unauthenticated)?;
+        self.revoke(principal, session_id, tenant_id, "logout")
+            .await
     }
 
     pub async fn verify(
@@ -329,7 +333,8 @@ impl Sessions {
                 })?;
         self.require_user_or_admin(principal, session.user_id, "plinth:session:revoke")
             .await?;
-        self.revoke(principal, session_id, "revoked").await
+        self.revoke(principal, session_id, session.tenant_id, "revoked")
+            .await
     }
 
     /// Makes a new signing key current (platform admins only).
@@ -354,6 +359,7 @@ impl Sessions {
         &self,
         principal: &Principal,
         session_id: Uuid,
+        tenant_id: Uuid,
         reason: &str,
     ) -> Result<(), ApiError> {
         let audit = AuditDraft::new(
@@ -362,10 +368,9 @@ impl Sessions {
             "session",
             &session_id.to_string(),
         )
+        .in_tenant(Some(tenant_id))
         .with_request_id(&principal.request_id)
         .with_details(serde_json::json!({ "reason": reason }));
-        let session = self.store.sessions.get_session(session_id).await?;
-        let audit = audit.in_tenant(session.map(|session| session.tenant_id));
         self.store
             .sessions
             .revoke_session(session_id, reason, clock::now(), audit)
