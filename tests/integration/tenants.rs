@@ -7,7 +7,9 @@ use plinth_client::tenant::v1::{
     get_tenant_request,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
-use plinth_tests::{Backend, Clients, Sandbox, create_key, error_reason, violated_fields};
+use plinth_tests::{
+    Backend, Clients, Sandbox, all_at_once, create_key, error_reason, violated_fields,
+};
 use tonic::Code;
 
 crate::on_both_backends!(
@@ -306,28 +308,18 @@ async fn the_company_limit_holds_under_concurrent_creation(backend: Backend) {
         .await
         .unwrap();
 
-    let attempts = (0..8).map(|index| {
-        let mut clients = Clients {
-            auth: operator.auth.clone(),
-            tenants: operator.tenants.clone(),
-        };
+    let (created, refusals) = all_at_once(8, |index| {
+        let mut clients = operator.clone();
         let tenant_id = tenant.id.clone();
-        tokio::spawn(async move {
-            create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await
-        })
-    });
-    let mut created = 0;
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(status) => {
-                assert_eq!(status.code(), Code::FailedPrecondition);
-                assert_eq!(
-                    error_reason(&status).as_deref(),
-                    Some("ERROR_REASON_TENANT_LIMIT_REACHED")
-                );
-            }
-        }
+        async move { create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await }
+    })
+    .await;
+    for status in refusals {
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            error_reason(&status).as_deref(),
+            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
+        );
     }
 
     assert_eq!(created, 2, "exactly the two free places were taken");

@@ -19,7 +19,7 @@ use plinth_platform::{
     },
     store::signing_keys::SigningKeyRecord,
 };
-use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason};
+use plinth_tests::{Backend, Credentials, Sandbox, all_at_once, create_key, error_reason};
 use ring::{
     rand::SystemRandom,
     signature::{Ed25519KeyPair, KeyPair},
@@ -421,19 +421,12 @@ async fn concurrent_refreshes_of_one_token_give_exactly_one_pair(backend: Backen
     for _ in 0..5 {
         let session = tokens(&sandbox, "initech", "admin@initech.example").await;
         let client = sandbox.clients_with(Credentials::default()).await.auth;
-        let attempts: Vec<_> = (0..8)
-            .map(|_| {
-                let refresh_token = session.refresh_token.clone();
-                let mut client = client.clone();
-                tokio::spawn(async move { client.refresh(RefreshRequest { refresh_token }).await })
-            })
-            .collect();
-        let mut successes = 0;
-        for attempt in attempts {
-            if attempt.await.unwrap().is_ok() {
-                successes += 1;
-            }
-        }
+        let (successes, _) = all_at_once(8, |_| {
+            let mut client = client.clone();
+            let refresh_token = session.refresh_token.clone();
+            async move { client.refresh(RefreshRequest { refresh_token }).await }
+        })
+        .await;
         assert_eq!(successes, 1);
     }
 }

@@ -9,7 +9,9 @@ use plinth_client::tenant::v1::{
     GetCompanyRequest, ListCompaniesRequest, TenantLimits, get_company_request,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
-use plinth_tests::{Backend, Clients, Sandbox, create_key, error_reason, violated_fields};
+use plinth_tests::{
+    Backend, Clients, Sandbox, all_at_once, create_key, error_reason, violated_fields,
+};
 use tonic::Code;
 
 use crate::tenants::{create_company, create_tenant};
@@ -117,30 +119,24 @@ async fn the_user_limit_holds_under_concurrent_creation(backend: Backend) {
         .await
         .unwrap();
 
-    let attempts = (0..6).map(|index| {
-        let mut clients = Clients {
-            auth: operator.auth.clone(),
-            tenants: operator.tenants.clone(),
-        };
+    let (created, refusals) = all_at_once(6, |index| {
+        let mut clients = operator.clone();
         let tenant_id = tenant.id.clone();
-        tokio::spawn(async move {
+        async move {
             create_user(
                 &mut clients,
                 &tenant_id,
                 &format!("user{index}@acme.example"),
             )
             .await
-        })
-    });
-    let mut created = 0;
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(status) => assert_eq!(
-                error_reason(&status).as_deref(),
-                Some("ERROR_REASON_TENANT_LIMIT_REACHED")
-            ),
         }
+    })
+    .await;
+    for status in refusals {
+        assert_eq!(
+            error_reason(&status).as_deref(),
+            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
+        );
     }
 
     assert_eq!(created, 1, "exactly the last seat was taken");

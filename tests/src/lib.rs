@@ -303,6 +303,7 @@ pub async fn create_key(
 }
 
 /// A connected client of each core service, all presenting one API key.
+#[derive(Clone)]
 pub struct Clients {
     pub auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient<KeyedChannel>,
     pub tenants:
@@ -395,4 +396,27 @@ impl Drop for TestRedis {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
         }
     }
+}
+
+/// Starts `count` calls at once (each told its index) and returns how many
+/// succeeded and the statuses of those that did not.
+pub async fn all_at_once<T, Call, CallFuture>(
+    count: usize,
+    call: Call,
+) -> (usize, Vec<tonic::Status>)
+where
+    Call: Fn(usize) -> CallFuture,
+    CallFuture: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    T: Send + 'static,
+{
+    let running: Vec<_> = (0..count).map(|index| tokio::spawn(call(index))).collect();
+    let mut succeeded = 0;
+    let mut refused = Vec::new();
+    for attempt in running {
+        match attempt.await.expect("the call task completes") {
+            Ok(_) => succeeded += 1,
+            Err(status) => refused.push(status),
+        }
+    }
+    (succeeded, refused)
 }
