@@ -1,25 +1,59 @@
-//! Who may call what, until RBAC lands: operator keys and platform super
-//! admins may do everything; a tenant admin manages its own tenant's
-//! companies and users; module keys and a tenant's users may read their
-//! tenant; nobody else may write. Every refusal is audited.
+//! The one authorization entry point: `require(principal, permission,
+//! scope)`. Until RBAC decides, a built-in rule does (see
+//! [`Holders`](crate::permissions::Holders)). Every refusal is audited.
 
 use plinth_platform::{
     audit::{AuditDraft, Outcome},
     error::ApiError,
-    identity::Principal,
-    store::Store,
+    identity::{Principal, PrincipalKind},
+    store::{Store, audit_log},
 };
 use uuid::Uuid;
 
-/// What a call needs.
+use crate::permissions::{Holders, Permission};
+
+/// Where a permission is exercised: platform-wide or in one tenant (and
+/// company), on a resource that may have an owner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub tenant: Option<Uuid>,
+    pub company: Option<Uuid>,
+    pub owner: Option<Owner>,
+}
+
+/// Who a resource belongs to, for permissions its owner holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Platform-wide administration.
-    PlatformAdmin,
-    /// Administration of one tenant (its companies and users).
-    TenantAdmin(Uuid),
-    /// Reading one tenant's data.
-    TenantRead(Uuid),
+pub enum Owner {
+    User(Uuid),
+    ApiKey(Uuid),
+}
+
+impl Scope {
+    pub fn platform() -> Scope {
+        Scope::default()
+    }
+
+    pub fn tenant(tenant_id: Uuid) -> Scope {
+        Scope {
+            tenant: Some(tenant_id),
+            ..Scope::default()
+        }
+    }
+
+    /// The tenant, or platform-wide for `None`.
+    pub fn tenant_or_platform(tenant_id: Option<Uuid>) -> Scope {
+        Scope {
+            tenant: tenant_id,
+            ..Scope::default()
+        }
+    }
+
+    pub fn owned_by(self, owner: Owner) -> Scope {
+        Scope {
+            owner: Some(owner),
+            ..self
+        }
+    }
 }
 
 /// Decides and records access.
@@ -33,37 +67,86 @@ impl Access {
         Access { store }
     }
 
-    /// Allows the call or answers PERMISSION_DENIED (audited) naming
-    /// `permission`, the `plinth:` permission RBAC will check instead.
+    /// Allows the call or answers PERMISSION_DENIED (audited).
     pub async fn require(
         &self,
         principal: &Principal,
-        need: Need,
-        permission: &str,
+        permission: Permission,
+        scope: Scope,
     ) -> Result<(), ApiError> {
-        if self.allows(principal, need).await? {
+        if self.allows(principal, permission, scope).await? {
             return Ok(());
         }
-        self.record_denial(principal, need, permission).await?;
+        self.record_denial(principal, permission, scope).await?;
         Err(ApiError::PermissionDenied {
-            permission: permission.to_owned(),
+            permission: permission.name.to_owned(),
         })
     }
 
-    /// Whether the caller may see a resource of `tenant_id`. A refusal is
-    /// audited like any other, but the caller is told NOT_FOUND so that ids of
-    /// other tenants cannot be probed for existence.
+    /// [`Access::require`] for a resource looked up by id: a refusal is
+    /// audited the same, but answered NOT_FOUND, so that ids of other
+    /// tenants cannot be probed for existence.
     pub async fn require_visible(
         &self,
         principal: &Principal,
-        need: Need,
-        permission: &str,
+        permission: Permission,
+        scope: Scope,
         resource_type: &'static str,
     ) -> Result<(), ApiError> {
-        match self.require(principal, need, permission).await {
+        match self.require(principal, permission, scope).await {
             Err(ApiError::PermissionDenied { .. }) => Err(ApiError::NotFound { resource_type }),
             other => other,
         }
+    }
+
+    async fn allows(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        scope: Scope,
+    ) -> Result<bool, ApiError> {
+        if permission.owner_holds && scope.owner.is_some_and(|owner| owns(principal, owner)) {
+            return Ok(true);
+        }
+        if is_platform_admin(principal) {
+            return Ok(true);
+        }
+        let Some(tenant_id) = scope.tenant else {
+            return Ok(false);
+        };
+        let key_sees_tenant = principal
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.tenant_id.is_none_or(|scope| scope == tenant_id));
+        let user_of_tenant = principal
+            .user
+            .as_ref()
+            .is_some_and(|user| user.tenant_id == tenant_id);
+        Ok(match permission.holders {
+            Holders::PlatformAdmins => false,
+            Holders::TenantKeys => key_sees_tenant,
+            Holders::TenantAdmins => self.administers(principal, tenant_id).await?,
+            Holders::TenantMembers => match principal.kind() {
+                PrincipalKind::User | PrincipalKind::ModuleForUser => user_of_tenant,
+                PrincipalKind::Operator | PrincipalKind::Module => key_sees_tenant,
+                PrincipalKind::Anonymous => false,
+            },
+        })
+    }
+
+    /// A tenant-scoped operator key of the tenant, or a tenant-admin user of
+    /// it (alone or through a module acting for it).
+    async fn administers(&self, principal: &Principal, tenant_id: Uuid) -> Result<bool, ApiError> {
+        Ok(
+            match (principal.kind(), &principal.user, &principal.api_key) {
+                (PrincipalKind::Operator, _, Some(key)) => key.tenant_id == Some(tenant_id),
+                (PrincipalKind::User | PrincipalKind::ModuleForUser, Some(user), _) => {
+                    user.tenant_id == tenant_id
+                        && self.store.rbac.is_tenant_admin(user.user_id).await?
+                }
+                _ => false,
+            },
+        )
     }
 
     /// Records the refusal in the caller's own chain (its tenant's, else the
@@ -71,70 +154,53 @@ impl Access {
     async fn record_denial(
         &self,
         principal: &Principal,
-        need: Need,
-        permission: &str,
+        permission: Permission,
+        scope: Scope,
     ) -> Result<(), ApiError> {
-        let caller_tenant = principal
-            .user
-            .as_ref()
-            .map(|user| user.tenant_id)
-            .or(principal.api_key.as_ref().and_then(|key| key.tenant_id));
-        let target_tenant = match need {
-            Need::PlatformAdmin => None,
-            Need::TenantAdmin(tenant_id) | Need::TenantRead(tenant_id) => {
-                Some(tenant_id.to_string())
-            }
-        };
-        let mut denial =
-            AuditDraft::new(principal.actor(), "access.denied", "permission", permission)
-                .in_tenant(caller_tenant)
-                .with_request_id(&principal.request_id)
-                .with_details(serde_json::json!({ "target_tenant_id": target_tenant }));
+        let mut denial = AuditDraft::new(
+            principal.actor(),
+            "access.denied",
+            "permission",
+            permission.name,
+        )
+        .in_tenant(principal.tenant_scope())
+        .with_request_id(&principal.request_id)
+        .with_details(serde_json::json!({
+            "target_tenant_id": scope.tenant,
+            "target_company_id": scope.company,
+        }));
         denial.outcome = Outcome::Denied;
-        self.store.audit.record(vec![denial]).await?;
+        let mut tx = self.store.begin().await?;
+        audit_log::append(&mut tx, denial).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
 
-    async fn allows(&self, principal: &Principal, need: Need) -> Result<bool, ApiError> {
-        if is_platform_admin(principal) {
-            return Ok(true);
+fn owns(principal: &Principal, owner: Owner) -> bool {
+    match owner {
+        Owner::User(user_id) => principal
+            .user
+            .as_ref()
+            .is_some_and(|user| user.user_id == user_id),
+        // A key acting for a user acts as the user, not as itself.
+        Owner::ApiKey(key_id) => {
+            principal.user.is_none()
+                && principal
+                    .api_key
+                    .as_ref()
+                    .is_some_and(|key| key.key_id == key_id)
         }
-        let key = principal.api_key.as_ref();
-        let user = principal.user.as_ref();
-        Ok(match need {
-            Need::PlatformAdmin => false,
-            Need::TenantAdmin(tenant_id) => {
-                let tenant_operator_key = key
-                    .is_some_and(|key| key.module_id.is_none() && key.tenant_id == Some(tenant_id));
-                let tenant_admin = match user {
-                    Some(user) if user.tenant_id == tenant_id => {
-                        self.store.users.is_tenant_admin(user.user_id).await?
-                    }
-                    _ => false,
-                };
-                tenant_operator_key || tenant_admin
-            }
-            Need::TenantRead(tenant_id) => {
-                let key_sees_tenant =
-                    key.is_some_and(|key| key.tenant_id.is_none_or(|scope| scope == tenant_id));
-                let user_of_tenant = user.is_some_and(|user| user.tenant_id == tenant_id);
-                match (key, user) {
-                    (_, Some(_)) => user_of_tenant,
-                    (Some(_), None) => key_sees_tenant,
-                    (None, None) => false,
-                }
-            }
-        })
     }
 }
 
 /// An operator key without tenant scope, or a user of the platform tenant.
 pub fn is_platform_admin(principal: &Principal) -> bool {
-    let platform_operator_key = principal.user.is_none()
+    let platform_operator_key = principal.kind() == PrincipalKind::Operator
         && principal
             .api_key
             .as_ref()
-            .is_some_and(|key| key.module_id.is_none() && key.tenant_id.is_none());
+            .is_some_and(|key| key.tenant_id.is_none());
     let super_admin = principal
         .user
         .as_ref()

@@ -4,12 +4,13 @@
 
 mod access;
 mod auth;
+mod grpc;
+mod listing;
+mod permissions;
+mod tenant;
 
 /// Signing keys, for tools that mint tokens the way the server does.
 pub use auth::signing::{KeyEncryptionKey, SigningKeys};
-mod grpc;
-mod listing;
-mod tenant;
 
 use std::{future::Future, path::Path, sync::Arc};
 
@@ -21,12 +22,8 @@ use plinth_client::{
 };
 use plinth_platform::{
     config::Config,
-    identity::{
-        api_keys::{ApiKeys, IssuedApiKey},
-        layer::IdentityLayer,
-        tokens::TokenVerifier,
-    },
-    invalidation::Invalidator,
+    identity::api_keys::{IssuedApiKey, bootstrap_operator_key},
+    node::Node,
     server::{self, ServiceSet},
     store::Store,
 };
@@ -69,34 +66,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let store = open_store(&config).await?;
-    let encryption = auth::signing::KeyEncryptionKey::load(&config)?;
-    let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
-    let verifier = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
-    let invalidator = Invalidator::connect(
-        api_keys.clone(),
-        verifier.clone(),
-        config.redis_url.as_deref(),
-        &config.redis_prefix,
-    )
-    .await?;
-    let redis = match &config.redis_url {
-        Some(url) => Some(
-            redis::Client::open(url.as_str())?
-                .get_connection_manager()
-                .await?,
-        ),
-        None => None,
-    };
-    let signing_keys = Arc::new(auth::signing::SigningKeys::new(
+    let encryption = KeyEncryptionKey::load(&config, &store).await?;
+    let node = Node::start(config, store).await?;
+    if let Some(issued) = bootstrap_operator_key(&node.store).await? {
+        announce_bootstrap_key(&node.config.data_dir, &issued)?;
+    }
+    let mut services = core_services(&node, encryption);
+    registry_server::add_services(&mut services, &node.config);
+    tracing::info!(address = ?listener.local_addr().ok(), backend = ?node.store.backend(), "core-server serving");
+    node.serve(services, ANONYMOUS_METHODS, listener, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The domain behind each core service, wired to the node's parts.
+fn core_services(node: &Node, encryption: KeyEncryptionKey) -> ServiceSet {
+    let config = &node.config;
+    let store = &node.store;
+    let invalidator = &node.invalidator;
+    let signing_keys = Arc::new(SigningKeys::new(
         store.clone(),
         encryption,
-        verifier.clone(),
+        node.tokens.clone(),
         invalidator.clone(),
     ));
-    if let Some(issued) = api_keys.bootstrap_operator_key().await? {
-        announce_bootstrap_key(&config.data_dir, &issued)?;
-    }
-
+    invalidator.register(signing_keys.clone());
     let access = access::Access::new(store.clone());
     let passwords = auth::passwords::Passwords::new(config.password_hashing_concurrency);
     let users = auth::users::Users::new(
@@ -111,12 +105,13 @@ pub async fn run(
         passwords.clone(),
         signing_keys,
         invalidator.clone(),
-        auth::throttle::LoginThrottles::new(&config, redis.as_ref()),
-        &config,
+        auth::throttle::LoginThrottles::new(config, node.redis.as_ref()),
+        config,
     );
+    let keys = auth::api_keys::KeyAdmin::new(store.clone(), access.clone(), invalidator.clone());
     let tenants = tenant::Tenants::new(
         store.clone(),
-        access.clone(),
+        access,
         passwords,
         invalidator.clone(),
         tenant::OpenSignup {
@@ -124,12 +119,10 @@ pub async fn run(
             per_peer: auth::throttle::Throttle::configured(
                 tenant::FREE_SIGNUPS_PER_PEER,
                 "signup:peer",
-                &config,
-                redis.as_ref(),
+                node.redis.as_ref(),
             ),
         },
     );
-
     let limit = config.max_message_bytes;
     let mut services = ServiceSet::default();
     services
@@ -137,19 +130,14 @@ pub async fn run(
             AuthServiceServer::new(grpc::AuthApi {
                 users,
                 sessions,
-                keys: auth::api_keys::KeyAdmin::new(api_keys.clone(), access.clone(), invalidator),
+                keys,
             })
             .max_decoding_message_size(limit),
         )
         .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
-    registry_server::add_services(&mut services, &config);
-
-    let identity = IdentityLayer::new(api_keys, verifier, ANONYMOUS_METHODS);
-    tracing::info!(address = ?listener.local_addr().ok(), backend = ?store.backend(), "core-server serving");
-    server::serve(&config, store, identity, services, listener, shutdown).await?;
-    Ok(())
+    services
 }
 
 /// Creates the data directory (owner only) and opens the migrated store.

@@ -1,6 +1,6 @@
 //! Keyset pagination shared by every List call.
 
-use plinth_platform::{error::ApiError, store::Page};
+use plinth_platform::store::Page;
 use uuid::Uuid;
 
 pub const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -14,23 +14,33 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// From `page_size` (0 means the default) and an opaque `page_token`.
-    pub fn parse(page_size: i32, page_token: &str) -> Result<PageRequest, ApiError> {
+    /// The first page of the default size.
+    pub fn first() -> PageRequest {
+        PageRequest {
+            after: None,
+            size: i64::from(DEFAULT_PAGE_SIZE),
+        }
+    }
+
+    /// From `page_size` (0 means the default) and an opaque `page_token`;
+    /// on error, the field and what is wrong with it.
+    pub fn parse(
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<PageRequest, (&'static str, &'static str)> {
         let size = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             1..=MAX_PAGE_SIZE => page_size,
-            _ => {
-                return Err(ApiError::invalid_field(
-                    "page_size",
-                    "must be between 0 and 500",
-                ));
-            }
+            _ => return Err(("page_size", "must be between 0 and 500")),
         };
         let after = match page_token {
             "" => None,
-            token => Some(Uuid::try_parse(token).map_err(|_| {
-                ApiError::invalid_field("page_token", "is not a token from a previous response")
-            })?),
+            token => Some(
+                (token.len() == 32)
+                    .then(|| Uuid::try_parse(token).ok())
+                    .flatten()
+                    .ok_or(("page_token", "is not a token from a previous response"))?,
+            ),
         };
         Ok(PageRequest {
             after,

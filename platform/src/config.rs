@@ -1,17 +1,19 @@
 //! Server configuration, layered: built-in defaults, then an optional TOML
 //! file, then `PLINTH_*` environment variables, then flags (clap merges the
-//! last two, flags winning).
+//! last two, flags winning). Each key merges on its own, the `[tls]` keys
+//! included, and every value is bounded.
 
 use std::{
     net::SocketAddr,
+    ops::RangeInclusive,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything a server needs to start.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where gRPC is served.
@@ -21,7 +23,7 @@ pub struct Config {
     /// `postgres://…` or `sqlite://…`; defaults to SQLite in `data_dir`.
     pub database_url: Option<String>,
     pub database_max_connections: u32,
-    pub tls: Option<TlsConfig>,
+    pub tls: TlsConfig,
     /// Serve plaintext on a non-loopback address (only behind a trusted proxy).
     pub allow_insecure_plaintext: bool,
     /// Largest request message accepted, in bytes.
@@ -48,8 +50,10 @@ pub struct Config {
     pub token_audience: String,
     pub access_token_seconds: u64,
     pub refresh_token_days: u64,
-    /// Base64 of 32 bytes that encrypt signing keys at rest; unset reads (or
-    /// first creates) `key-encryption-key` in the data directory.
+    /// Base64 of 32 bytes that encrypt signing keys at rest. Required with
+    /// PostgreSQL (every replica needs the same one); with the embedded
+    /// default, unset reads (or first creates) `key-encryption-key` in the
+    /// data directory.
     pub key_encryption_key: Option<Secret>,
     /// Failed logins an account gets before each further try must wait
     /// (doubling from 1 s).
@@ -61,23 +65,33 @@ pub struct Config {
     pub password_hashing_concurrency: usize,
 }
 
-/// Server certificate and, for mTLS, the CA that client certificates must
-/// chain to.
-#[derive(Debug, Clone, Deserialize)]
+/// The server certificate and, for mTLS, the CA that client certificates
+/// must chain to. Each key merges across layers on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    pub certificate: PathBuf,
-    pub private_key: PathBuf,
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
     /// Client certificates are required when set (mTLS).
     pub client_ca: Option<PathBuf>,
 }
 
-/// A configured secret: never shown by `Debug`.
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.certificate.is_some()
+    }
+}
+
+/// A configured secret: never shown by `Debug` or when printed.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -89,7 +103,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -103,7 +123,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             database_url: None,
             database_max_connections: 16,
-            tls: None,
+            tls: TlsConfig::default(),
             allow_insecure_plaintext: false,
             max_message_bytes: 4 * 1024 * 1024,
             max_call_seconds: 30,
@@ -126,43 +146,94 @@ impl Default for Config {
     }
 }
 
-/// The flags (and their `PLINTH_*` variables) every server accepts.
+/// The flags (and their `PLINTH_*` variables) every server accepts, before
+/// or after a subcommand.
 #[derive(Clone, Default, clap::Args)]
 pub struct ConfigArgs {
-    /// TOML file with any of the settings below.
-    #[arg(long, env = "PLINTH_CONFIG")]
+    /// TOML file with any of the settings below
+    #[arg(long, global = true, env = "PLINTH_CONFIG")]
     pub config: Option<PathBuf>,
-    #[arg(long, env = "PLINTH_LISTEN")]
+    /// Address gRPC is served on [default: 127.0.0.1:50051]
+    #[arg(long, global = true, env = "PLINTH_LISTEN")]
     pub listen: Option<SocketAddr>,
-    #[arg(long, env = "PLINTH_DATA_DIR")]
+    /// Directory for the embedded database and generated keys [default: data]
+    #[arg(long, global = true, env = "PLINTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, env = "PLINTH_DATABASE_URL")]
+    /// postgres://… or sqlite://… [default: SQLite in the data directory]
+    #[arg(long, global = true, env = "PLINTH_DATABASE_URL")]
     pub database_url: Option<String>,
-    #[arg(long, env = "PLINTH_DATABASE_MAX_CONNECTIONS")]
+    /// Database connections per server, 1 to 1000 [default: 16]
+    #[arg(long, global = true, env = "PLINTH_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
-    #[arg(long, env = "PLINTH_TLS_CERTIFICATE", requires = "tls_private_key")]
+    /// PEM server certificate; enables TLS together with --tls-private-key
+    #[arg(long, global = true, env = "PLINTH_TLS_CERTIFICATE")]
     pub tls_certificate: Option<PathBuf>,
-    #[arg(long, env = "PLINTH_TLS_PRIVATE_KEY", requires = "tls_certificate")]
+    /// PEM private key of the server certificate
+    #[arg(long, global = true, env = "PLINTH_TLS_PRIVATE_KEY")]
     pub tls_private_key: Option<PathBuf>,
-    #[arg(long, env = "PLINTH_TLS_CLIENT_CA", requires = "tls_certificate")]
+    /// PEM CA that client certificates must chain to (requires mTLS)
+    #[arg(long, global = true, env = "PLINTH_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    #[arg(long, env = "PLINTH_ALLOW_INSECURE_PLAINTEXT")]
+    /// Serve plaintext on a non-loopback address (only behind a trusted proxy)
+    #[arg(long, global = true, env = "PLINTH_ALLOW_INSECURE_PLAINTEXT")]
     pub allow_insecure_plaintext: bool,
-    #[arg(long, env = "PLINTH_MAX_MESSAGE_BYTES")]
+    /// Largest request message in bytes, 1 KiB to 64 MiB [default: 4194304]
+    #[arg(long, global = true, env = "PLINTH_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
-    #[arg(long, env = "PLINTH_MAX_CALL_SECONDS")]
+    /// Longest a call may run in seconds, 1 to 3600 [default: 30]
+    #[arg(long, global = true, env = "PLINTH_MAX_CALL_SECONDS")]
     pub max_call_seconds: Option<u64>,
-    #[arg(long, env = "PLINTH_LOG_FORMAT")]
+    /// In-flight calls per connection, 1 to 10000 [default: 256]
+    #[arg(
+        long,
+        global = true,
+        env = "PLINTH_MAX_CONCURRENT_CALLS_PER_CONNECTION"
+    )]
+    pub max_concurrent_calls_per_connection: Option<u32>,
+    /// Seconds shutdown waits for in-flight calls, 0 to 3600 [default: 10]
+    #[arg(long, global = true, env = "PLINTH_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Log format [default: text]
+    #[arg(long, global = true, env = "PLINTH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    #[arg(long, env = "PLINTH_REDIS_URL")]
+    /// redis://… for cross-replica invalidation and counters [default: none]
+    #[arg(long, global = true, env = "PLINTH_REDIS_URL")]
     pub redis_url: Option<String>,
-    #[arg(long, env = "PLINTH_OPEN_SIGNUP")]
+    /// Prefix of this deployment's Redis keys and channels [default: plinth]
+    #[arg(long, global = true, env = "PLINTH_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Let callers without credentials sign up tenants [default: embedded only]
+    #[arg(long, global = true, env = "PLINTH_OPEN_SIGNUP")]
     pub open_signup: Option<bool>,
-    #[arg(long, env = "PLINTH_ACCESS_TOKEN_SECONDS")]
+    /// `iss` of access tokens [default: plinth]
+    #[arg(long, global = true, env = "PLINTH_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// `aud` of access tokens [default: plinth]
+    #[arg(long, global = true, env = "PLINTH_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// Access token lifetime in seconds, 60 to 86400 [default: 900]
+    #[arg(long, global = true, env = "PLINTH_ACCESS_TOKEN_SECONDS")]
     pub access_token_seconds: Option<u64>,
-    /// Prefer the environment: flags show in process listings.
-    #[arg(long, env = "PLINTH_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    /// Refresh token (session) lifetime in days, 1 to 365 [default: 30]
+    #[arg(long, global = true, env = "PLINTH_REFRESH_TOKEN_DAYS")]
+    pub refresh_token_days: Option<u64>,
+    /// Base64 of 32 bytes sealing signing keys (prefer the environment)
+    #[arg(
+        long,
+        global = true,
+        env = "PLINTH_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub key_encryption_key: Option<String>,
+    /// Failed logins per account before delays, 1 to 1000 [default: 5]
+    #[arg(long, global = true, env = "PLINTH_LOGIN_FREE_FAILURES_PER_ACCOUNT")]
+    pub login_free_failures_per_account: Option<u32>,
+    /// Failed logins per peer address before delays, 1 to 1000 [default: 30]
+    #[arg(long, global = true, env = "PLINTH_LOGIN_FREE_FAILURES_PER_PEER")]
+    pub login_free_failures_per_peer: Option<u32>,
+    /// Password hashes computed at once, 1 to 64 [default: half the cores]
+    #[arg(long, global = true, env = "PLINTH_PASSWORD_HASHING_CONCURRENCY")]
+    pub password_hashing_concurrency: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,8 +253,24 @@ pub enum ConfigError {
          or pass --allow-insecure-plaintext"
     )]
     PlaintextOffLoopback(SocketAddr),
-    #[error("{0} must be greater than zero")]
-    Zero(&'static str),
+    #[error("{name} must be between {} and {}", .range.start(), .range.end())]
+    OutOfRange {
+        name: &'static str,
+        range: RangeInclusive<u64>,
+    },
+    #[error("tls.certificate and tls.private_key must be set together")]
+    IncompleteTls,
+    #[error("tls.client_ca needs tls.certificate and tls.private_key")]
+    ClientCaWithoutTls,
+}
+
+/// Overlays each flag (or variable) that was given onto `config`.
+macro_rules! overlay {
+    ($config:ident, $args:ident; $($field:ident),+ $(,)?) => {
+        $(if let Some(value) = &$args.$field {
+            $config.$field = value.clone().into();
+        })+
+    };
 }
 
 impl Config {
@@ -210,72 +297,109 @@ impl Config {
     }
 
     fn apply(&mut self, args: &ConfigArgs) {
-        if let Some(listen) = args.listen {
-            self.listen = listen;
+        let config = self;
+        overlay!(config, args;
+            listen,
+            data_dir,
+            database_max_connections,
+            max_message_bytes,
+            max_call_seconds,
+            max_concurrent_calls_per_connection,
+            shutdown_grace_seconds,
+            log_format,
+            redis_prefix,
+            token_issuer,
+            token_audience,
+            access_token_seconds,
+            refresh_token_days,
+            login_free_failures_per_account,
+            login_free_failures_per_peer,
+            password_hashing_concurrency,
+            database_url,
+            redis_url,
+            open_signup,
+        );
+        let tls = &mut config.tls;
+        for (setting, flag) in [
+            (&mut tls.certificate, &args.tls_certificate),
+            (&mut tls.private_key, &args.tls_private_key),
+            (&mut tls.client_ca, &args.tls_client_ca),
+        ] {
+            if flag.is_some() {
+                setting.clone_from(flag);
+            }
         }
-        if let Some(data_dir) = &args.data_dir {
-            self.data_dir.clone_from(data_dir);
-        }
-        if let Some(database_url) = &args.database_url {
-            self.database_url = Some(database_url.clone());
-        }
-        if let Some(max) = args.database_max_connections {
-            self.database_max_connections = max;
-        }
-        if let (Some(certificate), Some(private_key)) =
-            (&args.tls_certificate, &args.tls_private_key)
-        {
-            self.tls = Some(TlsConfig {
-                certificate: certificate.clone(),
-                private_key: private_key.clone(),
-                client_ca: args.tls_client_ca.clone(),
-            });
-        }
-        self.allow_insecure_plaintext |= args.allow_insecure_plaintext;
-        if let Some(max) = args.max_message_bytes {
-            self.max_message_bytes = max;
-        }
-        if let Some(seconds) = args.max_call_seconds {
-            self.max_call_seconds = seconds;
-        }
-        if let Some(format) = args.log_format {
-            self.log_format = format;
-        }
-        if let Some(redis_url) = &args.redis_url {
-            self.redis_url = Some(redis_url.clone());
-        }
-        if let Some(open_signup) = args.open_signup {
-            self.open_signup = Some(open_signup);
-        }
-        if let Some(seconds) = args.access_token_seconds {
-            self.access_token_seconds = seconds;
-        }
+        config.allow_insecure_plaintext |= args.allow_insecure_plaintext;
         if let Some(key) = &args.key_encryption_key {
-            self.key_encryption_key = Some(Secret(key.clone()));
+            config.key_encryption_key = Some(Secret(key.clone()));
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_plaintext {
+        if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
+            return Err(ConfigError::IncompleteTls);
+        }
+        if self.tls.client_ca.is_some() && !self.tls.enabled() {
+            return Err(ConfigError::ClientCaWithoutTls);
+        }
+        if !self.tls.enabled() && !self.listen.ip().is_loopback() && !self.allow_insecure_plaintext
+        {
             return Err(ConfigError::PlaintextOffLoopback(self.listen));
         }
-        for (name, value) in [
-            ("max_message_bytes", self.max_message_bytes as u64),
-            ("max_call_seconds", self.max_call_seconds),
+        for (name, value, range) in [
             (
                 "database_max_connections",
                 u64::from(self.database_max_connections),
+                1..=1000,
             ),
             (
+                "max_message_bytes",
+                self.max_message_bytes as u64,
+                1024..=64 * 1024 * 1024,
+            ),
+            ("max_call_seconds", self.max_call_seconds, 1..=3600),
+            (
                 "max_concurrent_calls_per_connection",
-                self.max_concurrent_calls_per_connection as u64,
+                u64::from(self.max_concurrent_calls_per_connection),
+                1..=10_000,
+            ),
+            (
+                "shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                0..=3600,
+            ),
+            (
+                "access_token_seconds",
+                self.access_token_seconds,
+                60..=86_400,
+            ),
+            ("refresh_token_days", self.refresh_token_days, 1..=365),
+            (
+                "login_free_failures_per_account",
+                u64::from(self.login_free_failures_per_account),
+                1..=1000,
+            ),
+            (
+                "login_free_failures_per_peer",
+                u64::from(self.login_free_failures_per_peer),
+                1..=1000,
+            ),
+            (
+                "password_hashing_concurrency",
+                self.password_hashing_concurrency as u64,
+                1..=64,
             ),
         ] {
-            if value == 0 {
-                return Err(ConfigError::Zero(name));
+            if !range.contains(&value) {
+                return Err(ConfigError::OutOfRange { name, range });
             }
         }
         Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration serialises")
     }
 
     /// The configured database, or SQLite in the data directory.
@@ -298,6 +422,10 @@ impl Config {
         }
     }
 
+    pub fn refresh_token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.refresh_token_days as i64)
+    }
+
     pub fn max_call_duration(&self) -> Duration {
         Duration::from_secs(self.max_call_seconds)
     }
@@ -310,6 +438,13 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_with(contents: &str) -> (tempfile::TempDir, PathBuf) {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("plinth.toml");
+        std::fs::write(&file, contents).unwrap();
+        (directory, file)
+    }
 
     #[test]
     fn default_serves_plaintext_on_loopback_only() {
@@ -331,34 +466,142 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let directory =
-            std::env::temp_dir().join(format!("plinth-config-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&directory).unwrap();
-        let file = directory.join("plinth.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nmax_call_seconds = 5\n").unwrap();
+        let (_directory, file) = file_with("listen = \"127.0.0.1:7000\"\nmax_call_seconds = 5\n");
         let args = ConfigArgs {
             config: Some(file),
             listen: Some("127.0.0.1:7001".parse().unwrap()),
             ..ConfigArgs::default()
         };
         let config = Config::load(&args).unwrap();
-        std::fs::remove_dir_all(directory).unwrap();
         assert_eq!(config.listen.port(), 7001);
         assert_eq!(config.max_call_seconds, 5);
     }
 
     #[test]
     fn unknown_file_keys_are_refused() {
-        let directory =
-            std::env::temp_dir().join(format!("plinth-config-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&directory).unwrap();
-        let file = directory.join("plinth.toml");
-        std::fs::write(&file, "lisen = \"127.0.0.1:7000\"\n").unwrap();
+        let (_directory, file) = file_with("lisen = \"127.0.0.1:7000\"\n");
         let result = Config::load(&ConfigArgs {
             config: Some(file),
             ..ConfigArgs::default()
         });
-        std::fs::remove_dir_all(directory).unwrap();
         assert!(matches!(result, Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn each_tls_key_merges_on_its_own_across_every_layer_combination() {
+        // Each of the three keys comes from the file, the flags, both (the
+        // flag wins) or neither; every combination keeps every key given.
+        let sources = ["none", "file", "flag", "both"];
+        for certificate_from in sources {
+            for private_key_from in sources {
+                for client_ca_from in sources {
+                    let mut file = String::from("[tls]\n");
+                    let mut args = ConfigArgs::default();
+                    let mut expected = TlsConfig::default();
+                    for (key, from, flag, wanted) in [
+                        (
+                            "certificate",
+                            certificate_from,
+                            &mut args.tls_certificate,
+                            &mut expected.certificate,
+                        ),
+                        (
+                            "private_key",
+                            private_key_from,
+                            &mut args.tls_private_key,
+                            &mut expected.private_key,
+                        ),
+                        (
+                            "client_ca",
+                            client_ca_from,
+                            &mut args.tls_client_ca,
+                            &mut expected.client_ca,
+                        ),
+                    ] {
+                        if matches!(from, "file" | "both") {
+                            file.push_str(&format!("{key} = \"/file/{key}\"\n"));
+                            *wanted = Some(PathBuf::from(format!("/file/{key}")));
+                        }
+                        if matches!(from, "flag" | "both") {
+                            *flag = Some(PathBuf::from(format!("/flag/{key}")));
+                            *wanted = flag.clone();
+                        }
+                    }
+                    let (_directory, path) = file_with(&file);
+                    args.config = Some(path);
+                    let case = format!("{certificate_from}/{private_key_from}/{client_ca_from}");
+                    match Config::load(&args) {
+                        Ok(config) => assert_eq!(config.tls, expected, "{case}"),
+                        Err(ConfigError::IncompleteTls) => assert_ne!(
+                            expected.certificate.is_some(),
+                            expected.private_key.is_some(),
+                            "{case}"
+                        ),
+                        Err(ConfigError::ClientCaWithoutTls) => {
+                            assert!(
+                                expected.client_ca.is_some() && expected.certificate.is_none(),
+                                "{case}"
+                            )
+                        }
+                        Err(other) => panic!("{case}: {other}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_ca_from_the_file_survives_certificates_from_flags() {
+        let (_directory, file) = file_with("[tls]\nclient_ca = \"/etc/plinth/ca.pem\"\n");
+        let config = Config::load(&ConfigArgs {
+            config: Some(file),
+            tls_certificate: Some("/env/server.pem".into()),
+            tls_private_key: Some("/env/server.key".into()),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.tls.client_ca,
+            Some(PathBuf::from("/etc/plinth/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        for args in [
+            ConfigArgs {
+                access_token_seconds: Some(10_000_000_000_000),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                refresh_token_days: Some(u64::MAX),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                max_call_seconds: Some(0),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                password_hashing_concurrency: Some(0),
+                ..ConfigArgs::default()
+            },
+        ] {
+            assert!(matches!(
+                Config::load(&args),
+                Err(ConfigError::OutOfRange { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn printed_configuration_hides_the_key_encryption_key() {
+        let config = Config::load(&ConfigArgs {
+            key_encryption_key: Some("c2VjcmV0".to_owned()),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        let printed = config.to_toml();
+        assert!(printed.contains("[redacted]"));
+        assert!(!printed.contains("c2VjcmV0"));
     }
 }

@@ -17,15 +17,75 @@ pub const ERROR_DOMAIN: &str = "plinth.dev";
 /// tell a missing key from a wrong, revoked or expired one.
 pub const UNAUTHENTICATED_MESSAGE: &str = "missing or invalid credentials";
 
+/// Field violations shown in one answer; the rest are counted, so that a
+/// request with many bad elements cannot make a large error.
+pub const MAX_SHOWN_VIOLATIONS: usize = 10;
+
+/// The field violations of one request: the first few, and how many more.
+#[derive(Debug, Default)]
+pub struct Violations {
+    shown: Vec<FieldViolation>,
+    omitted: usize,
+}
+
+impl Violations {
+    pub fn push(&mut self, field: &str, description: impl Into<String>) {
+        if self.shown.len() < MAX_SHOWN_VIOLATIONS {
+            self.shown.push(FieldViolation::new(field, description));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shown.is_empty()
+    }
+
+    /// `Ok` when nothing was violated.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self))
+        }
+    }
+
+    fn into_field_violations(self) -> Vec<FieldViolation> {
+        let mut violations = self.shown;
+        if self.omitted > 0 {
+            violations.push(FieldViolation::new(
+                "",
+                format!("{} more violations not shown", self.omitted),
+            ));
+        }
+        violations
+    }
+}
+
 /// A failure as the API reports it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid request")]
-    InvalidArgument(Vec<FieldViolation>),
+    InvalidArgument(Violations),
     #[error("{UNAUTHENTICATED_MESSAGE}")]
     Unauthenticated,
     #[error("the API key does not belong to the module named by the client certificate")]
     CertificateModuleMismatch,
+    #[error(
+        "the credentials do not combine: a bearer token goes only with a module key \
+         whose tenant scope includes the token's tenant"
+    )]
+    CredentialsConflict,
+    #[error("the tenant is {status}")]
+    TenantNotActive { status: &'static str },
+    #[error("the request message is larger than {limit_bytes} bytes")]
+    MessageTooLarge { limit_bytes: usize },
+    #[error("the request message does not decode")]
+    MalformedMessage,
+    #[error("not implemented yet")]
+    Unimplemented,
+    #[error("the call ran past its deadline")]
+    DeadlineExceeded,
     #[error("permission denied")]
     PermissionDenied { permission: String },
     #[error("{resource_type} not found")]
@@ -65,7 +125,9 @@ pub enum ApiError {
 impl ApiError {
     /// One violation of one field.
     pub fn invalid_field(field: &str, description: impl Into<String>) -> ApiError {
-        ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
+        let mut violations = Violations::default();
+        violations.push(field, description);
+        ApiError::InvalidArgument(violations)
     }
 }
 
@@ -89,7 +151,7 @@ impl From<ApiError> for Status {
                 Code::InvalidArgument,
                 ErrorReason::InvalidArgument,
                 HashMap::new(),
-                ErrorDetails::with_bad_request(violations),
+                ErrorDetails::with_bad_request(violations.into_field_violations()),
             ),
             ApiError::Unauthenticated => (
                 Code::Unauthenticated,
@@ -100,6 +162,42 @@ impl From<ApiError> for Status {
             ApiError::CertificateModuleMismatch => (
                 Code::Unauthenticated,
                 ErrorReason::CertificateModuleMismatch,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::CredentialsConflict => (
+                Code::PermissionDenied,
+                ErrorReason::CredentialsConflict,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::TenantNotActive { status } => (
+                Code::FailedPrecondition,
+                ErrorReason::TenantNotActive,
+                HashMap::from([("status".to_owned(), status.to_owned())]),
+                ErrorDetails::new(),
+            ),
+            ApiError::MessageTooLarge { limit_bytes } => (
+                Code::ResourceExhausted,
+                ErrorReason::MessageTooLarge,
+                HashMap::from([("limit_bytes".to_owned(), limit_bytes.to_string())]),
+                ErrorDetails::new(),
+            ),
+            ApiError::MalformedMessage => (
+                Code::InvalidArgument,
+                ErrorReason::MalformedMessage,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::Unimplemented => (
+                Code::Unimplemented,
+                ErrorReason::Unimplemented,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::DeadlineExceeded => (
+                Code::DeadlineExceeded,
+                ErrorReason::DeadlineExceeded,
                 HashMap::new(),
                 ErrorDetails::new(),
             ),

@@ -1,15 +1,19 @@
-//! Cache invalidation across replicas. A change is applied to this
-//! replica's caches at once, then published on a Redis channel that every
-//! replica applies. Without Redis (or while it is unreachable) other replicas
-//! converge within their cache lifetimes: 30 s for API keys, 2 s for
-//! session, user and tenant states, 60 s for signing keys.
+//! Cache invalidation across replicas: a bus that caches register with. A
+//! change is applied to this replica's caches at once, then published on a
+//! Redis channel that every replica applies. Without Redis (or while it is
+//! unreachable) other replicas converge within their cache lifetimes: 30 s
+//! for API keys, 2 s for session, user and tenant states, 60 s for signing
+//! keys.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock, Weak},
+    time::Duration,
+};
 
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use crate::identity::{api_keys::ApiKeys, tokens::TokenVerifier};
+use crate::shared_redis::SharedRedis;
 
 /// Wait between attempts to (re)subscribe.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
@@ -50,48 +54,36 @@ impl Change {
     }
 }
 
-struct Redis {
-    client: redis::Client,
-    publisher: redis::aio::ConnectionManager,
-    channel: String,
+/// An in-process cache that forgets what a change makes stale.
+pub trait Cache: Send + Sync {
+    fn apply(&self, change: Change);
 }
 
-/// Applies changes here and tells the other replicas.
+/// Applies changes to the registered caches here and tells other replicas.
 pub struct Invalidator {
-    api_keys: Arc<ApiKeys>,
-    tokens: Arc<TokenVerifier>,
-    redis: Option<Redis>,
+    caches: RwLock<Vec<Arc<dyn Cache>>>,
+    redis: Option<Arc<SharedRedis>>,
 }
 
 impl Invalidator {
-    /// Without `redis_url`, changes stay on this replica.
-    pub async fn connect(
-        api_keys: Arc<ApiKeys>,
-        tokens: Arc<TokenVerifier>,
-        redis_url: Option<&str>,
-        prefix: &str,
-    ) -> Result<Arc<Invalidator>, redis::RedisError> {
-        let redis = match redis_url {
-            None => None,
-            Some(url) => {
-                let client = redis::Client::open(url)?;
-                let publisher = client.get_connection_manager().await?;
-                Some(Redis {
-                    client,
-                    publisher,
-                    channel: format!("{prefix}:invalidate"),
-                })
-            }
-        };
+    /// Without Redis, changes stay on this replica.
+    pub fn new(redis: Option<Arc<SharedRedis>>) -> Arc<Invalidator> {
         let invalidator = Arc::new(Invalidator {
-            api_keys,
-            tokens,
+            caches: RwLock::new(Vec::new()),
             redis,
         });
         if invalidator.redis.is_some() {
             tokio::spawn(subscribe(Arc::downgrade(&invalidator)));
         }
-        Ok(invalidator)
+        invalidator
+    }
+
+    /// Makes `cache` hear every change, local or from other replicas.
+    pub fn register(&self, cache: Arc<dyn Cache>) {
+        self.caches
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(cache);
     }
 
     /// Applies `change` here, then publishes it. A failed publish is logged:
@@ -99,48 +91,42 @@ impl Invalidator {
     /// within their cache lifetimes.
     pub async fn changed(&self, change: Change) {
         self.apply(change);
-        let Some(redis) = &self.redis else {
-            return;
-        };
-        let mut publisher = redis.publisher.clone();
-        let published: Result<i64, _> = redis::cmd("PUBLISH")
-            .arg(&redis.channel)
-            .arg(change.encode())
-            .query_async(&mut publisher)
-            .await;
-        if let Err(error) = published {
-            tracing::warn!(%error, ?change, "could not publish a cache invalidation");
+        if let Some(redis) = &self.redis {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(redis.key(CHANNEL)).arg(change.encode());
+            redis
+                .command::<i64>("publish an invalidation", &publish)
+                .await;
         }
     }
 
     fn apply(&self, change: Change) {
-        match change {
-            Change::ApiKey(id) => self.api_keys.evict(id),
-            Change::Subjects => self.tokens.forget_states(),
-            Change::SigningKeys => self.tokens.forget_keys(),
-            Change::Everything => {
-                self.api_keys.evict_all();
-                self.tokens.forget_states();
-                self.tokens.forget_keys();
-            }
+        let caches = self
+            .caches
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for cache in caches.iter() {
+            cache.apply(change);
         }
     }
 }
 
+/// The channel, under the deployment's prefix.
+const CHANNEL: &str = "invalidate";
+
 /// Applies what other replicas publish, resubscribing after failures; each
 /// (re)subscription clears everything, as messages may have been missed.
-async fn subscribe(invalidator: std::sync::Weak<Invalidator>) {
+async fn subscribe(invalidator: Weak<Invalidator>) {
     loop {
         let Some(strong) = invalidator.upgrade() else {
             return;
         };
-        let Some(redis) = &strong.redis else {
+        let Some(redis) = strong.redis.clone() else {
             return;
         };
-        let (client, channel) = (redis.client.clone(), redis.channel.clone());
         drop(strong);
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+        match redis.client().get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(redis.key(CHANNEL)).await {
                 Ok(()) => {
                     if let Some(invalidator) = invalidator.upgrade() {
                         invalidator.apply(Change::Everything);

@@ -10,8 +10,10 @@ pub mod error;
 mod files;
 pub mod identity;
 pub mod invalidation;
+pub mod node;
 pub mod request_id;
 pub mod server;
+pub mod shared_redis;
 pub mod store;
 pub mod telemetry;
 

@@ -3,10 +3,18 @@
 //! or on its own as `registry-server` against the same store.
 #![forbid(unsafe_code)]
 
+use std::future::Future;
+
 use plinth_client::registry::v1::module_registry_service_server::{
     ModuleRegistryService, ModuleRegistryServiceServer,
 };
-use plinth_platform::{config::Config, server::ServiceSet};
+use plinth_platform::{
+    config::Config,
+    node::Node,
+    server::{ServeError, ServiceSet},
+    store::{Store, StoreError},
+};
+use tokio::net::TcpListener;
 
 /// The gRPC face of the registry. Its calls are built by the registry issue;
 /// until then each answers UNIMPLEMENTED.
@@ -20,4 +28,30 @@ pub fn add_services(services: &mut ServiceSet, config: &Config) {
         ModuleRegistryServiceServer::new(RegistryApi)
             .max_decoding_message_size(config.max_message_bytes),
     );
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Serves the registry alone on `listener` until `shutdown`, against the
+/// store `core-server` migrated.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let store = Store::connect(&config.database_url(), config.database_max_connections).await?;
+    let node = Node::start(config, store).await?;
+    let mut services = ServiceSet::default();
+    add_services(&mut services, &node.config);
+    tracing::info!(address = ?listener.local_addr().ok(), "registry-server serving");
+    node.serve(services, &[], listener, shutdown).await?;
+    Ok(())
 }

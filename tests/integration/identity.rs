@@ -8,7 +8,7 @@ use plinth_platform::{
     audit::Actor,
     clock,
     error::UNAUTHENTICATED_MESSAGE,
-    identity::api_keys::{ApiKeys, NewApiKey},
+    identity::api_keys::{self, NewApiKey},
 };
 use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason};
 use tonic::{Code, Request};
@@ -94,21 +94,20 @@ async fn every_bad_key_gets_the_same_unauthenticated_answer(backend: Backend) {
 
 async fn a_revoked_key_is_refused(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
+    let issued = create_key(
+        &sandbox,
+        NewApiKey {
+            name: "soon revoked".to_owned(),
+            ..NewApiKey::default()
+        },
+    )
+    .await;
     let store = sandbox.database.open_store().await;
-    let keys = ApiKeys::new(store.api_keys.clone());
-    let issued = keys
-        .create(
-            NewApiKey {
-                name: "soon revoked".to_owned(),
-                ..NewApiKey::default()
-            },
-            Actor::default(),
-        )
+    let mut tx = store.begin().await.unwrap();
+    api_keys::revoke(&mut tx, &issued.record, Actor::default(), "")
         .await
         .unwrap();
-    keys.revoke(issued.record.id, Actor::default())
-        .await
-        .unwrap();
+    tx.commit().await.unwrap();
 
     assert_unauthenticated(who_am_i(&sandbox, &issued.secret).await, "revoked");
 }

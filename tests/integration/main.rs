@@ -5,7 +5,7 @@ mod api_keys;
 mod identity;
 mod replicas;
 mod server;
-mod store_conformance;
+mod store;
 mod tenants;
 mod tls;
 mod tokens;

@@ -30,12 +30,12 @@ async fn start_mutual_tls() -> MutualTls {
     let tls = tls_config(
         write("server.pem", &server.certificate),
         write("server.key", &server.private_key),
-        Some(write("ca.pem", &ca.certificate_pem())),
+        Some(write("ca.pem", ca.certificate_pem())),
     );
-    let sandbox = Sandbox::start_with(Backend::Sqlite, |config| config.tls = Some(tls)).await;
+    let sandbox = Sandbox::start_with(Backend::Sqlite, |config| config.tls = tls).await;
     MutualTls {
         sandbox,
-        ca_pem: ca.certificate_pem(),
+        ca_pem: ca.certificate_pem().to_owned(),
         ca,
     }
 }

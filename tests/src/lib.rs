@@ -7,7 +7,7 @@ pub mod bench;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use plinth_platform::{
-    config::{Config, TlsConfig},
+    config::{Config, Secret, TlsConfig},
     store::Store,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -133,6 +133,7 @@ impl Sandbox {
             data_dir: database.directory().join("data"),
             database_url: Some(database.url.clone()),
             shutdown_grace_seconds: 2,
+            key_encryption_key: Some(Secret::new(random_key_encryption_key())),
             ..Config::default()
         };
         configure(&mut config);
@@ -199,6 +200,15 @@ impl Drop for Sandbox {
     }
 }
 
+/// Base64 of 32 random bytes, as operators generate one.
+pub fn random_key_encryption_key() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("system randomness");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Configures TLS with the given PEM files.
 pub fn tls_config(
     certificate: PathBuf,
@@ -206,8 +216,8 @@ pub fn tls_config(
     client_ca: Option<PathBuf>,
 ) -> TlsConfig {
     TlsConfig {
-        certificate,
-        private_key,
+        certificate: Some(certificate),
+        private_key: Some(private_key),
         client_ca,
     }
 }
@@ -296,10 +306,17 @@ pub async fn create_key(
     new_key: plinth_platform::identity::api_keys::NewApiKey,
 ) -> plinth_platform::identity::api_keys::IssuedApiKey {
     let store = sandbox.database.open_store().await;
-    plinth_platform::identity::api_keys::ApiKeys::new(store.api_keys.clone())
-        .create(new_key, plinth_platform::audit::Actor::default())
-        .await
-        .expect("create api key")
+    let mut tx = store.begin().await.expect("begin");
+    let issued = plinth_platform::identity::api_keys::insert_new(
+        &mut tx,
+        new_key,
+        plinth_platform::audit::Actor::default(),
+        "",
+    )
+    .await
+    .expect("create api key");
+    tx.commit().await.expect("commit");
+    issued
 }
 
 /// A connected client of each core service, all presenting one API key.

@@ -16,10 +16,9 @@ use plinth_platform::{
     },
     invalidation::{Change, Invalidator},
     store::{
-        Store,
+        Store, audit_log, sessions,
         sessions::{RefreshOutcome, RefreshTokenRecord, SessionRecord},
-        signing_keys::SigningKeyRecord,
-        users::UserRecord,
+        users::{UserRecord, UserStatus},
     },
 };
 use rand::RngCore;
@@ -28,12 +27,14 @@ use uuid::Uuid;
 
 use super::{
     passwords::Passwords,
-    signing::SigningKeys,
+    signing::{Jwk, Jwks, SigningKeys},
     throttle::{LoginThrottles, Throttle},
+    users::user_scope,
 };
 use crate::{
-    access::{Access, Need},
+    access::{Access, Scope},
     listing::PageRequest,
+    permissions::{Permission, SESSION_LIST, SESSION_REVOKE, SIGNING_KEY_ROTATE, TOKEN_VERIFY},
 };
 
 const REFRESH_TOKEN_PREFIX: &str = "plr_";
@@ -48,6 +49,23 @@ pub struct TokenPair {
     pub session_id: Uuid,
 }
 
+/// A login: tenant code, normalised email, password.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    pub tenant_code: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// A page of a user's sessions.
+#[derive(Debug, Clone)]
+pub struct SessionListing {
+    pub user_id: Uuid,
+    /// Revoked and expired ones too.
+    pub include_inactive: bool,
+    pub page: PageRequest,
+}
+
 /// The session domain.
 pub struct Sessions {
     store: Store,
@@ -59,6 +77,22 @@ pub struct Sessions {
     accounts: Throttle,
     peers: Throttle,
     refresh_token_ttl: chrono::Duration,
+}
+
+fn session_event(
+    principal: &Principal,
+    action: &str,
+    session_id: Uuid,
+    tenant_id: Uuid,
+) -> AuditDraft {
+    AuditDraft::new(
+        principal.actor(),
+        action,
+        "session",
+        &session_id.to_string(),
+    )
+    .in_tenant(Some(tenant_id))
+    .with_request_id(&principal.request_id)
 }
 
 fn hash_token(token: &str) -> Vec<u8> {
@@ -96,7 +130,7 @@ impl Sessions {
             invalidator,
             accounts: throttles.accounts,
             peers: throttles.peers,
-            refresh_token_ttl: chrono::Duration::days(config.refresh_token_days as i64),
+            refresh_token_ttl: config.refresh_token_ttl(),
         }
     }
 
@@ -105,10 +139,13 @@ impl Sessions {
     pub async fn login(
         &self,
         principal: &Principal,
-        tenant_code: &str,
-        email: &str,
-        password: &str,
+        attempt: LoginAttempt,
     ) -> Result<(TokenPair, UserRecord), ApiError> {
+        let LoginAttempt {
+            tenant_code,
+            email,
+            password,
+        } = &attempt;
         let account = format!("{tenant_code}\n{email}");
         let peer = principal
             .peer_address
@@ -147,9 +184,9 @@ impl Sessions {
         let user = credentials.user;
         let refusal = if !password_matches {
             Some("wrong_password")
-        } else if user.status != "active" {
+        } else if user.status != UserStatus::Active {
             Some("user_disabled")
-        } else if tenant.status != "active" {
+        } else if !tenant.status.admits_callers() {
             Some("tenant_not_active")
         } else {
             None
@@ -187,10 +224,9 @@ impl Sessions {
         )
         .in_tenant(Some(user.tenant_id))
         .with_request_id(&principal.request_id);
-        self.store
-            .sessions
-            .create_session(&session, &refresh_record, audit)
-            .await?;
+        let mut tx = self.store.begin().await?;
+        sessions::insert(&mut tx, &session, &refresh_record, audit).await?;
+        tx.commit().await?;
         self.store.users.record_login(user.id, now).await?;
         let tokens = self
             .token_pair(&session, refresh_token, refresh_record.expires_at)
@@ -217,7 +253,9 @@ impl Sessions {
             .with_request_id(&principal.request_id)
             .with_details(serde_json::json!({ "reason": reason }));
         audit.outcome = Outcome::Failure;
-        self.store.audit.record(vec![audit]).await?;
+        let mut tx = self.store.begin().await?;
+        audit_log::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Err(ApiError::InvalidCredentials)
     }
 
@@ -230,40 +268,44 @@ impl Sessions {
     ) -> Result<TokenPair, ApiError> {
         let now = clock::now();
         let (successor, successor_record) = new_refresh_token(now, self.refresh_token_ttl);
-        let mut reuse_audit = AuditDraft::new(
-            principal.actor(),
-            "auth.session.refresh_token_reused",
-            "session",
-            "",
+        let mut tx = self.store.begin().await?;
+        let outcome = sessions::spend_refresh_token(
+            &mut tx,
+            &hash_token(refresh_token),
+            &successor_record,
+            now,
         )
-        .with_request_id(&principal.request_id);
-        reuse_audit.outcome = Outcome::Denied;
-        let outcome = self
-            .store
-            .sessions
-            .rotate_refresh_token(
-                &hash_token(refresh_token),
-                &successor_record,
-                now,
-                reuse_audit,
-            )
-            .await?;
+        .await?;
         match outcome {
             RefreshOutcome::Rotated(session) => {
+                tx.commit().await?;
                 let user = self.store.users.get_user(session.user_id).await?;
                 let tenant = self.store.tenants.get_tenant(session.tenant_id).await?;
-                let admitted = user.is_some_and(|user| user.status == "active")
-                    && tenant.is_some_and(|tenant| tenant.status == "active");
+                let admitted = user.is_some_and(|user| user.status == UserStatus::Active)
+                    && tenant.is_some_and(|tenant| tenant.status.admits_callers());
                 if !admitted {
                     return Err(ApiError::Unauthenticated);
                 }
                 self.token_pair(&session, successor, successor_record.expires_at)
                     .await
             }
-            RefreshOutcome::Reused { .. } => {
+            RefreshOutcome::Reused {
+                session_id,
+                tenant_id,
+            } => {
+                let mut audit = session_event(
+                    principal,
+                    "auth.session.refresh_token_reused",
+                    session_id,
+                    tenant_id,
+                );
+                audit.outcome = Outcome::Denied;
+                sessions::revoke(&mut tx, session_id, "refresh_token_reused", now, audit).await?;
+                tx.commit().await?;
                 self.invalidator.changed(Change::Subjects).await;
                 Err(ApiError::RefreshTokenReused)
             }
+            // Spending a dead token changes nothing worth keeping: rolled back.
             RefreshOutcome::Refused => Err(ApiError::Unauthenticated),
         }
     }
@@ -292,22 +334,24 @@ impl Sessions {
         principal: &Principal,
         access_token: &str,
     ) -> Result<VerifiedToken, ApiError> {
-        if principal.api_key.is_none() {
-            return Err(ApiError::PermissionDenied {
-                permission: "plinth:token:verify".to_owned(),
-            });
-        }
-        self.verifier.verify(access_token).await
+        let verified = self.verifier.verify(access_token).await?;
+        self.access
+            .require(principal, TOKEN_VERIFY, Scope::tenant(verified.claims.tid))
+            .await?;
+        Ok(verified)
     }
 
     pub async fn list(
         &self,
         principal: &Principal,
-        user_id: Uuid,
-        include_inactive: bool,
-        page: PageRequest,
+        listing: SessionListing,
     ) -> Result<(Vec<SessionRecord>, String), ApiError> {
-        self.require_user_or_admin(principal, user_id, "plinth:session:list")
+        let SessionListing {
+            user_id,
+            include_inactive,
+            page,
+        } = listing;
+        self.require_on_user(principal, user_id, SESSION_LIST)
             .await?;
         let rows = self
             .store
@@ -331,30 +375,31 @@ impl Sessions {
                 .ok_or(ApiError::NotFound {
                     resource_type: "session",
                 })?;
-        self.require_user_or_admin(principal, session.user_id, "plinth:session:revoke")
+        self.require_on_user(principal, session.user_id, SESSION_REVOKE)
             .await?;
         self.revoke(principal, session_id, session.tenant_id, "revoked")
             .await
     }
 
     /// Makes a new signing key current (platform admins only).
-    pub async fn rotate_signing_key(
-        &self,
-        principal: &Principal,
-    ) -> Result<SigningKeyRecord, ApiError> {
+    /// Makes a new signing key current and returns its public half.
+    pub async fn rotate_signing_key(&self, principal: &Principal) -> Result<Jwk, ApiError> {
         self.access
-            .require(principal, Need::PlatformAdmin, "plinth:signing_key:rotate")
+            .require(principal, SIGNING_KEY_ROTATE, Scope::platform())
             .await?;
-        self.keys
+        let record = self
+            .keys
             .rotate(principal.actor(), &principal.request_id)
-            .await
+            .await?;
+        Ok(Jwk::of(&record))
     }
 
-    /// The public keys that verify tokens now.
-    pub async fn published_keys(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
-        self.keys.published().await
+    /// The public keys that verify tokens now, as a JWKS.
+    pub async fn jwks(&self) -> Result<Jwks, ApiError> {
+        self.keys.jwks().await
     }
 
+    /// Revocation is always allowed, whatever the tenant's status.
     async fn revoke(
         &self,
         principal: &Principal,
@@ -362,36 +407,22 @@ impl Sessions {
         tenant_id: Uuid,
         reason: &str,
     ) -> Result<(), ApiError> {
-        let audit = AuditDraft::new(
-            principal.actor(),
-            "auth.session.revoked",
-            "session",
-            &session_id.to_string(),
-        )
-        .in_tenant(Some(tenant_id))
-        .with_request_id(&principal.request_id)
-        .with_details(serde_json::json!({ "reason": reason }));
-        self.store
-            .sessions
-            .revoke_session(session_id, reason, clock::now(), audit)
-            .await?;
+        let audit = session_event(principal, "auth.session.revoked", session_id, tenant_id)
+            .with_details(serde_json::json!({ "reason": reason }));
+        let mut tx = self.store.begin().await?;
+        sessions::revoke(&mut tx, session_id, reason, clock::now(), audit).await?;
+        tx.commit().await?;
         self.invalidator.changed(Change::Subjects).await;
         Ok(())
     }
 
-    async fn require_user_or_admin(
+    /// The user's own sessions, or its tenant admins'.
+    async fn require_on_user(
         &self,
         principal: &Principal,
         user_id: Uuid,
-        permission: &str,
+        permission: Permission,
     ) -> Result<(), ApiError> {
-        if principal
-            .user
-            .as_ref()
-            .is_some_and(|me| me.user_id == user_id)
-        {
-            return Ok(());
-        }
         let user = self
             .store
             .users
@@ -401,12 +432,7 @@ impl Sessions {
                 resource_type: "user",
             })?;
         self.access
-            .require_visible(
-                principal,
-                Need::TenantAdmin(user.tenant_id),
-                permission,
-                "user",
-            )
+            .require_visible(principal, permission, user_scope(&user), "user")
             .await
     }
 

@@ -15,8 +15,11 @@ use plinth_platform::{
     config::Config,
     error::ApiError,
     identity::tokens::{ALGORITHM, AccessClaims, TokenVerifier, encode},
-    invalidation::{Change, Invalidator},
-    store::{Store, signing_keys::SigningKeyRecord},
+    invalidation::{Cache, Change, Invalidator},
+    store::{
+        Backend, Store, StoreError,
+        signing_keys::{self, SigningKeyRecord},
+    },
 };
 use ring::{
     aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
@@ -40,6 +43,23 @@ pub enum KeyEncryptionKeyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "key_encryption_key must be configured with a shared (PostgreSQL) database: every \
+         replica needs the same one (generate it with `openssl rand -base64 32`)"
+    )]
+    RequiredForSharedDatabase,
+    #[error(
+        "the store holds signing keys but {path} is missing: configure the key_encryption_key \
+         that sealed them instead of generating a new one"
+    )]
+    MissingForExistingKeys { path: std::path::PathBuf },
+    #[error(
+        "the key-encryption key does not open the stored signing keys: configure the \
+         key_encryption_key that sealed them"
+    )]
+    DoesNotOpen,
+    #[error("reading signing keys: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Seals and opens private keys at rest.
@@ -48,12 +68,37 @@ pub struct KeyEncryptionKey {
 }
 
 impl KeyEncryptionKey {
-    /// From configuration, else from (or newly into) the data directory.
-    pub fn load(config: &Config) -> Result<KeyEncryptionKey, KeyEncryptionKeyError> {
-        let encoded = match &config.key_encryption_key {
-            Some(secret) => secret.expose().to_owned(),
-            None => read_or_create(&config.data_dir.join(KEY_ENCRYPTION_KEY_FILE))?,
+    /// From configuration; with the embedded (SQLite) store, else from the
+    /// data directory, generated there only while the store has no signing
+    /// key. A key that does not open the stored signing keys is refused, so
+    /// a misconfigured server fails at start, not at its first login.
+    pub async fn load(
+        config: &Config,
+        store: &Store,
+    ) -> Result<KeyEncryptionKey, KeyEncryptionKeyError> {
+        let newest = store.signing_keys.newest().await?;
+        let encoded = match (&config.key_encryption_key, store.backend()) {
+            (Some(secret), _) => secret.expose().to_owned(),
+            (None, Backend::Postgres) => {
+                return Err(KeyEncryptionKeyError::RequiredForSharedDatabase);
+            }
+            (None, Backend::Sqlite) => read_or_create(
+                &config.data_dir.join(KEY_ENCRYPTION_KEY_FILE),
+                newest.is_none(),
+            )?,
         };
+        let key = KeyEncryptionKey::parse(&encoded)?;
+        if let Some(newest) = newest
+            && key
+                .open(&newest.kid, &newest.encrypted_private_key)
+                .is_none()
+        {
+            return Err(KeyEncryptionKeyError::DoesNotOpen);
+        }
+        Ok(key)
+    }
+
+    fn parse(encoded: &str) -> Result<KeyEncryptionKey, KeyEncryptionKeyError> {
         let bytes = STANDARD
             .decode(encoded.trim())
             .map_err(|_| KeyEncryptionKeyError::Malformed)?;
@@ -92,13 +137,18 @@ impl KeyEncryptionKey {
     }
 }
 
-fn read_or_create(path: &Path) -> Result<String, KeyEncryptionKeyError> {
+fn read_or_create(path: &Path, store_is_empty: bool) -> Result<String, KeyEncryptionKeyError> {
     let file_error = |source| KeyEncryptionKeyError::File {
         path: path.to_owned(),
         source,
     };
     match std::fs::read_to_string(path) {
         Ok(encoded) => Ok(encoded),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !store_is_empty => {
+            Err(KeyEncryptionKeyError::MissingForExistingKeys {
+                path: path.to_owned(),
+            })
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; 32];
             SystemRandom::new()
@@ -176,7 +226,11 @@ impl SigningKeys {
         };
         let audit = AuditDraft::new(actor, "auth.signing_key.rotated", "signing_key", &kid)
             .with_request_id(request_id);
-        self.store.signing_keys.rotate_in(&record, audit).await?;
+        let mut tx = self.store.begin().await?;
+        signing_keys::rotate_in(&mut tx, &record, audit).await?;
+        tx.commit().await?;
+        // Told first: this replica's own cache forgets the old key too.
+        self.invalidator.changed(Change::SigningKeys).await;
         *self
             .current
             .write()
@@ -185,12 +239,16 @@ impl SigningKeys {
             pair,
             loaded_at: Instant::now(),
         }));
-        self.invalidator.changed(Change::SigningKeys).await;
         Ok(record)
     }
 
+    /// The public keys that verify tokens now, as a JWKS.
+    pub async fn jwks(&self) -> Result<Jwks, ApiError> {
+        Ok(Jwks::of(&self.published().await?))
+    }
+
     /// The public keys that verify tokens now, newest first.
-    pub async fn published(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
+    async fn published(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
         let settings = self.verifier.settings();
         let grace = chrono::Duration::from_std(settings.access_token_ttl + settings.leeway)
             .unwrap_or_default();
@@ -241,16 +299,57 @@ impl SigningKeys {
     }
 }
 
-/// A public key as RFC 8037 JWK fields: (kty, crv, x, kid, alg, use).
-pub fn jwk_fields(record: &SigningKeyRecord) -> [(&'static str, String); 6] {
-    [
-        ("kty", "OKP".to_owned()),
-        ("crv", "Ed25519".to_owned()),
-        ("x", URL_SAFE_NO_PAD.encode(&record.public_key)),
-        ("kid", record.kid.clone()),
-        ("alg", record.algorithm.clone()),
-        ("use", "sig".to_owned()),
-    ]
+impl Cache for SigningKeys {
+    /// A rotation on another replica makes its key current here at once.
+    fn apply(&self, change: Change) {
+        if matches!(change, Change::SigningKeys | Change::Everything) {
+            *self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        }
+    }
+}
+
+/// One public key in RFC 7517 / RFC 8037 form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    /// The public key, base64url.
+    pub x: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
+}
+
+/// The published keys, and the same set as an RFC 7517 JSON document.
+#[derive(Debug, Clone)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+    pub json: String,
+}
+
+impl Jwk {
+    pub fn of(record: &SigningKeyRecord) -> Jwk {
+        Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: URL_SAFE_NO_PAD.encode(&record.public_key),
+            kid: record.kid.clone(),
+            alg: record.algorithm.clone(),
+            key_use: "sig",
+        }
+    }
+}
+
+impl Jwks {
+    fn of(records: &[SigningKeyRecord]) -> Jwks {
+        let keys: Vec<Jwk> = records.iter().map(Jwk::of).collect();
+        let json = serde_json::json!({ "keys": keys }).to_string();
+        Jwks { keys, json }
+    }
 }
 
 #[cfg(test)]
@@ -258,13 +357,7 @@ mod tests {
     use super::*;
 
     fn key() -> KeyEncryptionKey {
-        let config = Config {
-            key_encryption_key: Some(
-                serde_json::from_str(&format!("\"{}\"", STANDARD.encode([7u8; 32]))).unwrap(),
-            ),
-            ..Config::default()
-        };
-        KeyEncryptionKey::load(&config).unwrap()
+        KeyEncryptionKey::parse(&STANDARD.encode([7u8; 32])).unwrap()
     }
 
     #[test]

@@ -3,16 +3,16 @@
 //! waits twice as long as the last, up to a cap, and a success clears it.
 //!
 //! Counters live in process and, when configured, in Redis too, so that all
-//! replicas count together; if Redis fails, the local counters still apply.
+//! replicas count together; while Redis does not answer, the local counters
+//! apply alone, at once (see [`SharedRedis`]).
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use plinth_platform::config::Config;
-use redis::aio::ConnectionManager;
+use plinth_platform::{config::Config, shared_redis::SharedRedis};
 use sha2::{Digest, Sha256};
 
 /// Longest delay ever asked for.
@@ -28,18 +28,18 @@ struct Strikes {
 
 /// Shared counters in Redis: a hash per key with `failures` and `last_ms`.
 struct Shared {
-    connection: redis::aio::ConnectionManager,
-    prefix: String,
+    redis: Arc<SharedRedis>,
+    scope: &'static str,
 }
 
 impl Shared {
     /// Keys hold a hash of the account, not the email itself.
     fn key(&self, key: &str) -> String {
-        format!(
+        self.redis.key(&format!(
             "{}:{}",
-            self.prefix,
+            self.scope,
             hex::encode(Sha256::digest(key.as_bytes()))
-        )
+        ))
     }
 }
 
@@ -65,28 +65,14 @@ impl Throttle {
     /// a connection is given, local otherwise.
     pub fn configured(
         free_failures: u32,
-        scope: &str,
-        config: &Config,
-        redis: Option<&ConnectionManager>,
-    ) -> Throttle {
-        match redis {
-            Some(connection) => Throttle::shared(
-                free_failures,
-                connection.clone(),
-                format!("{}:{scope}", config.redis_prefix),
-            ),
-            None => Throttle::new(free_failures),
-        }
-    }
-
-    /// Counters shared through Redis under `prefix`, plus local ones.
-    fn shared(
-        free_failures: u32,
-        connection: redis::aio::ConnectionManager,
-        prefix: String,
+        scope: &'static str,
+        redis: Option<&Arc<SharedRedis>>,
     ) -> Throttle {
         Throttle {
-            shared: Some(Shared { connection, prefix }),
+            shared: redis.map(|redis| Shared {
+                redis: redis.clone(),
+                scope,
+            }),
             ..Throttle::new(free_failures)
         }
     }
@@ -103,7 +89,8 @@ impl Throttle {
             return;
         };
         let redis_key = shared.key(key);
-        let counted: Result<(), redis::RedisError> = redis::pipe()
+        let mut count = redis::pipe();
+        count
             .atomic()
             .cmd("HINCRBY")
             .arg(&redis_key)
@@ -118,12 +105,11 @@ impl Throttle {
             .cmd("PEXPIRE")
             .arg(&redis_key)
             .arg(2 * MAX_DELAY.as_millis() as u64)
-            .ignore()
-            .query_async(&mut shared.connection.clone())
+            .ignore();
+        shared
+            .redis
+            .pipeline::<()>("count a failed attempt", &count)
             .await;
-        if let Err(error) = counted {
-            tracing::warn!(%error, "could not count a failed login in redis");
-        }
     }
 
     pub async fn clear(&self, key: &str) {
@@ -134,13 +120,12 @@ impl Throttle {
         let Some(shared) = &self.shared else {
             return;
         };
-        let cleared: Result<(), redis::RedisError> = redis::cmd("DEL")
-            .arg(shared.key(key))
-            .query_async(&mut shared.connection.clone())
+        let mut delete = redis::cmd("DEL");
+        delete.arg(shared.key(key));
+        shared
+            .redis
+            .command::<()>("clear failed attempts", &delete)
             .await;
-        if let Err(error) = cleared {
-            tracing::warn!(%error, "could not clear login failures in redis");
-        }
     }
 
     fn local_wait(&self, key: &str) -> Duration {
@@ -158,23 +143,19 @@ impl Throttle {
         let Some(shared) = &self.shared else {
             return Duration::ZERO;
         };
-        let read: Result<(Option<u32>, Option<i64>), redis::RedisError> = redis::cmd("HMGET")
-            .arg(shared.key(key))
-            .arg("failures")
-            .arg("last_ms")
-            .query_async(&mut shared.connection.clone())
-            .await;
-        match read {
-            Ok((Some(failures), Some(last_ms))) => {
+        let mut read = redis::cmd("HMGET");
+        read.arg(shared.key(key)).arg("failures").arg("last_ms");
+        match shared
+            .redis
+            .command::<(Option<u32>, Option<i64>)>("read failed attempts", &read)
+            .await
+        {
+            Some((Some(failures), Some(last_ms))) => {
                 let waited = (chrono::Utc::now().timestamp_millis() - last_ms).max(0) as u64;
                 self.delay(failures)
                     .saturating_sub(Duration::from_millis(waited))
             }
-            Ok(_) => Duration::ZERO,
-            Err(error) => {
-                tracing::warn!(%error, "could not read login failures from redis");
-                Duration::ZERO
-            }
+            _ => Duration::ZERO,
         }
     }
 
@@ -209,20 +190,14 @@ pub struct LoginThrottles {
 }
 
 impl LoginThrottles {
-    pub fn new(config: &Config, redis: Option<&ConnectionManager>) -> LoginThrottles {
+    pub fn new(config: &Config, redis: Option<&Arc<SharedRedis>>) -> LoginThrottles {
         LoginThrottles {
             accounts: Throttle::configured(
                 config.login_free_failures_per_account,
                 "login:account",
-                config,
                 redis,
             ),
-            peers: Throttle::configured(
-                config.login_free_failures_per_peer,
-                "login:peer",
-                config,
-                redis,
-            ),
+            peers: Throttle::configured(config.login_free_failures_per_peer, "login:peer", redis),
         }
     }
 }

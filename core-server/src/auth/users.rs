@@ -1,26 +1,28 @@
 //! Users: creation within tenant limits, reading and listing within the
-//! caller's reach, status and password changes.
+//! caller's reach, status and password changes (which end sessions in the
+//! same transaction).
+
+use std::sync::Arc;
 
 use plinth_platform::{
     audit::AuditDraft,
     clock,
     error::ApiError,
     identity::Principal,
+    invalidation::{Change, Invalidator},
     store::{
-        Store, StoreError,
-        tenants::LimitError,
-        users::{NewUser, UserFilter, UserRecord},
+        Store, StoreError, Tx, sessions,
+        users::{self, NewUser, UserFilter, UserRecord, UserStatus},
     },
 };
-use std::sync::Arc;
-
-use plinth_platform::invalidation::{Change, Invalidator};
 use uuid::Uuid;
 
 use super::passwords::{self, Passwords};
 use crate::{
-    access::{Access, Need},
+    access::{Access, Owner, Scope},
     listing::PageRequest,
+    permissions::{USER_CREATE, USER_LIST, USER_READ, USER_SET_PASSWORD, USER_UPDATE},
+    tenant::{lock_writable, within_limit},
 };
 
 /// What a caller gives to create a user (email already normalised).
@@ -31,11 +33,43 @@ pub struct UserInput {
     pub password: String,
 }
 
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 200;
+
+/// A user to create in a tenant.
+#[derive(Debug, Clone)]
+pub struct CreateUser {
+    pub tenant_id: Uuid,
+    pub input: UserInput,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
     pub display_name: Option<String>,
-    /// `active` or `disabled`.
-    pub status: Option<&'static str>,
+    pub status: Option<UserStatus>,
+}
+
+/// Changes to one user.
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    pub id: Uuid,
+    pub changes: UserChanges,
+}
+
+/// A page of a tenant's users.
+#[derive(Debug, Clone)]
+pub struct UserListing {
+    pub tenant_id: Uuid,
+    pub filter: UserFilter,
+    pub page: PageRequest,
+}
+
+/// A password change: users give their current password; admins reset.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: Uuid,
+    pub current_password: String,
+    pub new_password: String,
 }
 
 /// Checks the password against the policy and hashes it into a new record.
@@ -59,7 +93,7 @@ pub async fn new_user(
             tenant_id,
             email: input.email,
             display_name: input.display_name,
-            status: "active".to_owned(),
+            status: UserStatus::Active,
             created_at: now,
             updated_at: now,
             last_login_at: None,
@@ -86,7 +120,7 @@ pub fn user_event(principal: &Principal, action: &str, user: &UserRecord) -> Aud
         .with_details(serde_json::json!({
             "email": user.email,
             "display_name": user.display_name,
-            "status": user.status,
+            "status": user.status.as_str(),
         }))
 }
 
@@ -114,18 +148,16 @@ impl Users {
         }
     }
 
+    /// Creates a user unless the tenant's `max_users` is reached; two
+    /// concurrent creations cannot both take the last seat.
     pub async fn create(
         &self,
         principal: &Principal,
-        tenant_id: Uuid,
-        input: UserInput,
+        command: CreateUser,
     ) -> Result<UserRecord, ApiError> {
+        let CreateUser { tenant_id, input } = command;
         self.access
-            .require(
-                principal,
-                Need::TenantAdmin(tenant_id),
-                "plinth:user:create",
-            )
+            .require(principal, USER_CREATE, Scope::tenant(tenant_id))
             .await?;
         let tenant = self
             .store
@@ -135,38 +167,31 @@ impl Users {
             .ok_or(ApiError::NotFound {
                 resource_type: "tenant",
             })?;
+        // Hashing is slow: it happens before the tenant is locked.
         let new_user = new_user(&self.passwords, tenant.id, &tenant.code, input).await?;
+        let mut tx = self.store.begin().await?;
+        let tenant = lock_writable(&mut tx, tenant_id).await?;
+        let existing = users::count(&mut tx, tenant_id).await?;
+        within_limit("max_users", tenant.max_users, existing)?;
         let audit = user_event(principal, "auth.user.created", &new_user.user);
-        self.store
-            .users
-            .create_user(&new_user, audit)
+        users::insert(&mut tx, &new_user, audit)
             .await
             .map_err(|error| match error {
-                LimitError::Reached { limit, value } => {
-                    ApiError::TenantLimitReached { limit, value }
-                }
-                LimitError::Store(StoreError::Conflict) => ApiError::AlreadyExists {
+                StoreError::Conflict => ApiError::AlreadyExists {
                     resource_type: "user",
                     field: "email",
                 },
-                LimitError::Store(other) => other.into(),
+                other => other.into(),
             })?;
+        tx.commit().await?;
         Ok(new_user.user)
     }
 
     /// A user is visible to itself and to whoever administers its tenant.
     pub async fn get(&self, principal: &Principal, id: Uuid) -> Result<UserRecord, ApiError> {
         let user = self.existing(id).await?;
-        if principal.user.as_ref().is_some_and(|me| me.user_id == id) {
-            return Ok(user);
-        }
         self.access
-            .require_visible(
-                principal,
-                Need::TenantAdmin(user.tenant_id),
-                "plinth:user:read",
-                "user",
-            )
+            .require_visible(principal, USER_READ, user_scope(&user), "user")
             .await?;
         Ok(user)
     }
@@ -174,12 +199,15 @@ impl Users {
     pub async fn list(
         &self,
         principal: &Principal,
-        tenant_id: Uuid,
-        filter: UserFilter,
-        page: PageRequest,
+        listing: UserListing,
     ) -> Result<(Vec<UserRecord>, String), ApiError> {
+        let UserListing {
+            tenant_id,
+            filter,
+            page,
+        } = listing;
         self.access
-            .require(principal, Need::TenantAdmin(tenant_id), "plinth:user:list")
+            .require(principal, USER_LIST, Scope::tenant(tenant_id))
             .await?;
         let rows = self
             .store
@@ -189,18 +217,19 @@ impl Users {
         Ok(page.finish(rows, |user| user.id))
     }
 
+    /// Disabling a user ends its sessions in the same transaction.
     pub async fn update(
         &self,
         principal: &Principal,
-        id: Uuid,
-        changes: UserChanges,
+        update: UserUpdate,
     ) -> Result<UserRecord, ApiError> {
+        let UserUpdate { id, changes } = update;
         let mut user = self.existing(id).await?;
         self.access
             .require_visible(
                 principal,
-                Need::TenantAdmin(user.tenant_id),
-                "plinth:user:update",
+                USER_UPDATE,
+                Scope::tenant(user.tenant_id),
                 "user",
             )
             .await?;
@@ -208,51 +237,60 @@ impl Users {
             user.display_name = display_name;
         }
         if let Some(status) = changes.status {
-            user.status = status.to_owned();
+            user.status = status;
         }
         user.updated_at = clock::now();
-        let audit = user_event(principal, "auth.user.updated", &user);
-        self.store.users.update_user(&user, audit).await?;
-        if user.status != "active" {
-            self.store
-                .sessions
-                .revoke_user_sessions(user.id, None, "user_disabled", user.updated_at)
+        let mut tx = self.store.begin().await?;
+        lock_writable(&mut tx, user.tenant_id).await?;
+        users::update(
+            &mut tx,
+            &user,
+            user_event(principal, "auth.user.updated", &user),
+        )
+        .await?;
+        if user.status != UserStatus::Active {
+            self.end_sessions(&mut tx, principal, &user, None, "user_disabled")
                 .await?;
         }
+        tx.commit().await?;
         self.invalidator.changed(Change::Subjects).await;
         Ok(user)
     }
 
     /// Users changing their own password give the current one; admins of
-    /// the user's tenant may reset it without.
+    /// the user's tenant may reset it without. Every other session of the
+    /// user ends in the same transaction.
     pub async fn set_password(
         &self,
         principal: &Principal,
-        user_id: Uuid,
-        current_password: &str,
-        new_password: &str,
+        change: PasswordChange,
     ) -> Result<(), ApiError> {
-        let user = self.existing(user_id).await?;
-        let is_self = principal
+        let user = self.existing(change.user_id).await?;
+        let own_session = principal
             .user
             .as_ref()
-            .is_some_and(|me| me.user_id == user_id);
-        if is_self {
+            .filter(|me| me.user_id == user.id)
+            .map(|me| me.session_id);
+        if own_session.is_some() {
             let stored = self
                 .store
                 .users
                 .find_credentials(user.tenant_id, &user.email)
                 .await?;
             let hash = stored.as_ref().map(|found| found.password_hash.as_str());
-            if !self.passwords.verify(current_password, hash).await? {
+            if !self
+                .passwords
+                .verify(&change.current_password, hash)
+                .await?
+            {
                 return Err(ApiError::InvalidCredentials);
             }
         } else {
             self.access
                 .require_visible(
                     principal,
-                    Need::TenantAdmin(user.tenant_id),
-                    "plinth:user:set_password",
+                    USER_SET_PASSWORD,
+                    Scope::tenant(user.tenant_id),
                     "user",
                 )
                 .await?;
@@ -264,13 +302,34 @@ impl Users {
             .await?
             .map(|tenant| tenant.code)
             .unwrap_or_default();
-        check_password(new_password, &user.email, &user.display_name, &tenant_code)?;
-        let hash = self.passwords.hash(new_password).await?;
+        check_password(
+            &change.new_password,
+            &user.email,
+            &user.display_name,
+            &tenant_code,
+        )?;
+        let hash = self.passwords.hash(&change.new_password).await?;
+        let mut tx = self.store.begin().await?;
+        lock_writable(&mut tx, user.tenant_id).await?;
         let audit = user_event(principal, "auth.user.password_changed", &user);
-        self.store
-            .users
-            .set_password_hash(user_id, &hash, clock::now(), audit)
+        users::set_password_hash(&mut tx, user.id, &hash, clock::now(), audit).await?;
+        self.end_sessions(&mut tx, principal, &user, own_session, "password_changed")
             .await?;
+        tx.commit().await?;
+        self.invalidator.changed(Change::Subjects).await;
+        Ok(())
+    }
+
+    async fn end_sessions(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        user: &UserRecord,
+        keep: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let audit = user_event(principal, "auth.user.sessions_revoked", user);
+        sessions::revoke_user_sessions(tx, user.id, keep, reason, clock::now(), audit).await?;
         Ok(())
     }
 
@@ -283,4 +342,9 @@ impl Users {
                 resource_type: "user",
             })
     }
+}
+
+/// A user's scope: its tenant, owned by itself.
+pub fn user_scope(user: &UserRecord) -> Scope {
+    Scope::tenant(user.tenant_id).owned_by(Owner::User(user.id))
 }

@@ -1,6 +1,7 @@
-//! The gRPC adapters, one per service: decode and validate, ask the domain,
-//! map the answer. Services whose calls later issues build keep the generated
-//! default of UNIMPLEMENTED for every call.
+//! The gRPC adapters, one per service, split by resource: read the request
+//! into a domain command (`TryFrom`, validating every field), ask the
+//! domain, map the answer. Services whose calls later issues build keep the
+//! generated default of UNIMPLEMENTED for every call.
 
 mod auth;
 mod tenant;

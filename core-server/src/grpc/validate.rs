@@ -1,82 +1,112 @@
-//! Request validation that reports every bad field at once, as
-//! `google.rpc.BadRequest` field violations.
+//! Reading requests: every field bounded before use, every bad field
+//! reported at once (the first few, plus a count) as `google.rpc.BadRequest`
+//! field violations. Descriptions never echo what the caller sent.
+
+use std::{ops::RangeInclusive, time::Duration};
 
 use chrono::{DateTime, Utc};
-use plinth_platform::error::ApiError;
-use tonic_types::FieldViolation;
+use plinth_platform::error::{ApiError, Violations};
 use uuid::Uuid;
 
-use crate::auth::email;
+use crate::{auth::email, listing::PageRequest};
+
+/// Longest free-text filter or prefix accepted.
+pub const MAX_PREFIX_CHARACTERS: usize = 254;
 
 /// Collects violations while reading a request.
 #[derive(Default)]
 pub struct Fields {
-    violations: Vec<FieldViolation>,
+    violations: Violations,
 }
 
 impl Fields {
-    pub fn violation(&mut self, field: &str, description: &str) {
-        self.violations
-            .push(FieldViolation::new(field, description));
+    pub fn violation(&mut self, field: &str, description: impl Into<String>) {
+        self.violations.push(field, description);
     }
 
     /// A required id.
     pub fn id(&mut self, field: &str, value: &str) -> Uuid {
-        match Uuid::try_parse(value) {
-            Ok(id) => id,
-            Err(_) if value.is_empty() => {
-                self.violation(field, "is required");
-                Uuid::nil()
-            }
-            Err(_) => {
+        if value.is_empty() {
+            self.violation(field, "is required");
+            return Uuid::nil();
+        }
+        self.optional_id(field, value).unwrap_or_default()
+    }
+
+    /// An id that may be left empty.
+    pub fn optional_id(&mut self, field: &str, value: &str) -> Option<Uuid> {
+        if value.is_empty() {
+            return None;
+        }
+        // A UUID is at most 45 characters in any accepted form.
+        match (value.len() <= 45)
+            .then(|| Uuid::try_parse(value).ok())
+            .flatten()
+        {
+            Some(id) => Some(id),
+            None => {
                 self.violation(field, "must be a UUID");
-                Uuid::nil()
+                None
             }
         }
     }
 
     /// A code: `^[a-z][a-z0-9-]{1,62}$`.
     pub fn slug(&mut self, field: &str, value: &str) -> String {
-        let mut characters = value.chars();
-        let well_formed = characters
-            .next()
-            .is_some_and(|first| first.is_ascii_lowercase())
-            && (2..=63).contains(&value.len())
-            && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !well_formed {
-            self.violation(field, "must match ^[a-z][a-z0-9-]{1,62}$");
-        }
-        value.to_owned()
+        self.pattern(field, value, b'-', "must match ^[a-z][a-z0-9-]{1,62}$")
     }
 
     /// A module id: `^[a-z][a-z0-9_]{1,62}$` (also its permission namespace).
     pub fn module_id(&mut self, field: &str, value: &str) -> String {
-        let mut characters = value.chars();
-        let well_formed = characters
-            .next()
-            .is_some_and(|first| first.is_ascii_lowercase())
-            && (2..=63).contains(&value.len())
-            && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        self.pattern(field, value, b'_', "must match ^[a-z][a-z0-9_]{1,62}$")
+    }
+
+    fn pattern(&mut self, field: &str, value: &str, separator: u8, rule: &str) -> String {
+        let bytes = value.as_bytes();
+        let well_formed = (2..=63).contains(&bytes.len())
+            && bytes[0].is_ascii_lowercase()
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == separator);
         if !well_formed {
-            self.violation(field, "must match ^[a-z][a-z0-9_]{1,62}$");
+            self.violation(field, rule);
+            return String::new();
         }
         value.to_owned()
     }
 
-    /// Required text of at most `max_characters`, trimmed.
+    /// Required text of at most `max_characters`, trimmed, on one line.
     pub fn name(&mut self, field: &str, value: &str, max_characters: usize) -> String {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
+        if value.trim().is_empty() {
             self.violation(field, "is required");
-        } else if trimmed.chars().count() > max_characters {
+            return String::new();
+        }
+        self.text(field, value, max_characters)
+    }
+
+    /// Text of at most `max_characters` (empty allowed), trimmed, without
+    /// control characters.
+    pub fn text(&mut self, field: &str, value: &str, max_characters: usize) -> String {
+        let value = value.trim();
+        // Characters are at most 4 bytes: longer input is refused uncounted.
+        if value.len() > 4 * max_characters || value.chars().count() > max_characters {
             self.violation(
                 field,
-                &format!("must be at most {max_characters} characters"),
+                format!("must be at most {max_characters} characters"),
             );
-        } else if trimmed.chars().any(char::is_control) {
-            self.violation(field, "must not contain control characters");
+            return String::new();
         }
-        trimmed.to_owned()
+        if value.chars().any(char::is_control) {
+            self.violation(field, "must not contain control characters");
+            return String::new();
+        }
+        value.to_owned()
+    }
+
+    /// An optional filter: `None` when empty.
+    pub fn prefix(&mut self, field: &str, value: &str) -> Option<String> {
+        let prefix = self.text(field, value, MAX_PREFIX_CHARACTERS);
+        (!prefix.is_empty()).then_some(prefix)
     }
 
     pub fn email(&mut self, field: &str, value: &str) -> String {
@@ -86,34 +116,153 @@ impl Fields {
         })
     }
 
-    /// A required secret (password, refresh token); password policy runs in
-    /// the domain, where the account's own words are known.
-    pub fn password(&mut self, field: &str, value: &str) -> String {
+    /// A required secret (password, refresh token) of at most `max_bytes`;
+    /// password policy runs in the domain, where the account's words are
+    /// known.
+    pub fn secret(&mut self, field: &str, value: &str, max_bytes: usize) -> String {
         if value.is_empty() {
             self.violation(field, "is required");
+        } else if value.len() > max_bytes {
+            self.violation(field, format!("must be at most {max_bytes} bytes"));
+        } else {
+            return value.to_owned();
         }
-        value.to_owned()
+        String::new()
     }
 
     pub fn non_negative(&mut self, field: &str, value: i32) -> i32 {
         if value < 0 {
             self.violation(field, "must not be negative");
         }
-        value
+        value.max(0)
+    }
+
+    /// A known value of a proto enum (its UNSPECIFIED included); unknown
+    /// numbers are refused rather than ignored.
+    pub fn known<E: TryFrom<i32>>(&mut self, field: &str, value: i32) -> Option<E> {
+        let known = E::try_from(value).ok();
+        if known.is_none() {
+            self.violation(field, "is not a known value");
+        }
+        known
+    }
+
+    /// A `google.protobuf.Duration` within `range` (which the domain sets).
+    pub fn duration(
+        &mut self,
+        field: &str,
+        value: &prost_types::Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
+        let in_range = u64::try_from(value.seconds)
+            .ok()
+            .zip(u32::try_from(value.nanos).ok())
+            .filter(|(_, nanos)| *nanos < 1_000_000_000)
+            .map(|(seconds, nanos)| Duration::new(seconds, nanos))
+            .filter(|duration| range.contains(duration));
+        in_range.unwrap_or_else(|| {
+            self.violation(
+                field,
+                format!(
+                    "must be between {} and {} seconds",
+                    range.start().as_secs(),
+                    range.end().as_secs()
+                ),
+            );
+            *range.start()
+        })
+    }
+
+    /// A repeated field of at most `max` elements; elements are checked only
+    /// when the count is within bounds, so a huge list costs one violation.
+    pub fn bounded<'a, T>(&mut self, field: &str, values: &'a [T], max: usize) -> &'a [T] {
+        if values.len() > max {
+            self.violation(field, format!("must have at most {max} elements"));
+            return &[];
+        }
+        values
+    }
+
+    /// `page_size` (0 means the default) and an opaque `page_token`.
+    pub fn page(&mut self, page_size: i32, page_token: &str) -> PageRequest {
+        PageRequest::parse(page_size, page_token).unwrap_or_else(|(field, problem)| {
+            self.violation(field, problem);
+            PageRequest::first()
+        })
     }
 
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::InvalidArgument(self.violations))
-        }
+        self.violations.into_result()
     }
 }
 
+/// A protobuf Timestamp, valid for every time the server stores (whose
+/// years all lie within 1–9999: inputs that could leave it are refused).
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    debug_assert!((1..=9999).contains(&chrono::Datelike::year(&time)));
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto_duration(seconds: i64, nanos: i32) -> prost_types::Duration {
+        prost_types::Duration { seconds, nanos }
+    }
+
+    #[test]
+    fn durations_outside_their_range_or_the_proto_range_are_refused() {
+        let range = Duration::from_secs(60)..=Duration::from_secs(3600);
+        for (seconds, nanos) in [
+            (59, 0),
+            (3601, 0),
+            (-1, 0),
+            (60, -1),
+            (60, 1_000_000_000),
+            (10_000_000_000_000, 0),
+            (i64::MAX, 999_999_999),
+            (i64::MIN, 0),
+        ] {
+            let mut fields = Fields::default();
+            fields.duration("ttl", &proto_duration(seconds, nanos), range.clone());
+            assert!(fields.finish().is_err(), "{seconds}s {nanos}ns");
+        }
+        let mut fields = Fields::default();
+        let accepted = fields.duration("ttl", &proto_duration(60, 5), range);
+        assert!(fields.finish().is_ok());
+        assert_eq!(accepted, Duration::new(60, 5));
+    }
+
+    #[test]
+    fn text_refuses_control_characters_and_length_in_characters() {
+        let mut fields = Fields::default();
+        assert_eq!(fields.text("a", " é ", 1), "é");
+        assert!(fields.finish().is_ok());
+        for (bad, max_characters) in [("nul\0byte", 100), ("new\nline", 100), ("ab", 1)] {
+            let mut fields = Fields::default();
+            fields.text("a", bad, max_characters);
+            assert!(fields.finish().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes_must_match_their_pattern() {
+        for (code, valid) in [
+            ("acme", true),
+            ("a1-b", true),
+            ("a", false),
+            ("1acme", false),
+            ("Acme", false),
+            ("ac_me", false),
+            ("aé", false),
+        ] {
+            let mut fields = Fields::default();
+            fields.slug("code", code);
+            assert_eq!(fields.finish().is_ok(), valid, "{code}");
+        }
     }
 }

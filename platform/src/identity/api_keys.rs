@@ -21,12 +21,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::KeyIdentity;
+use super::{KeyIdentity, tenant_states::TenantStates};
 use crate::{
     audit::{Actor, AuditDraft},
     clock,
     error::ApiError,
-    store::{ApiKeyRecord, ApiKeyStore, StoreError},
+    invalidation::{Cache, Change},
+    store::{self, ApiKeyRecord, ApiKeyStore, Store, StoreError, Tx},
 };
 
 const PREFIX: &str = "plk_";
@@ -61,22 +62,25 @@ struct CachedKey {
     last_use_written: AtomicI64,
 }
 
-/// Verifies presented keys and manages them.
+/// Verifies presented keys, with a cache that [`Change::ApiKey`] evicts.
 pub struct ApiKeys {
     store: Arc<dyn ApiKeyStore>,
+    tenants: Arc<TenantStates>,
     cache: RwLock<HashMap<Uuid, Arc<CachedKey>>>,
 }
 
 impl ApiKeys {
-    pub fn new(store: Arc<dyn ApiKeyStore>) -> ApiKeys {
+    pub fn new(store: Arc<dyn ApiKeyStore>, tenants: Arc<TenantStates>) -> ApiKeys {
         ApiKeys {
             store,
+            tenants,
             cache: RwLock::new(HashMap::new()),
         }
     }
 
     /// Verifies `presented` (the `x-api-key` value). Every failure is the same
-    /// `Unauthenticated`, whatever the cause.
+    /// `Unauthenticated`, whatever the cause, a key of a tenant that is not
+    /// active included (as its users' logins are refused).
     pub async fn authenticate(&self, presented: &str) -> Result<KeyIdentity, ApiError> {
         let (key_id, secret) = parse(presented).ok_or(ApiError::Unauthenticated)?;
         let presented_hash = hash_secret(secret);
@@ -89,6 +93,12 @@ impl ApiKeys {
         {
             return Err(ApiError::Unauthenticated);
         }
+        if let Some(tenant_id) = cached.record.tenant_id {
+            let status = self.tenants.status(tenant_id).await?;
+            if !status.is_some_and(|status| status.admits_callers()) {
+                return Err(ApiError::Unauthenticated);
+            }
+        }
         self.note_use(&cached, now);
         Ok(KeyIdentity {
             key_id,
@@ -98,107 +108,18 @@ impl ApiKeys {
         })
     }
 
-    /// Creates a key, audited as done by `actor`, and returns its secret once.
-    pub async fn create(
-        &self,
-        new_key: NewApiKey,
-        actor: Actor,
-    ) -> Result<IssuedApiKey, StoreError> {
-        let (secret, secret_hash) = generate_secret();
-        let record = ApiKeyRecord {
-            id: Uuid::now_v7(),
-            name: new_key.name,
-            module_id: new_key.module_id,
-            tenant_id: new_key.tenant_id,
-            scopes: new_key.scopes,
-            secret_hash: secret_hash.to_vec(),
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            created_at: clock::now(),
-            expires_at: new_key.expires_at.map(clock::truncate),
-            revoked_at: None,
-            last_used_at: None,
-        };
-        let audit = AuditDraft::new(
-            actor,
-            "auth.api_key.created",
-            "api_key",
-            &record.id.to_string(),
-        )
-        .in_tenant(record.tenant_id)
-        .with_details(serde_json::json!({
-            "name": record.name,
-            "module_id": record.module_id,
-            "scopes": record.scopes,
-        }));
-        self.store.create(&record, audit).await?;
-        let secret = format!("{PREFIX}{}_{secret}", record.id.simple());
-        Ok(IssuedApiKey { record, secret })
-    }
-
-    /// Revokes a key; it stops working on this replica at once.
-    pub async fn revoke(&self, key_id: Uuid, actor: Actor) -> Result<ApiKeyRecord, StoreError> {
-        let audit = AuditDraft::new(
-            actor,
-            "auth.api_key.revoked",
-            "api_key",
-            &key_id.to_string(),
-        );
-        let record = self.store.revoke(key_id, clock::now(), audit).await?;
-        self.evict(key_id);
-        Ok(record)
-    }
-
-    /// Gives a key a new secret (returned once); the old one keeps working
-    /// for `grace`.
-    pub async fn rotate(
-        &self,
-        key_id: Uuid,
-        grace: chrono::Duration,
-        actor: Actor,
-    ) -> Result<IssuedApiKey, StoreError> {
-        let (secret, secret_hash) = generate_secret();
-        let previous_expires_at = clock::now() + grace;
-        let audit = AuditDraft::new(
-            actor,
-            "auth.api_key.rotated",
-            "api_key",
-            &key_id.to_string(),
-        )
-        .with_details(serde_json::json!({ "previous_secret_expires_at": previous_expires_at }));
-        let record = self
-            .store
-            .rotate(key_id, &secret_hash, previous_expires_at, audit)
-            .await?;
-        self.evict(key_id);
-        let secret = format!("{PREFIX}{}_{secret}", record.id.simple());
-        Ok(IssuedApiKey { record, secret })
-    }
-
     pub fn store(&self) -> &Arc<dyn ApiKeyStore> {
         &self.store
     }
 
-    /// Creates an operator key when no usable one exists (first start).
-    pub async fn bootstrap_operator_key(&self) -> Result<Option<IssuedApiKey>, StoreError> {
-        if self.store.has_usable_operator_key(clock::now()).await? {
-            return Ok(None);
-        }
-        let new_key = NewApiKey {
-            name: "bootstrap operator".to_owned(),
-            ..NewApiKey::default()
-        };
-        self.create(new_key, Actor::default()).await.map(Some)
-    }
-
-    pub fn evict(&self, key_id: Uuid) {
+    fn evict(&self, key_id: Uuid) {
         self.cache
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(&key_id);
     }
 
-    pub fn evict_all(&self) {
+    fn evict_all(&self) {
         self.cache
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -253,6 +174,103 @@ impl ApiKeys {
             }
         });
     }
+}
+
+impl Cache for ApiKeys {
+    fn apply(&self, change: Change) {
+        match change {
+            Change::ApiKey(key_id) => self.evict(key_id),
+            Change::Everything => self.evict_all(),
+            Change::Subjects | Change::SigningKeys => {}
+        }
+    }
+}
+
+/// Stores a new key, audited as done by `actor`, and returns its secret
+/// once. Callers decide who may (the API's rules live in the domain).
+pub async fn insert_new(
+    tx: &mut Tx,
+    new_key: NewApiKey,
+    actor: Actor,
+    request_id: &str,
+) -> Result<IssuedApiKey, StoreError> {
+    let (secret, secret_hash) = generate_secret();
+    let record = ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: new_key.name,
+        module_id: new_key.module_id,
+        tenant_id: new_key.tenant_id,
+        scopes: new_key.scopes,
+        secret_hash: secret_hash.to_vec(),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        created_at: clock::now(),
+        expires_at: new_key.expires_at.map(clock::truncate),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let audit = key_event(actor, request_id, "auth.api_key.created", &record).with_details(
+        serde_json::json!({
+            "name": record.name,
+            "module_id": record.module_id,
+            "scopes": record.scopes,
+            "expires_at": record.expires_at,
+        }),
+    );
+    store::api_keys::insert(tx, &record, audit).await?;
+    let secret = format!("{PREFIX}{}_{secret}", record.id.simple());
+    Ok(IssuedApiKey { record, secret })
+}
+
+/// Revokes `key`; evicting it from caches is the caller's (after commit).
+pub async fn revoke(
+    tx: &mut Tx,
+    key: &ApiKeyRecord,
+    actor: Actor,
+    request_id: &str,
+) -> Result<ApiKeyRecord, StoreError> {
+    let audit = key_event(actor, request_id, "auth.api_key.revoked", key);
+    store::api_keys::revoke(tx, key.id, clock::now(), audit).await
+}
+
+/// Gives `key` a new secret (returned once); the old one keeps working for
+/// `grace`.
+pub async fn rotate(
+    tx: &mut Tx,
+    key: &ApiKeyRecord,
+    grace: chrono::Duration,
+    actor: Actor,
+    request_id: &str,
+) -> Result<IssuedApiKey, StoreError> {
+    let (secret, secret_hash) = generate_secret();
+    let previous_expires_at = clock::now() + grace;
+    let audit = key_event(actor, request_id, "auth.api_key.rotated", key)
+        .with_details(serde_json::json!({ "previous_secret_expires_at": previous_expires_at }));
+    let record =
+        store::api_keys::rotate(tx, key.id, &secret_hash, previous_expires_at, audit).await?;
+    let secret = format!("{PREFIX}{}_{secret}", record.id.simple());
+    Ok(IssuedApiKey { record, secret })
+}
+
+fn key_event(actor: Actor, request_id: &str, action: &str, key: &ApiKeyRecord) -> AuditDraft {
+    AuditDraft::new(actor, action, "api_key", &key.id.to_string())
+        .in_tenant(key.tenant_id)
+        .with_request_id(request_id)
+}
+
+/// Creates an operator key when no usable one exists (first start).
+pub async fn bootstrap_operator_key(store: &Store) -> Result<Option<IssuedApiKey>, StoreError> {
+    if store.api_keys.has_usable_operator_key(clock::now()).await? {
+        return Ok(None);
+    }
+    let new_key = NewApiKey {
+        name: "bootstrap operator".to_owned(),
+        ..NewApiKey::default()
+    };
+    let mut tx = store.begin().await?;
+    let issued = insert_new(&mut tx, new_key, Actor::default(), "").await?;
+    tx.commit().await?;
+    Ok(Some(issued))
 }
 
 /// Splits `plk_<32 hex>_<secret>` into the key id and the secret.

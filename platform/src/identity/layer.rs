@@ -1,22 +1,22 @@
-//! The tower layer that resolves every call's caller into a [`Principal`]
-//! before any handler runs, runs the call in a span named by its method and
-//! request id, and stamps the request id on the response.
+//! The middleware that resolves every call's caller into a [`Principal`]
+//! before any handler runs.
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, Request, Response};
 use tonic::{
-    Status,
+    body::Body,
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{Principal, api_keys::ApiKeys, certificate, tokens::TokenVerifier};
-use crate::{error::ApiError, request_id};
+use super::{
+    Principal, api_keys::ApiKeys, certificate::CertificateIdentity, tokens::TokenVerifier,
+};
+use crate::{
+    error::ApiError,
+    server::stack::{Middleware, call_inner, refusal, request_id_of},
+};
 
 const API_KEY_HEADER: &str = "x-api-key";
 const AUTHORIZATION_HEADER: &str = "authorization";
@@ -30,7 +30,7 @@ const REFLECTION_PATH_PREFIX: &str = "/grpc.reflection.";
 
 /// Resolves callers for the services it wraps.
 #[derive(Clone)]
-pub struct IdentityLayer {
+pub struct Authentication {
     api_keys: Arc<ApiKeys>,
     tokens: Arc<TokenVerifier>,
     /// Full method paths (`/pkg.Service/Method`) that also accept callers
@@ -38,170 +38,171 @@ pub struct IdentityLayer {
     anonymous_methods: Arc<[&'static str]>,
 }
 
-impl IdentityLayer {
+impl Authentication {
     pub fn new(
         api_keys: Arc<ApiKeys>,
         tokens: Arc<TokenVerifier>,
         anonymous_methods: &[&'static str],
-    ) -> IdentityLayer {
-        IdentityLayer {
+    ) -> Authentication {
+        Authentication {
             api_keys,
             tokens,
             anonymous_methods: anonymous_methods.into(),
         }
     }
 
-    /// Reads what the caller presented; synchronous so the request body need
-    /// not be held across an await.
-    fn presented<B>(&self, request: &Request<B>) -> Presented {
-        let (peer_address, certificate_module) = connection_identity(request);
-        let path = request.uri().path();
-        let headers = request.headers();
-        Presented {
-            peer_address,
-            certificate_module,
-            open: path.starts_with(OPEN_PATH_PREFIX),
-            anonymous_allowed: path.starts_with(REFLECTION_PATH_PREFIX)
-                || self.anonymous_methods.contains(&path),
-            api_key: headers.get(API_KEY_HEADER).cloned(),
-            authorization: headers.get(AUTHORIZATION_HEADER).cloned(),
-        }
-    }
-
-    async fn resolve(
-        &self,
-        presented: Presented,
-        request_id: Arc<str>,
-    ) -> Result<Principal, ApiError> {
-        let mut principal = Principal {
+    async fn resolve(&self, presented: Presented) -> Result<Principal, ApiError> {
+        let Presented {
             request_id,
-            peer_address: presented.peer_address,
-            api_key: None,
-            certificate_module: presented.certificate_module,
-            user: None,
+            peer_address,
+            certificate,
+            open,
+            anonymous_allowed,
+            api_key,
+            bearer,
+        } = presented;
+        if open {
+            return Ok(Principal::anonymous(request_id, peer_address));
+        }
+        let (api_key, bearer) = (api_key?, bearer?);
+        if api_key.is_none() && bearer.is_none() && !anonymous_allowed {
+            return Err(ApiError::Unauthenticated);
+        }
+        let key = match api_key {
+            Some(presented_key) => Some(self.api_keys.authenticate(&presented_key).await?),
+            None => None,
         };
-        if presented.open {
-            return Ok(principal);
-        }
-        if presented.api_key.is_none() && presented.authorization.is_none() {
-            return if presented.anonymous_allowed {
-                Ok(principal)
-            } else {
-                Err(ApiError::Unauthenticated)
-            };
-        }
-        if let Some(value) = presented.api_key {
-            let presented_key = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
-            let key = self.api_keys.authenticate(presented_key).await?;
-            if let Some(certificate_module) = &principal.certificate_module
-                && key.module_id.as_ref() != Some(certificate_module)
-            {
-                return Err(ApiError::CertificateModuleMismatch);
-            }
-            principal.api_key = Some(key);
-        }
-        if let Some(value) = presented.authorization {
-            let token = bearer_token(&value).ok_or(ApiError::Unauthenticated)?;
-            principal.user = Some(self.tokens.verify(token).await?.user());
-        }
-        Ok(principal)
+        let user = match bearer {
+            Some(token) => Some(self.tokens.verify(&token).await?.user()),
+            None => None,
+        };
+        Principal::combine(request_id, peer_address, key, certificate, user)
     }
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235).
-fn bearer_token(value: &HeaderValue) -> Option<&str> {
-    let value = value.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// What a call presented, read before any await.
+/// What a call presented, read before the request moves on.
 struct Presented {
-    peer_address: Option<std::net::SocketAddr>,
-    certificate_module: Option<String>,
+    request_id: Arc<str>,
+    peer_address: Option<SocketAddr>,
+    certificate: Option<CertificateIdentity>,
     /// A path anyone may call (health).
     open: bool,
     /// A method that also serves callers without credentials.
     anonymous_allowed: bool,
-    api_key: Option<HeaderValue>,
-    authorization: Option<HeaderValue>,
+    api_key: Result<Option<String>, ApiError>,
+    /// The token of `authorization: Bearer <token>`.
+    bearer: Result<Option<String>, ApiError>,
 }
 
-impl<S> Layer<S> for IdentityLayer {
-    type Service = Identity<S>;
-
-    fn layer(&self, inner: S) -> Identity<S> {
-        Identity {
-            inner,
-            layer: self.clone(),
+impl Presented {
+    fn read(identity: &Authentication, request: &Request<Body>) -> Presented {
+        let (peer_address, certificate) = connection_identity(request);
+        let path = request.uri().path();
+        let headers = request.headers();
+        Presented {
+            request_id: request_id_of(request),
+            peer_address,
+            certificate,
+            open: path.starts_with(OPEN_PATH_PREFIX),
+            anonymous_allowed: path.starts_with(REFLECTION_PATH_PREFIX)
+                || identity.anonymous_methods.contains(&path),
+            api_key: single_header(headers, API_KEY_HEADER).map(|key| key.map(str::to_owned)),
+            bearer: single_header(headers, AUTHORIZATION_HEADER)
+                .and_then(|value| value.map(bearer_token).transpose()),
         }
     }
 }
 
-/// The service [`IdentityLayer`] wraps around the routes.
-#[derive(Clone)]
-pub struct Identity<S> {
-    inner: S,
-    layer: IdentityLayer,
+/// The one value of a credential header. A header sent twice is refused:
+/// taking either value would let a proxy and a client disagree on who calls.
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::Unauthenticated);
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| ApiError::Unauthenticated)
 }
 
-impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for Identity<S>
-where
-    S: Service<Request<RequestBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    RequestBody: Send + 'static,
-    ResponseBody: Default + Send + 'static,
-{
-    type Response = Response<ResponseBody>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235).
+fn bearer_token(value: &str) -> Result<String, ApiError> {
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthenticated);
     }
+    Ok(token.trim().to_owned())
+}
 
-    fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
-        // The clone is not ready; the instance that was polled ready serves.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let request_id = request_id::from_header(request.headers().get(request_id::HEADER));
-        let presented = layer.presented(&request);
-        // Every log line written while serving the call names it.
-        let span = tracing::info_span!(
-            "call",
-            method = request.uri().path(),
-            request_id = &*request_id
-        );
-        let call = async move {
-            let mut response = match layer.resolve(presented, request_id.clone()).await {
+impl Middleware for Authentication {
+    fn around<S>(
+        &self,
+        mut request: Request<Body>,
+        inner: S,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let identity = self.clone();
+        let presented = Presented::read(&identity, &request);
+        async move {
+            match identity.resolve(presented).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
-                    request_id::scope(request_id.clone(), inner.call(request)).await?
+                    call_inner(inner, request).await
                 }
-                Err(error) => Status::from(error).into_http(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert(request_id::HEADER, value);
+                Err(error) => refusal(error),
             }
-            Ok(response)
-        };
-        Box::pin(tracing::Instrument::instrument(call, span))
+        }
     }
 }
 
-/// The peer address and, under mTLS, the module named by the client
-/// certificate (already verified against the client CA by rustls).
-fn connection_identity<B>(request: &Request<B>) -> (Option<std::net::SocketAddr>, Option<String>) {
+/// The peer address and, under mTLS, what the client certificate names
+/// (already verified against the client CA by rustls).
+fn connection_identity(
+    request: &Request<Body>,
+) -> (Option<SocketAddr>, Option<CertificateIdentity>) {
     let extensions = request.extensions();
     if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-        let module = tls
-            .peer_certs()
-            .and_then(|chain| chain.first().and_then(|leaf| certificate::module_of(leaf)));
-        return (tls.get_ref().remote_addr(), module);
+        let certificate = tls.peer_certs().and_then(|chain| {
+            chain
+                .first()
+                .and_then(|leaf| CertificateIdentity::of_certificate(leaf))
+        });
+        return (tls.get_ref().remote_addr(), certificate);
     }
     let peer = extensions
         .get::<TcpConnectInfo>()
         .and_then(TcpConnectInfo::remote_addr);
     (peer, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_header_sent_twice_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.append(API_KEY_HEADER, "plk_one".parse().unwrap());
+        assert_eq!(
+            single_header(&headers, API_KEY_HEADER).unwrap(),
+            Some("plk_one")
+        );
+        headers.append(API_KEY_HEADER, "plk_two".parse().unwrap());
+        assert!(single_header(&headers, API_KEY_HEADER).is_err());
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_is_taken() {
+        assert_eq!(bearer_token("Bearer abc").unwrap(), "abc");
+        assert_eq!(bearer_token("bearer  abc ").unwrap(), "abc");
+        assert!(bearer_token("Basic abc").is_err());
+        assert!(bearer_token("Bearer").is_err());
+    }
 }

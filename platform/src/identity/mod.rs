@@ -1,11 +1,12 @@
-//! Who is calling: API keys, client certificates and (later) bearer tokens
-//! are resolved once per call, by [`layer::IdentityLayer`], into one
+//! Who is calling: API keys, client certificates and bearer tokens are
+//! resolved once per call, by [`layer::IdentityLayer`], into one
 //! [`Principal`] that handlers find in the request extensions.
 
 pub mod api_keys;
 pub mod certificate;
 pub mod layer;
 mod principal;
+pub mod tenant_states;
 pub mod tokens;
 
 pub use principal::{KeyIdentity, Principal, PrincipalKind, UserIdentity};

@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::UserIdentity;
-use crate::{clock, error::ApiError, store::Store, store::tenants::PLATFORM_TENANT_ID};
+use crate::{
+    clock,
+    error::ApiError,
+    invalidation::{Cache, Change},
+    store::{Store, tenants::PLATFORM_TENANT_ID, users::UserStatus},
+};
 
 /// The only algorithm issued or accepted.
 pub const ALGORITHM: &str = "EdDSA";
@@ -188,17 +193,14 @@ impl TokenVerifier {
         })
     }
 
-    /// Forgets cached subject states, after a session, user or tenant
-    /// changed on this replica.
-    pub fn forget_states(&self) {
+    fn forget_states(&self) {
         self.states
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
     }
 
-    /// Forgets the key set, after a rotation on this replica.
-    pub fn forget_keys(&self) {
+    fn forget_keys(&self) {
         *self
             .keys
             .write()
@@ -326,8 +328,8 @@ impl TokenVerifier {
                     && session.expires_at > now
                     && session.user_id == claims.sub
                     && user.tenant_id == claims.tid
-                    && user.status == "active"
-                    && tenant.status == "active"
+                    && user.status == UserStatus::Active
+                    && tenant.status.admits_callers()
             }
             _ => false,
         };
@@ -341,6 +343,20 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(claims.sid, state.clone());
         Ok(state)
+    }
+}
+
+impl Cache for TokenVerifier {
+    fn apply(&self, change: Change) {
+        match change {
+            Change::Subjects => self.forget_states(),
+            Change::SigningKeys => self.forget_keys(),
+            Change::Everything => {
+                self.forget_states();
+                self.forget_keys();
+            }
+            Change::ApiKey(_) => {}
+        }
     }
 }
 

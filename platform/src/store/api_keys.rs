@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite, types::Json};
 use uuid::Uuid;
 
-use super::{Page, SqlStore, StoreError};
+use super::{Page, SqlStore, StoreError, Tx, in_tx};
 use crate::audit::AuditDraft;
 
 /// A stored API key. Secrets are never stored, only their hashes.
@@ -36,24 +36,14 @@ pub struct ApiKeyFilter {
     pub include_revoked: bool,
 }
 
-/// Persistence of API keys.
+/// Reads API keys; notes their use.
 #[async_trait::async_trait]
 pub trait ApiKeyStore: Send + Sync {
-    async fn create(&self, key: &ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError>;
-
     async fn get(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
 
     /// Whether some operator key (no module, no tenant) is neither revoked
     /// nor expired at `now`.
     async fn has_usable_operator_key(&self, now: DateTime<Utc>) -> Result<bool, StoreError>;
-
-    /// Revokes the key (keeping the first revocation time) and returns it.
-    async fn revoke(
-        &self,
-        id: Uuid,
-        at: DateTime<Utc>,
-        audit: AuditDraft,
-    ) -> Result<ApiKeyRecord, StoreError>;
 
     /// Keys matching `filter`, oldest first.
     async fn list(
@@ -61,16 +51,6 @@ pub trait ApiKeyStore: Send + Sync {
         filter: &ApiKeyFilter,
         page: Page,
     ) -> Result<Vec<ApiKeyRecord>, StoreError>;
-
-    /// Replaces the secret; the previous one stays valid until
-    /// `previous_expires_at`. Revoked keys cannot be rotated (NotFound).
-    async fn rotate(
-        &self,
-        id: Uuid,
-        secret_hash: &[u8],
-        previous_expires_at: DateTime<Utc>,
-        audit: AuditDraft,
-    ) -> Result<ApiKeyRecord, StoreError>;
 
     /// Notes that the key was used; not audited (it changes nothing).
     async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
@@ -83,40 +63,85 @@ macro_rules! api_key_columns {
     };
 }
 
+pub async fn insert(tx: &mut Tx, key: &ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+    in_tx!(tx, connection => {
+        sqlx::query(concat!(
+            "INSERT INTO api_keys (",
+            api_key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(key.id)
+        .bind(&key.name)
+        .bind(&key.module_id)
+        .bind(key.tenant_id)
+        .bind(Json(&key.scopes))
+        .bind(&key.secret_hash)
+        .bind(&key.previous_secret_hash)
+        .bind(key.previous_secret_expires_at)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .bind(key.last_used_at)
+        .execute(connection)
+        .await?;
+    });
+    super::audit_log::append(tx, audit).await?;
+    Ok(())
+}
+
+/// Revokes the key (keeping the first revocation time) and returns it.
+pub async fn revoke(
+    tx: &mut Tx,
+    id: Uuid,
+    at: DateTime<Utc>,
+    audit: AuditDraft,
+) -> Result<ApiKeyRecord, StoreError> {
+    let revoked: Option<ApiKeyRecord> = in_tx!(tx, connection => {
+        sqlx::query_as(concat!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING ",
+            api_key_columns!()
+        ))
+        .bind(id)
+        .bind(at)
+        .fetch_optional(connection)
+        .await?
+    });
+    let revoked = revoked.ok_or(StoreError::NotFound)?;
+    super::audit_log::append(tx, audit).await?;
+    Ok(revoked)
+}
+
+/// Replaces the secret; the previous one stays valid until
+/// `previous_expires_at`. Revoked keys cannot be rotated (NotFound).
+pub async fn rotate(
+    tx: &mut Tx,
+    id: Uuid,
+    secret_hash: &[u8],
+    previous_expires_at: DateTime<Utc>,
+    audit: AuditDraft,
+) -> Result<ApiKeyRecord, StoreError> {
+    let rotated: Option<ApiKeyRecord> = in_tx!(tx, connection => {
+        sqlx::query_as(concat!(
+            "UPDATE api_keys SET previous_secret_hash = secret_hash, \
+             previous_secret_expires_at = $3, secret_hash = $2 \
+             WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+            api_key_columns!()
+        ))
+        .bind(id)
+        .bind(secret_hash)
+        .bind(previous_expires_at)
+        .fetch_optional(connection)
+        .await?
+    });
+    let rotated = rotated.ok_or(StoreError::NotFound)?;
+    super::audit_log::append(tx, audit).await?;
+    Ok(rotated)
+}
+
 macro_rules! impl_api_key_store {
     ($db:ty) => {
         #[async_trait::async_trait]
         impl ApiKeyStore for SqlStore<$db> {
-            async fn create(
-                &self,
-                key: &ApiKeyRecord,
-                audit: AuditDraft,
-            ) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                sqlx::query(concat!(
-                    "INSERT INTO api_keys (",
-                    api_key_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ))
-                .bind(key.id)
-                .bind(&key.name)
-                .bind(&key.module_id)
-                .bind(key.tenant_id)
-                .bind(Json(&key.scopes))
-                .bind(&key.secret_hash)
-                .bind(&key.previous_secret_hash)
-                .bind(key.previous_secret_expires_at)
-                .bind(key.created_at)
-                .bind(key.expires_at)
-                .bind(key.revoked_at)
-                .bind(key.last_used_at)
-                .execute(&mut *transaction)
-                .await?;
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
-            }
-
             async fn get(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
                 Ok(sqlx::query_as(concat!(
                     "SELECT ",
@@ -142,25 +167,6 @@ macro_rules! impl_api_key_store {
                 Ok(usable.is_some())
             }
 
-            async fn revoke(
-                &self,
-                id: Uuid,
-                at: DateTime<Utc>,
-                audit: AuditDraft,
-            ) -> Result<ApiKeyRecord, StoreError> {
-                self.fetch_audited::<ApiKeyRecord>(
-                    sqlx::query_as(concat!(
-                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
-                         RETURNING ",
-                        api_key_columns!()
-                    ))
-                    .bind(id)
-                    .bind(at),
-                    audit,
-                )
-                .await
-            }
-
             async fn list(&self, filter: &ApiKeyFilter, page: Page) -> Result<Vec<ApiKeyRecord>, StoreError> {
                 Ok(sqlx::query_as(concat!(
                     "SELECT ",
@@ -176,28 +182,6 @@ macro_rules! impl_api_key_store {
                 .bind(page.limit)
                 .fetch_all(&self.pool)
                 .await?)
-            }
-
-            async fn rotate(
-                &self,
-                id: Uuid,
-                secret_hash: &[u8],
-                previous_expires_at: DateTime<Utc>,
-                audit: AuditDraft,
-            ) -> Result<ApiKeyRecord, StoreError> {
-                self.fetch_audited::<ApiKeyRecord>(
-                    sqlx::query_as(concat!(
-                        "UPDATE api_keys SET previous_secret_hash = secret_hash, \
-                         previous_secret_expires_at = $3, secret_hash = $2 \
-                         WHERE id = $1 AND revoked_at IS NULL RETURNING ",
-                        api_key_columns!()
-                    ))
-                    .bind(id)
-                    .bind(secret_hash)
-                    .bind(previous_expires_at),
-                    audit,
-                )
-                .await
             }
 
             async fn record_use(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -1,21 +1,17 @@
 //! Appending to and reading the audit hash chains.
 //!
-//! [`SqlStore::append_audit`] is the mechanism every mutation uses: it takes
-//! the open transaction of the change, so the change and its record commit
-//! or roll back together. The chain head row serialises appends per chain.
+//! [`append`] is the mechanism every write uses: it takes the open
+//! transaction of the change, so the change and its record commit or roll
+//! back together.
 
 use sqlx::{Postgres, Sqlite};
 
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, Tx, in_tx};
 use crate::audit::{Actor, AuditDraft, AuditEvent, GENESIS_HASH, Outcome};
 
-/// Appends and reads audit events.
+/// Reads audit events.
 #[async_trait::async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Records events that stand alone (module events), atomically. A draft
-    /// whose idempotency key its module already used returns the original.
-    async fn record(&self, drafts: Vec<AuditDraft>) -> Result<Vec<AuditEvent>, StoreError>;
-
     /// Up to `limit` events of a chain from `from_sequence` on, ascending.
     async fn read_chain(
         &self,
@@ -92,145 +88,97 @@ impl TryFrom<AuditEventRow> for AuditEvent {
     }
 }
 
+/// Appends `draft` to its chain inside the caller's transaction, so the
+/// change it records and the record commit or roll back together. Taking the
+/// chain head's next sequence locks the head row until commit, which
+/// serialises appends per chain.
+pub async fn append(tx: &mut Tx, draft: AuditDraft) -> Result<AuditEvent, StoreError> {
+    let chain_id = draft.chain_id();
+    in_tx!(tx, connection => {
+        sqlx::query(
+            "INSERT INTO audit_chain_heads (chain_id, sequence, head_hash) \
+             VALUES ($1, 0, $2) ON CONFLICT (chain_id) DO NOTHING",
+        )
+        .bind(&chain_id)
+        .bind(GENESIS_HASH.as_slice())
+        .execute(&mut *connection)
+        .await?;
+        let (sequence, previous_hash): (i64, Vec<u8>) = sqlx::query_as(
+            "UPDATE audit_chain_heads SET sequence = sequence + 1 \
+             WHERE chain_id = $1 RETURNING sequence, head_hash",
+        )
+        .bind(&chain_id)
+        .fetch_one(&mut *connection)
+        .await?;
+        let previous_hash: [u8; 32] = previous_hash.try_into().map_err(|_| {
+            StoreError::Internal("audit chain head hash is not 32 bytes".into())
+        })?;
+        let event = draft.seal(sequence, previous_hash);
+        sqlx::query(concat!(
+            "INSERT INTO audit_events (",
+            audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20)"
+        ))
+        .bind(event.id)
+        .bind(&event.chain_id)
+        .bind(event.sequence)
+        .bind(&event.tenant_id)
+        .bind(&event.company_id)
+        .bind(event.occurred_at)
+        .bind(event.recorded_at)
+        .bind(&event.actor.user_id)
+        .bind(&event.actor.module_id)
+        .bind(&event.actor.api_key_id)
+        .bind(&event.actor.peer_address)
+        .bind(&event.action)
+        .bind(&event.resource_type)
+        .bind(&event.resource_id)
+        .bind(event.outcome.as_str())
+        .bind(&event.details)
+        .bind(&event.request_id)
+        .bind(&event.idempotency_key)
+        .bind(&event.previous_hash)
+        .bind(&event.hash)
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query("UPDATE audit_chain_heads SET head_hash = $2 WHERE chain_id = $1")
+            .bind(&chain_id)
+            .bind(&event.hash)
+            .execute(&mut *connection)
+            .await?;
+        Ok(event)
+    })
+}
+
+/// Like [`append`], but a draft whose idempotency key its module already
+/// used in that chain returns the event first recorded with it.
+pub async fn append_idempotent(tx: &mut Tx, draft: AuditDraft) -> Result<AuditEvent, StoreError> {
+    if !draft.idempotency_key.is_empty() {
+        let original: Option<AuditEventRow> = in_tx!(tx, connection => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_events WHERE chain_id = $1 AND actor_module_id = $2 \
+                 AND idempotency_key = $3"
+            ))
+            .bind(draft.chain_id())
+            .bind(&draft.actor.module_id)
+            .bind(&draft.idempotency_key)
+            .fetch_optional(&mut *connection)
+            .await?
+        });
+        if let Some(original) = original {
+            return AuditEvent::try_from(original);
+        }
+    }
+    append(tx, draft).await
+}
+
 macro_rules! impl_audit_log {
     ($db:ty) => {
-        impl SqlStore<$db> {
-            /// Appends `draft` to its chain inside the caller's transaction.
-            pub(super) async fn append_audit(
-                transaction: &mut sqlx::Transaction<'_, $db>,
-                draft: AuditDraft,
-            ) -> Result<AuditEvent, StoreError> {
-                let chain_id = draft.chain_id();
-                sqlx::query(
-                    "INSERT INTO audit_chain_heads (chain_id, sequence, head_hash) \
-                     VALUES ($1, 0, $2) ON CONFLICT (chain_id) DO NOTHING",
-                )
-                .bind(&chain_id)
-                .bind(GENESIS_HASH.as_slice())
-                .execute(&mut **transaction)
-                .await?;
-                // Taking the next sequence locks the head row until commit.
-                let (sequence, previous_hash): (i64, Vec<u8>) = sqlx::query_as(
-                    "UPDATE audit_chain_heads SET sequence = sequence + 1 \
-                     WHERE chain_id = $1 RETURNING sequence, head_hash",
-                )
-                .bind(&chain_id)
-                .fetch_one(&mut **transaction)
-                .await?;
-                let previous_hash: [u8; 32] = previous_hash.try_into().map_err(|_| {
-                    StoreError::Internal("audit chain head hash is not 32 bytes".into())
-                })?;
-                let event = draft.seal(sequence, previous_hash);
-                sqlx::query(concat!(
-                    "INSERT INTO audit_events (",
-                    audit_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20)"
-                ))
-                .bind(event.id)
-                .bind(&event.chain_id)
-                .bind(event.sequence)
-                .bind(&event.tenant_id)
-                .bind(&event.company_id)
-                .bind(event.occurred_at)
-                .bind(event.recorded_at)
-                .bind(&event.actor.user_id)
-                .bind(&event.actor.module_id)
-                .bind(&event.actor.api_key_id)
-                .bind(&event.actor.peer_address)
-                .bind(&event.action)
-                .bind(&event.resource_type)
-                .bind(&event.resource_id)
-                .bind(event.outcome.as_str())
-                .bind(&event.details)
-                .bind(&event.request_id)
-                .bind(&event.idempotency_key)
-                .bind(&event.previous_hash)
-                .bind(&event.hash)
-                .execute(&mut **transaction)
-                .await?;
-                sqlx::query("UPDATE audit_chain_heads SET head_hash = $2 WHERE chain_id = $1")
-                    .bind(&chain_id)
-                    .bind(&event.hash)
-                    .execute(&mut **transaction)
-                    .await?;
-                Ok(event)
-            }
-
-            /// Runs one change that must touch a row (NotFound otherwise) and
-            /// records `audit` with it, in one transaction.
-            pub(super) async fn execute_audited<'q>(
-                &self,
-                change: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
-                audit: AuditDraft,
-            ) -> Result<(), StoreError> {
-                let mut transaction = self.begin_write().await?;
-                if change.execute(&mut *transaction).await?.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(())
-            }
-
-            /// Like [`Self::execute_audited`], for a change that returns the
-            /// row it changed (`… RETURNING`).
-            pub(super) async fn fetch_audited<'q, Row>(
-                &self,
-                change: sqlx::query::QueryAs<'q, $db, Row, <$db as sqlx::Database>::Arguments>,
-                audit: AuditDraft,
-            ) -> Result<Row, StoreError>
-            where
-                Row: Send + Unpin + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>,
-            {
-                let mut transaction = self.begin_write().await?;
-                let changed = change
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                Self::append_audit(&mut transaction, audit).await?;
-                transaction.commit().await?;
-                Ok(changed)
-            }
-
-            async fn find_idempotent(
-                transaction: &mut sqlx::Transaction<'_, $db>,
-                draft: &AuditDraft,
-            ) -> Result<Option<AuditEvent>, StoreError> {
-                if draft.idempotency_key.is_empty() {
-                    return Ok(None);
-                }
-                let row: Option<AuditEventRow> = sqlx::query_as(concat!(
-                    "SELECT ",
-                    audit_columns!(),
-                    " FROM audit_events WHERE chain_id = $1 AND actor_module_id = $2 \
-                     AND idempotency_key = $3"
-                ))
-                .bind(draft.chain_id())
-                .bind(&draft.actor.module_id)
-                .bind(&draft.idempotency_key)
-                .fetch_optional(&mut **transaction)
-                .await?;
-                row.map(AuditEvent::try_from).transpose()
-            }
-        }
-
         #[async_trait::async_trait]
         impl AuditLog for SqlStore<$db> {
-            async fn record(&self, drafts: Vec<AuditDraft>) -> Result<Vec<AuditEvent>, StoreError> {
-                let mut transaction = self.begin_write().await?;
-                let mut events = Vec::with_capacity(drafts.len());
-                for draft in drafts {
-                    let event = match Self::find_idempotent(&mut transaction, &draft).await? {
-                        Some(original) => original,
-                        None => Self::append_audit(&mut transaction, draft).await?,
-                    };
-                    events.push(event);
-                }
-                transaction.commit().await?;
-                Ok(events)
-            }
-
             async fn read_chain(
                 &self,
                 chain_id: &str,

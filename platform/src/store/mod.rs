@@ -1,13 +1,17 @@
 //! Storage: one narrow trait per aggregate, implemented once in SQL for both
 //! backends (PostgreSQL for production, SQLite for the embedded default).
 //!
-//! Each aggregate module writes its SQL a single time inside a macro that is
-//! instantiated for `SqlStore<Postgres>` and `SqlStore<Sqlite>`, so the two
-//! backends cannot drift apart. Every mutation takes the audit event that
-//! records it and writes both in one transaction (see [`audit_log`]).
+//! Each aggregate module writes its SQL a single time: reads inside a macro
+//! instantiated for `SqlStore<Postgres>` and `SqlStore<Sqlite>`, writes as
+//! functions over a [`Tx`] whose body [`in_tx!`] compiles for both, so the two
+//! backends cannot drift apart. Every write takes the audit event that
+//! records it and appends it in the same transaction (see [`audit_log`]);
+//! several writes, of several aggregates, compose in one [`Tx`].
 
-mod api_keys;
+pub mod api_keys;
 pub mod audit_log;
+pub mod companies;
+pub mod rbac;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
@@ -24,6 +28,8 @@ use sqlx::{
 
 pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
+pub use companies::CompanyStore;
+pub use rbac::RbacStore;
 pub use sessions::SessionStore;
 pub use signing_keys::SigningKeyStore;
 pub use tenants::TenantStore;
@@ -44,6 +50,47 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A kind of row that other rows refer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    Tenant,
+    Company,
+    User,
+    Role,
+    Session,
+    /// A reference the database did not name (SQLite reports none).
+    Unnamed,
+}
+
+impl Reference {
+    /// The `resource_type` the API reports for a missing row of this kind.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Reference::Tenant => "tenant",
+            Reference::Company => "company",
+            Reference::User => "user",
+            Reference::Role => "role",
+            Reference::Session => "session",
+            Reference::Unnamed => "resource",
+        }
+    }
+
+    /// From a PostgreSQL foreign-key constraint name (`<table>_<column>_fkey`).
+    fn of_constraint(constraint: &str) -> Reference {
+        let column = constraint.strip_suffix("_fkey").unwrap_or(constraint);
+        [
+            ("tenant_id", Reference::Tenant),
+            ("company_id", Reference::Company),
+            ("user_id", Reference::User),
+            ("role_id", Reference::Role),
+            ("session_id", Reference::Session),
+        ]
+        .into_iter()
+        .find_map(|(suffix, reference)| column.ends_with(suffix).then_some(reference))
+        .unwrap_or(Reference::Unnamed)
+    }
+}
+
 /// Why a store call failed, classified so callers never see SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,8 +98,8 @@ pub enum StoreError {
     NotFound,
     #[error("conflicts with an existing row")]
     Conflict,
-    #[error("refers to a missing row")]
-    MissingReference,
+    #[error("refers to a missing {}", .0.resource_type())]
+    MissingReference(Reference),
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
@@ -66,7 +113,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(database_error) => match database_error.kind() {
                 ErrorKind::UniqueViolation => StoreError::Conflict,
-                ErrorKind::ForeignKeyViolation => StoreError::MissingReference,
+                ErrorKind::ForeignKeyViolation => StoreError::MissingReference(
+                    database_error
+                        .constraint()
+                        .map_or(Reference::Unnamed, Reference::of_constraint),
+                ),
                 _ => StoreError::Internal(Box::new(error)),
             },
             sqlx::Error::PoolTimedOut
@@ -86,41 +137,102 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// A SQL backend: the pool plus how to open a write transaction on it.
+/// An enum stored as lowercase text: its variants, their texts, and the
+/// conversion that reading a row uses (an unknown text is corrupt data).
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::store::StoreError;
+
+            fn try_from(text: String) -> Result<$name, $crate::store::StoreError> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == text)
+                    .ok_or_else(|| {
+                        $crate::store::StoreError::Internal(
+                            format!(concat!("unknown ", stringify!($name), " {:?}"), text).into(),
+                        )
+                    })
+            }
+        }
+    };
+}
+use stored_enum;
+
+/// A SQL backend's pool.
 struct SqlStore<DB: Database> {
     pool: Pool<DB>,
 }
 
-/// The backend-specific parts the shared SQL needs.
-trait Dialect: Database {
-    /// Opens write transactions. SQLite takes its write lock up front so that
-    /// concurrent writers queue on `busy_timeout` instead of failing to upgrade.
-    const BEGIN_WRITE: &'static str;
+/// An open write transaction on either backend. Writers of every aggregate
+/// take it, so several writes commit or roll back together; dropping it
+/// without [`Tx::commit`] rolls back.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
-impl Dialect for Postgres {
-    const BEGIN_WRITE: &'static str = "BEGIN";
+/// Runs `$body` with `$connection` bound to the transaction's connection,
+/// compiled once per backend: the SQL is written once and means the same on
+/// both (`$n` placeholders, standard SQL).
+macro_rules! in_tx {
+    ($tx:expr, $connection:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Postgres(transaction) => {
+                let $connection = &mut **transaction;
+                $body
+            }
+            $crate::store::Tx::Sqlite(transaction) => {
+                let $connection = &mut **transaction;
+                $body
+            }
+        }
+    };
 }
+pub(crate) use in_tx;
 
-impl Dialect for Sqlite {
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-}
-
-impl<DB: Dialect> SqlStore<DB> {
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Postgres(transaction) => transaction.commit().await?,
+            Tx::Sqlite(transaction) => transaction.commit().await?,
+        }
+        Ok(())
     }
 }
 
-/// The schema and liveness of the database.
+/// The schema and liveness of the database, and its write transactions.
 #[async_trait::async_trait]
 trait StoreAdmin: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    async fn begin(&self) -> Result<Tx, StoreError>;
 }
 
 macro_rules! impl_store_admin {
-    ($db:ty, $migrator:expr) => {
+    ($db:ident, $migrator:expr, $begin:literal) => {
         #[async_trait::async_trait]
         impl StoreAdmin for SqlStore<$db> {
             async fn migrate(&self) -> Result<(), StoreError> {
@@ -134,11 +246,17 @@ macro_rules! impl_store_admin {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
+
+            async fn begin(&self) -> Result<Tx, StoreError> {
+                Ok(Tx::$db(self.pool.begin_with($begin).await?))
+            }
         }
     };
 }
-impl_store_admin!(Postgres, POSTGRES_MIGRATIONS);
-impl_store_admin!(Sqlite, SQLITE_MIGRATIONS);
+impl_store_admin!(Postgres, POSTGRES_MIGRATIONS, "BEGIN");
+// SQLite takes its write lock up front, so concurrent writers queue on
+// `busy_timeout` instead of failing to upgrade a read lock.
+impl_store_admin!(Sqlite, SQLITE_MIGRATIONS, "BEGIN IMMEDIATE");
 
 /// Which database holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +271,9 @@ pub struct Store {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub audit: Arc<dyn AuditLog>,
     pub tenants: Arc<dyn TenantStore>,
+    pub companies: Arc<dyn CompanyStore>,
     pub users: Arc<dyn UserStore>,
+    pub rbac: Arc<dyn RbacStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
@@ -204,7 +324,9 @@ impl Store {
         SqlStore<DB>: ApiKeyStore
             + AuditLog
             + TenantStore
+            + CompanyStore
             + UserStore
+            + RbacStore
             + SessionStore
             + SigningKeyStore
             + StoreAdmin
@@ -215,7 +337,9 @@ impl Store {
             api_keys: sql.clone(),
             audit: sql.clone(),
             tenants: sql.clone(),
+            companies: sql.clone(),
             users: sql.clone(),
+            rbac: sql.clone(),
             sessions: sql.clone(),
             signing_keys: sql.clone(),
             admin: sql,
@@ -230,6 +354,11 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.admin.ping().await
+    }
+
+    /// Opens a write transaction for the writers of any aggregate.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.admin.begin().await
     }
 
     pub fn backend(&self) -> Backend {

@@ -26,11 +26,8 @@ use plinth_client::{
 };
 use plinth_platform::{
     config::{Config, LogFormat},
-    identity::{
-        api_keys::ApiKeys,
-        tokens::{AccessClaims, TokenVerifier},
-    },
-    invalidation::Invalidator,
+    identity::tokens::AccessClaims,
+    node::Node,
     store::Store,
 };
 use plinth_tests::{
@@ -281,12 +278,9 @@ async fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Fixture> {
         .ok_or_else(|| anyhow::anyhow!("malformed token"))?;
     let claims: AccessClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
     let store = Store::open(&config.database_url(), 2).await?;
-    let verifier = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
-    let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone()));
-    let invalidator =
-        Invalidator::connect(api_keys, verifier.clone(), None, &config.redis_prefix).await?;
-    let encryption = core_server::KeyEncryptionKey::load(&config)?;
-    let keys = core_server::SigningKeys::new(store, encryption, verifier, invalidator);
+    let encryption = core_server::KeyEncryptionKey::load(&config, &store).await?;
+    let node = Node::start(config, store).await?;
+    let keys = core_server::SigningKeys::new(node.store, encryption, node.tokens, node.invalidator);
     Ok(Fixture {
         echo,
         core,

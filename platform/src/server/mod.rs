@@ -2,6 +2,8 @@
 //! (NOT_SERVING while the database is unreachable), reflection v1 and
 //! v1alpha, TLS or mTLS, limits, and a shutdown that drains in-flight calls.
 
+pub mod stack;
+
 use std::{convert::Infallible, future::Future, time::Duration};
 
 use tokio::net::TcpListener;
@@ -13,7 +15,7 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::Config, identity::layer::IdentityLayer, store::Store};
+use crate::{config::Config, identity::layer::Authentication, store::Store};
 
 /// How often the database is pinged for health.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -59,7 +61,7 @@ impl ServiceSet {
 pub async fn serve(
     config: &Config,
     store: Store,
-    identity: IdentityLayer,
+    authentication: Authentication,
     mut services: ServiceSet,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -95,16 +97,17 @@ pub async fn serve(
         .add_service(reflection().build_v1alpha()?);
 
     let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
+    if let Some(tls) = tls_config(&config.tls)? {
+        builder = builder.tls_config(tls)?;
     }
     let router = builder
-        // A caller's grpc-timeout is honoured up to this cap.
-        .timeout(config.max_call_duration())
         // HTTP/2 caps in-flight calls per connection; clients queue beyond it.
         .max_concurrent_streams(config.max_concurrent_calls_per_connection)
-        // Resolve the caller once per call, before any handler.
-        .layer(identity)
+        .layer(stack::call_stack(
+            config.max_call_duration(),
+            config.max_message_bytes,
+            authentication,
+        ))
         .add_routes(services.routes.routes());
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -127,23 +130,26 @@ pub async fn serve(
     result
 }
 
-fn tls_config(tls: &crate::config::TlsConfig) -> Result<ServerTlsConfig, ServeError> {
+/// The server's TLS, when a certificate is configured (and its key, which
+/// configuration validation guarantees).
+fn tls_config(tls: &crate::config::TlsConfig) -> Result<Option<ServerTlsConfig>, ServeError> {
+    let (Some(certificate), Some(private_key)) = (&tls.certificate, &tls.private_key) else {
+        return Ok(None);
+    };
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| ServeError::TlsFile {
             path: path.to_owned(),
             source,
         })
     };
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-        read(&tls.certificate)?,
-        read(&tls.private_key)?,
-    ));
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(certificate)?, read(private_key)?));
     if let Some(client_ca) = &tls.client_ca {
         config = config
             .client_ca_root(Certificate::from_pem(read(client_ca)?))
             .client_auth_optional(false);
     }
-    Ok(config)
+    Ok(Some(config))
 }
 
 async fn set_status(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {

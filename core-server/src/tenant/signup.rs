@@ -1,0 +1,146 @@
+//! Signup: a tenant, its tenant-admin role and its first admin, in one
+//! transaction.
+
+use plinth_platform::{
+    audit::AuditDraft,
+    clock,
+    error::ApiError,
+    identity::{Principal, PrincipalKind},
+    store::{
+        rbac::{self, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
+        tenants::{self, TenantRecord, TenantStatus},
+        users,
+    },
+};
+use uuid::Uuid;
+
+use super::{Tenants, lifecycle::code_taken, tenant_event};
+use crate::{
+    access::Scope,
+    auth::{
+        throttle::Throttle,
+        users::{UserInput, new_user, user_event},
+    },
+    permissions::TENANT_SIGNUP,
+};
+
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub tenant_code: String,
+    pub tenant_name: String,
+    pub admin: UserInput,
+}
+
+/// Signup by callers without credentials.
+pub struct OpenSignup {
+    /// Whether configuration allows it at all.
+    pub allowed: bool,
+    /// Each signup counts; past the free ones a peer waits ever longer.
+    pub per_peer: Throttle,
+}
+
+/// Anonymous signups a peer address gets before it must wait.
+pub const FREE_SIGNUPS_PER_PEER: u32 = 5;
+
+impl Tenants {
+    /// Creates a tenant with its first admin. Anonymous callers may sign up
+    /// only where configuration allows it, and are throttled per peer.
+    pub async fn sign_up(
+        &self,
+        principal: &Principal,
+        sign_up: SignUp,
+    ) -> Result<(TenantRecord, Uuid), ApiError> {
+        if principal.kind() == PrincipalKind::Anonymous {
+            self.admit_anonymous_signup(principal).await?;
+        } else {
+            self.access
+                .require(principal, TENANT_SIGNUP, Scope::platform())
+                .await?;
+        }
+        let now = clock::now();
+        let tenant = TenantRecord {
+            id: Uuid::now_v7(),
+            code: sign_up.tenant_code,
+            name: sign_up.tenant_name,
+            status: TenantStatus::Active,
+            max_users: 0,
+            max_companies: 0,
+            industry: String::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let admin = new_user(&self.passwords, tenant.id, &tenant.code, sign_up.admin).await?;
+        let role = RoleRecord {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.id,
+            key: TENANT_ADMIN_ROLE.to_owned(),
+            display_name: "Tenant administrator".to_owned(),
+            description: "Manages the tenant: users, companies, roles and modules.".to_owned(),
+            system: true,
+            permissions: vec!["plinth:*".to_owned()],
+            etag: Uuid::now_v7().simple().to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        let binding = RoleBinding {
+            id: Uuid::now_v7(),
+            tenant_id: tenant.id,
+            user_id: admin.user.id,
+            role_id: role.id,
+            company_id: None,
+            created_at: now,
+        };
+        let rbac_event = |action: &str, resource_type: &str, resource_id: Uuid| {
+            AuditDraft::new(
+                principal.actor(),
+                action,
+                resource_type,
+                &resource_id.to_string(),
+            )
+            .in_tenant(Some(tenant.id))
+            .with_request_id(&principal.request_id)
+        };
+
+        let mut tx = self.store.begin().await?;
+        let created = tenant_event(principal, "tenant.created", &tenant)
+            .with_details(serde_json::json!({ "code": tenant.code, "signup": true }));
+        tenants::insert(&mut tx, &tenant, created)
+            .await
+            .map_err(code_taken)?;
+        let role_created = rbac_event("rbac.role.created", "role", role.id)
+            .with_details(serde_json::json!({ "key": role.key, "system": true }));
+        rbac::insert_role(&mut tx, &role, role_created).await?;
+        users::insert(
+            &mut tx,
+            &admin,
+            user_event(principal, "auth.user.created", &admin.user),
+        )
+        .await?;
+        let bound = rbac_event("rbac.role.bound", "role_binding", binding.id).with_details(
+            serde_json::json!({ "user_id": admin.user.id, "role": TENANT_ADMIN_ROLE }),
+        );
+        rbac::bind(&mut tx, &binding, bound).await?;
+        tx.commit().await?;
+        Ok((tenant, admin.user.id))
+    }
+
+    async fn admit_anonymous_signup(&self, principal: &Principal) -> Result<(), ApiError> {
+        if !self.open_signup.allowed {
+            return Err(ApiError::PermissionDenied {
+                permission: TENANT_SIGNUP.name.to_owned(),
+            });
+        }
+        let peer = principal
+            .peer_address
+            .map(|address| address.ip().to_string())
+            .unwrap_or_default();
+        if let Err(retry_after) = self.open_signup.per_peer.check(&peer).await {
+            return Err(ApiError::RateLimited {
+                scope: "peer",
+                retry_after,
+            });
+        }
+        self.open_signup.per_peer.count(&peer).await;
+        Ok(())
+    }
+}

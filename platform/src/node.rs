@@ -1,0 +1,78 @@
+//! What every Plinth server process starts with, built once: the store, the
+//! Redis link, caller identity and the invalidation bus its caches share.
+
+use std::{future::Future, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    identity::{
+        api_keys::ApiKeys, layer::Authentication, tenant_states::TenantStates,
+        tokens::TokenVerifier,
+    },
+    invalidation::Invalidator,
+    server::{self, ServeError, ServiceSet},
+    shared_redis::SharedRedis,
+    store::Store,
+};
+
+/// A server process's shared parts, before its services are added.
+pub struct Node {
+    pub config: Config,
+    pub store: Store,
+    /// Set when `redis_url` is configured; opened once for everything.
+    pub redis: Option<Arc<SharedRedis>>,
+    pub api_keys: Arc<ApiKeys>,
+    pub tokens: Arc<TokenVerifier>,
+    /// Caches register here to hear about changes, local and remote.
+    pub invalidator: Arc<Invalidator>,
+}
+
+impl Node {
+    /// Connects to Redis (when configured) and builds caller identity, with
+    /// its caches registered on the invalidation bus.
+    pub async fn start(config: Config, store: Store) -> Result<Node, redis::RedisError> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                SharedRedis::connect(url, &config.redis_prefix).await?,
+            )),
+            None => None,
+        };
+        let invalidator = Invalidator::new(redis.clone());
+        let tenant_states = Arc::new(TenantStates::new(store.tenants.clone()));
+        let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone(), tenant_states.clone()));
+        let tokens = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
+        invalidator.register(tenant_states);
+        invalidator.register(api_keys.clone());
+        invalidator.register(tokens.clone());
+        Ok(Node {
+            config,
+            store,
+            redis,
+            api_keys,
+            tokens,
+            invalidator,
+        })
+    }
+
+    /// Serves `services` on `listener` until `shutdown`, then drains.
+    pub async fn serve(
+        self,
+        services: ServiceSet,
+        anonymous_methods: &[&'static str],
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let authentication = Authentication::new(self.api_keys, self.tokens, anonymous_methods);
+        server::serve(
+            &self.config,
+            self.store,
+            authentication,
+            services,
+            listener,
+            shutdown,
+        )
+        .await
+    }
+}

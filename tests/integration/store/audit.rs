@@ -1,0 +1,119 @@
+//! The audit chains: per tenant, gapless under concurrency, idempotent.
+
+use plinth_platform::{
+    audit::{self, Actor, AuditDraft, GENESIS_HASH},
+    store::{Store, audit_log},
+};
+use plinth_tests::Backend;
+use uuid::Uuid;
+
+use super::{committed, events_of, fresh_store};
+
+crate::on_both_backends!(
+    audit_events_form_a_verifiable_chain_per_tenant,
+    concurrent_appends_form_one_gapless_chain,
+    a_repeated_idempotency_key_returns_the_original_event,
+    an_idempotency_key_repeated_within_one_transaction_is_recorded_once,
+);
+
+fn module_event(tenant: Uuid, action: &str) -> AuditDraft {
+    let actor = Actor {
+        module_id: "finance".to_owned(),
+        ..Actor::default()
+    };
+    AuditDraft::new(actor, action, "invoice", "42").in_tenant(Some(tenant))
+}
+
+async fn append(store: &Store, draft: AuditDraft) -> audit::AuditEvent {
+    committed(store, async |tx| {
+        audit_log::append_idempotent(tx, draft).await
+    })
+    .await
+    .unwrap()
+}
+
+async fn audit_events_form_a_verifiable_chain_per_tenant(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let (tenant_a, tenant_b) = (Uuid::now_v7(), Uuid::now_v7());
+
+    for index in 0..5 {
+        let tenant = if index % 2 == 0 { tenant_a } else { tenant_b };
+        append(&store, module_event(tenant, "finance.invoice.approved")).await;
+    }
+
+    let chain_a = events_of(&store, &tenant_a.to_string()).await;
+    let chain_b = events_of(&store, &tenant_b.to_string()).await;
+    let sequences =
+        |chain: &[audit::AuditEvent]| chain.iter().map(|event| event.sequence).collect::<Vec<_>>();
+    assert_eq!(sequences(&chain_a), [1, 2, 3]);
+    assert_eq!(sequences(&chain_b), [1, 2]);
+    for chain in [&chain_a, &chain_b] {
+        let verification = audit::verify_chain(&GENESIS_HASH, chain);
+        assert_eq!(verification.first_broken_sequence, None);
+        assert_eq!(verification.head_hash, chain.last().unwrap().hash);
+    }
+}
+
+async fn concurrent_appends_form_one_gapless_chain(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let tenant = Uuid::now_v7();
+
+    let writers = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            audit_log::append(&mut tx, module_event(tenant, "finance.invoice.posted")).await?;
+            tx.commit().await
+        })
+    });
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+
+    let chain = events_of(&store, &tenant.to_string()).await;
+    assert_eq!(
+        chain.iter().map(|event| event.sequence).collect::<Vec<_>>(),
+        (1..=16).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        audit::verify_chain(&GENESIS_HASH, &chain).first_broken_sequence,
+        None
+    );
+}
+
+async fn a_repeated_idempotency_key_returns_the_original_event(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let tenant = Uuid::now_v7();
+    let mut draft = module_event(tenant, "finance.invoice.approved");
+    draft.idempotency_key = "invoice-42-approved".to_owned();
+
+    let first = append(&store, draft.clone()).await;
+    let second = append(&store, draft).await;
+
+    assert_eq!(first, second);
+    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 1);
+}
+
+async fn an_idempotency_key_repeated_within_one_transaction_is_recorded_once(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let tenant = Uuid::now_v7();
+    let mut keyed = module_event(tenant, "finance.invoice.approved");
+    keyed.idempotency_key = "invoice-42-approved".to_owned();
+
+    let recorded = committed(&store, async |tx| {
+        let mut recorded = Vec::new();
+        for draft in [
+            module_event(tenant, "finance.invoice.created"),
+            keyed.clone(),
+            keyed,
+        ] {
+            recorded.push(audit_log::append_idempotent(tx, draft).await?);
+        }
+        Ok(recorded)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(recorded[1], recorded[2]);
+    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 2);
+}
