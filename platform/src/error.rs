@@ -137,8 +137,16 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound {
                 resource_type: "resource",
             },
+            // A missing referenced row is the caller's mistake, never ours.
+            StoreError::MissingReference(reference) => ApiError::NotFound {
+                resource_type: reference.resource_type(),
+            },
+            StoreError::Conflict => ApiError::AlreadyExists {
+                resource_type: "resource",
+                field: "",
+            },
             StoreError::Unavailable(_) => ApiError::Unavailable,
-            other => ApiError::Internal(Box::new(other)),
+            StoreError::Internal(_) => ApiError::Internal(Box::new(error)),
         }
     }
 }

@@ -2,7 +2,10 @@
 //! binary so that two cores link it once.
 
 mod api_keys;
+mod bad_input;
+mod credentials;
 mod identity;
+mod inactive_tenants;
 mod replicas;
 mod server;
 mod store;

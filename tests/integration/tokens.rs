@@ -40,9 +40,10 @@ crate::on_both_backends!(
     super_admins_are_platform_users_made_by_operators_only,
 );
 
-const PASSWORD: &str = "rocket skates and anvils";
+pub const PASSWORD: &str = "rocket skates and anvils";
 
-async fn sign_up(sandbox: &Sandbox, code: &str) -> String {
+/// Signs up tenant `code` with admin `admin@<code>.example`; its id.
+pub async fn sign_up(sandbox: &Sandbox, code: &str) -> String {
     let mut operator = sandbox.operator().await;
     operator
         .tenants
@@ -62,7 +63,7 @@ async fn sign_up(sandbox: &Sandbox, code: &str) -> String {
         .id
 }
 
-async fn login(
+pub async fn login(
     sandbox: &Sandbox,
     tenant_code: &str,
     email: &str,
@@ -81,7 +82,7 @@ async fn login(
         .map(tonic::Response::into_inner)
 }
 
-async fn tokens(sandbox: &Sandbox, tenant_code: &str, email: &str) -> TokenPair {
+pub async fn tokens(sandbox: &Sandbox, tenant_code: &str, email: &str) -> TokenPair {
     login(sandbox, tenant_code, email, PASSWORD)
         .await
         .unwrap()

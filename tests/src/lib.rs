@@ -80,6 +80,32 @@ impl TestDatabase {
     pub fn directory(&self) -> PathBuf {
         self.directory.path().to_owned()
     }
+
+    /// Runs SQL straight on the database, as a corrupting disk or a careless
+    /// operator would (tests of what the server does with such data).
+    pub async fn run_sql(&self, sql: &'static str) {
+        use sqlx::Connection;
+        match self.postgres_name {
+            Some(_) => {
+                let mut connection = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(sql)
+                    .execute(&mut connection)
+                    .await
+                    .expect("sql");
+            }
+            None => {
+                let mut connection = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(sql)
+                    .execute(&mut connection)
+                    .await
+                    .expect("sql");
+            }
+        }
+    }
 }
 
 impl Drop for TestDatabase {
