@@ -6,6 +6,8 @@ mod bad_input;
 mod credentials;
 mod identity;
 mod inactive_tenants;
+mod key_encryption;
+mod redis_outage;
 mod replicas;
 mod server;
 mod store;
