@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use plinth_platform::{
     config::{Config, ConfigArgs},
     identity::certificate::CertificateIdentity,
-    server, telemetry,
+    server,
 };
 
 /// Plinth core server: Auth, Rbac, Tenant and Audit, with the module registry.
@@ -75,13 +75,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            telemetry::init(config.log_format);
-            rustls::crypto::ring::default_provider()
-                .install_default()
-                .map_err(|_| anyhow::anyhow!("a TLS crypto provider is already installed"))?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("binding {}", config.listen))?;
+            server::init_process(&config)?;
+            let listener = server::bind(&config).await?;
             core_server::run(config, listener, server::shutdown_signal()).await?;
         }
         Command::Migrate => {

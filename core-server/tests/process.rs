@@ -199,7 +199,10 @@ async fn serve() -> Served {
         data,
     };
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&served.address).await.is_ok() {
+        if tokio::net::TcpStream::connect(&served.address)
+            .await
+            .is_ok()
+        {
             return served;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -7,17 +7,14 @@ use plinth_client::{
         CreateApiKeyRequest, CreateUserRequest, RevokeApiKeyRequest, UpdateUserRequest,
         WhoAmIRequest,
     },
-    tenant::v1::{
-        CreateTenantRequest, DeleteTenantRequest, SetTenantStatusRequest, TenantStatus,
-        UpdateCompanyRequest,
-    },
+    tenant::v1::{DeleteTenantRequest, SetTenantStatusRequest, TenantStatus, UpdateCompanyRequest},
 };
 use plinth_platform::identity::api_keys::NewApiKey;
 use plinth_tests::{Backend, Clients, Sandbox, create_key, error_reason};
 use tonic::{Code, Status};
 
 use crate::{
-    tenants::{create_company, create_tenant},
+    tenants::{create_company, create_provisioning_tenant, create_tenant},
     tokens::PASSWORD,
 };
 
@@ -207,19 +204,7 @@ async fn nothing_is_written_into_a_deleted_tenant(backend: Backend) {
 async fn a_provisioning_tenant_takes_writes(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let tenant = operator
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "acme".to_owned(),
-            name: "Acme".to_owned(),
-            provisioning: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let tenant = create_provisioning_tenant(&mut operator, "acme").await;
 
     create_company(&mut operator, &tenant.id, "hq")
         .await

@@ -48,6 +48,37 @@ pub async fn create_tenant(
         .unwrap()
 }
 
+/// A tenant created in PROVISIONING.
+pub async fn create_provisioning_tenant(
+    clients: &mut Clients,
+    code: &str,
+) -> plinth_client::tenant::v1::Tenant {
+    clients
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: code.to_owned(),
+            name: format!("Tenant {code}"),
+            provisioning: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+}
+
+/// Every refusal among concurrent creations was the tenant's limit.
+pub fn assert_limit_refusals(refusals: &[tonic::Status]) {
+    for status in refusals {
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            error_reason(status).as_deref(),
+            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
+        );
+    }
+}
+
 pub async fn create_company(
     clients: &mut Clients,
     tenant_id: &str,
@@ -191,19 +222,7 @@ async fn set_status(
 async fn tenant_status_follows_its_lifecycle(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let tenant = operator
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "acme".to_owned(),
-            name: "Acme".to_owned(),
-            provisioning: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
+    let tenant = create_provisioning_tenant(&mut operator, "acme").await;
     assert_eq!(tenant.status(), TenantStatus::Provisioning);
 
     let skipping = set_status(&mut operator, &tenant.id, TenantStatus::Suspended)
@@ -314,14 +333,7 @@ async fn the_company_limit_holds_under_concurrent_creation(backend: Backend) {
         async move { create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await }
     })
     .await;
-    for status in refusals {
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(
-            error_reason(&status).as_deref(),
-            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
-        );
-    }
-
+    assert_limit_refusals(&refusals);
     assert_eq!(created, 2, "exactly the two free places were taken");
 }
 

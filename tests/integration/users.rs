@@ -14,7 +14,7 @@ use plinth_tests::{
 };
 use tonic::Code;
 
-use crate::tenants::{create_company, create_tenant};
+use crate::tenants::{assert_limit_refusals, create_company, create_tenant};
 
 crate::on_both_backends!(
     a_user_is_created_with_a_normalised_email,
@@ -132,13 +132,7 @@ async fn the_user_limit_holds_under_concurrent_creation(backend: Backend) {
         }
     })
     .await;
-    for status in refusals {
-        assert_eq!(
-            error_reason(&status).as_deref(),
-            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
-        );
-    }
-
+    assert_limit_refusals(&refusals);
     assert_eq!(created, 1, "exactly the last seat was taken");
 }
 

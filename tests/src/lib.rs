@@ -84,26 +84,9 @@ impl TestDatabase {
     /// Runs SQL straight on the database, as a corrupting disk or a careless
     /// operator would (tests of what the server does with such data).
     pub async fn run_sql(&self, sql: &'static str) {
-        use sqlx::Connection;
         match self.postgres_name {
-            Some(_) => {
-                let mut connection = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::raw_sql(sql)
-                    .execute(&mut connection)
-                    .await
-                    .expect("sql");
-            }
-            None => {
-                let mut connection = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::raw_sql(sql)
-                    .execute(&mut connection)
-                    .await
-                    .expect("sql");
-            }
+            Some(_) => execute_on::<sqlx::PgConnection>(&self.url, sql).await,
+            None => execute_on::<sqlx::SqliteConnection>(&self.url, sql).await,
         }
     }
 }
@@ -123,6 +106,18 @@ impl Drop for TestDatabase {
             .join();
         }
     }
+}
+
+async fn execute_on<C>(url: &str, sql: &'static str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut connection = C::connect(url).await.expect("connect");
+    sqlx::raw_sql(sql)
+        .execute(&mut connection)
+        .await
+        .expect("sql");
 }
 
 async fn run_admin_statement(statement: String) {

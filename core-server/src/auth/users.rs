@@ -11,7 +11,7 @@ use plinth_platform::{
     identity::Principal,
     invalidation::{Change, Invalidator},
     store::{
-        Store, StoreError, Tx, sessions,
+        Store, StoreError, TenantRows, Tx, count_in_tenant, sessions,
         users::{self, NewUser, UserFilter, UserRecord, UserStatus},
     },
 };
@@ -171,7 +171,7 @@ impl Users {
         let new_user = new_user(&self.passwords, tenant.id, &tenant.code, input).await?;
         let mut tx = self.store.begin().await?;
         let tenant = lock_writable(&mut tx, tenant_id).await?;
-        let existing = users::count(&mut tx, tenant_id).await?;
+        let existing = count_in_tenant(&mut tx, TenantRows::Users, tenant_id).await?;
         within_limit("max_users", tenant.max_users, existing)?;
         let audit = user_event(principal, "auth.user.created", &new_user.user);
         users::insert(&mut tx, &new_user, audit)

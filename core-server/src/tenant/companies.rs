@@ -6,8 +6,9 @@ use plinth_platform::{
     error::ApiError,
     identity::Principal,
     store::{
-        StoreError, companies,
+        StoreError, TenantRows, companies,
         companies::{CompanyFilter, CompanyRecord, CompanyStatus},
+        count_in_tenant,
     },
 };
 use uuid::Uuid;
@@ -79,7 +80,7 @@ impl Tenants {
         };
         let mut tx = self.store.begin().await?;
         let tenant = lock_writable(&mut tx, new.tenant_id).await?;
-        let existing = companies::count(&mut tx, tenant.id).await?;
+        let existing = count_in_tenant(&mut tx, TenantRows::Companies, tenant.id).await?;
         within_limit("max_companies", tenant.max_companies, existing)?;
         let audit = company_event(principal, "tenant.company.created", &company);
         companies::insert(&mut tx, &company, audit)

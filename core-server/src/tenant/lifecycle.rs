@@ -94,21 +94,16 @@ impl Tenants {
         self.access
             .require(principal, TENANT_CREATE, Scope::platform())
             .await?;
-        let now = clock::now();
+        let status = if new.provisioning {
+            TenantStatus::Provisioning
+        } else {
+            TenantStatus::Active
+        };
         let tenant = TenantRecord {
-            id: Uuid::now_v7(),
-            code: new.code,
-            name: new.name,
-            status: if new.provisioning {
-                TenantStatus::Provisioning
-            } else {
-                TenantStatus::Active
-            },
             max_users: new.limits.max_users,
             max_companies: new.limits.max_companies,
             industry: new.industry,
-            created_at: now,
-            updated_at: now,
+            ..TenantRecord::new(new.code, new.name, status)
         };
         let mut tx = self.store.begin().await?;
         tenants::insert(

@@ -3,7 +3,6 @@
 
 use plinth_platform::{
     audit::AuditDraft,
-    clock,
     error::ApiError,
     identity::{Principal, PrincipalKind},
     store::{
@@ -57,18 +56,12 @@ impl Tenants {
                 .require(principal, TENANT_SIGNUP, Scope::platform())
                 .await?;
         }
-        let now = clock::now();
-        let tenant = TenantRecord {
-            id: Uuid::now_v7(),
-            code: sign_up.tenant_code,
-            name: sign_up.tenant_name,
-            status: TenantStatus::Active,
-            max_users: 0,
-            max_companies: 0,
-            industry: String::new(),
-            created_at: now,
-            updated_at: now,
-        };
+        let tenant = TenantRecord::new(
+            sign_up.tenant_code,
+            sign_up.tenant_name,
+            TenantStatus::Active,
+        );
+        let now = tenant.created_at;
         let admin = new_user(&self.passwords, tenant.id, &tenant.code, sign_up.admin).await?;
         let role = RoleRecord {
             id: Uuid::now_v7(),

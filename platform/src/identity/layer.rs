@@ -1,21 +1,20 @@
 //! The middleware that resolves every call's caller into a [`Principal`]
 //! before any handler runs.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use http::{HeaderMap, Request, Response};
 use tonic::{
     body::Body,
     transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
-use tower::Service;
 
 use super::{
     Principal, api_keys::ApiKeys, certificate::CertificateIdentity, tokens::TokenVerifier,
 };
 use crate::{
     error::ApiError,
-    server::stack::{Middleware, call_inner, refusal, request_id_of},
+    server::stack::{Inner, Middleware, call_inner, refusal, request_id_of},
 };
 
 const API_KEY_HEADER: &str = "x-api-key";
@@ -139,15 +138,11 @@ fn bearer_token(value: &str) -> Result<String, ApiError> {
 }
 
 impl Middleware for Authentication {
-    fn around<S>(
+    fn around(
         &self,
         mut request: Request<Body>,
-        inner: S,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+        inner: impl Inner,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let identity = self.clone();
         let presented = Presented::read(&identity, &request);
         async move {

@@ -22,6 +22,13 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("binding {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("a TLS crypto provider is already installed")]
+    CryptoProvider,
     #[error("cannot read TLS material {path}: {source}")]
     TlsFile {
         path: std::path::PathBuf,
@@ -181,6 +188,24 @@ async fn probe_database(store: Store, reporter: HealthReporter, names: Vec<&'sta
             set_status(&reporter, &names, status).await;
         }
     }
+}
+
+/// Readies a server process: its logs and its one TLS crypto provider.
+pub fn init_process(config: &Config) -> Result<(), ServeError> {
+    crate::telemetry::init(config.log_format);
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| ServeError::CryptoProvider)
+}
+
+/// The listener on the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen,
+            source,
+        })
 }
 
 /// Resolves on SIGINT or SIGTERM.

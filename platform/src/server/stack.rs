@@ -48,16 +48,32 @@ pub fn call_stack(
         .into_inner()
 }
 
+/// The rest of the stack, as a middleware sees it.
+pub trait Inner:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Send
+    + 'static
+{
+}
+
+impl<S> Inner for S where
+    S: Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// One middleware: answers a request, usually by calling `inner`.
 pub trait Middleware: Clone + Send + Sync + 'static {
-    fn around<S>(
+    fn around(
         &self,
         request: Request<Body>,
-        inner: S,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static;
+        inner: impl Inner,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static;
 }
 
 /// The layer of a [`Middleware`].
@@ -82,15 +98,7 @@ pub struct AroundService<S, M> {
     middleware: M,
 }
 
-impl<S, M> Service<Request<Body>> for AroundService<S, M>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    M: Middleware,
-{
+impl<S: Inner + Clone, M: Middleware> Service<Request<Body>> for AroundService<S, M> {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -109,10 +117,7 @@ where
 }
 
 /// Calls the ready inner service.
-pub(crate) async fn call_inner<S>(mut inner: S, request: Request<Body>) -> Response<Body>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-{
+pub(crate) async fn call_inner(mut inner: impl Inner, request: Request<Body>) -> Response<Body> {
     match inner.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -132,15 +137,11 @@ pub fn refusal(error: ApiError) -> Response<Body> {
 pub struct RequestSpan;
 
 impl Middleware for RequestSpan {
-    fn around<S>(
+    fn around(
         &self,
         mut request: Request<Body>,
-        inner: S,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+        inner: impl Inner,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let id = request_id::from_header(request.headers().get(request_id::HEADER));
         let span = tracing::debug_span!("call", method = request.uri().path(), request_id = &*id);
         request.extensions_mut().insert(RequestId(id.clone()));
@@ -184,15 +185,11 @@ impl ErrorContract {
 }
 
 impl Middleware for ErrorContract {
-    fn around<S>(
+    fn around(
         &self,
         request: Request<Body>,
-        inner: S,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+        inner: impl Inner,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let contract = self.clone();
         async move {
             let response = call_inner(inner, request).await;
@@ -212,15 +209,11 @@ pub struct Deadline {
 }
 
 impl Middleware for Deadline {
-    fn around<S>(
+    fn around(
         &self,
         request: Request<Body>,
-        inner: S,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+        inner: impl Inner,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let deadline =
             grpc_timeout(request.headers()).map_or(self.max_call, |asked| asked.min(self.max_call));
         async move {

@@ -106,9 +106,7 @@ pub async fn revoke(
         .fetch_optional(connection)
         .await?
     });
-    let revoked = revoked.ok_or(StoreError::NotFound)?;
-    super::audit_log::append(tx, audit).await?;
-    Ok(revoked)
+    super::audited_row(tx, revoked, audit).await
 }
 
 /// Replaces the secret; the previous one stays valid until
@@ -133,9 +131,7 @@ pub async fn rotate(
         .fetch_optional(connection)
         .await?
     });
-    let rotated = rotated.ok_or(StoreError::NotFound)?;
-    super::audit_log::append(tx, audit).await?;
-    Ok(rotated)
+    super::audited_row(tx, rotated, audit).await
 }
 
 macro_rules! impl_api_key_store {
@@ -143,14 +139,11 @@ macro_rules! impl_api_key_store {
         #[async_trait::async_trait]
         impl ApiKeyStore for SqlStore<$db> {
             async fn get(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    api_key_columns!(),
-                    " FROM api_keys WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE id = $1"),
+                    id,
+                )
+                .await
             }
 
             async fn has_usable_operator_key(

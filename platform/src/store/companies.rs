@@ -98,22 +98,7 @@ pub async fn update(
             .await?
             .rows_affected()
     });
-    if changed == 0 {
-        return Err(StoreError::NotFound);
-    }
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
-}
-
-/// The tenant's companies, for its `max_companies` limit (lock the tenant
-/// first so the count holds until commit).
-pub async fn count(tx: &mut Tx, tenant_id: Uuid) -> Result<i64, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM companies WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .fetch_one(connection)
-            .await?
-    }))
+    super::audited(tx, changed, audit).await
 }
 
 macro_rules! impl_company_store {
@@ -121,14 +106,15 @@ macro_rules! impl_company_store {
         #[async_trait::async_trait]
         impl CompanyStore for SqlStore<$db> {
             async fn get_company(&self, id: Uuid) -> Result<Option<CompanyRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    company_columns!(),
-                    " FROM companies WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!(
+                        "SELECT ",
+                        company_columns!(),
+                        " FROM companies WHERE id = $1"
+                    ),
+                    id,
+                )
+                .await
             }
 
             async fn get_company_by_code(

@@ -19,6 +19,8 @@ pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
+use crate::audit::AuditDraft;
+
 use sqlx::{
     Database, Pool, Postgres, Sqlite,
     migrate::Migrator,
@@ -223,6 +225,46 @@ impl Tx {
     }
 }
 
+/// Completes a write that must have changed a row (NotFound otherwise) by
+/// appending the audit event that records it.
+async fn audited(tx: &mut Tx, rows_affected: u64, audit: AuditDraft) -> Result<(), StoreError> {
+    audited_row(tx, (rows_affected > 0).then_some(()), audit).await
+}
+
+/// Like [`audited`], for a write that returned the row it changed.
+async fn audited_row<Row>(
+    tx: &mut Tx,
+    changed: Option<Row>,
+    audit: AuditDraft,
+) -> Result<Row, StoreError> {
+    let changed = changed.ok_or(StoreError::NotFound)?;
+    audit_log::append(tx, audit).await?;
+    Ok(changed)
+}
+
+/// What a tenant has a limited number of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantRows {
+    Users,
+    Companies,
+}
+
+/// How many the tenant has, for its limits (lock the tenant first, see
+/// [`tenants::lock`], so that the count holds until commit).
+pub async fn count_in_tenant(
+    tx: &mut Tx,
+    rows: TenantRows,
+    tenant_id: uuid::Uuid,
+) -> Result<i64, StoreError> {
+    let sql = match rows {
+        TenantRows::Users => "SELECT COUNT(*) FROM users WHERE tenant_id = $1",
+        TenantRows::Companies => "SELECT COUNT(*) FROM companies WHERE tenant_id = $1",
+    };
+    Ok(in_tx!(tx, connection => {
+        sqlx::query_scalar(sql).bind(tenant_id).fetch_one(connection).await?
+    }))
+}
+
 /// The schema and liveness of the database, and its write transactions.
 #[async_trait::async_trait]
 trait StoreAdmin: Send + Sync {
@@ -249,6 +291,24 @@ macro_rules! impl_store_admin {
 
             async fn begin(&self) -> Result<Tx, StoreError> {
                 Ok(Tx::$db(self.pool.begin_with($begin).await?))
+            }
+        }
+
+        impl SqlStore<$db> {
+            /// The row `sql` selects by its one parameter, if any.
+            async fn row_where<Row, Key>(
+                &self,
+                sql: &'static str,
+                key: Key,
+            ) -> Result<Option<Row>, StoreError>
+            where
+                Row: for<'r> sqlx::FromRow<'r, <$db as Database>::Row> + Send + Unpin,
+                Key: for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send,
+            {
+                Ok(sqlx::query_as(sql)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
         }
     };

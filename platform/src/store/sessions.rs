@@ -190,9 +190,7 @@ pub async fn revoke(
         .fetch_optional(connection)
         .await?
     });
-    let revoked = revoked.ok_or(StoreError::NotFound)?;
-    super::audit_log::append(tx, audit).await?;
-    Ok(revoked)
+    super::audited_row(tx, revoked, audit).await
 }
 
 /// Revokes every live session of a user but `keep` and returns their ids;
@@ -244,14 +242,15 @@ macro_rules! impl_session_store {
             }
 
             async fn get_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    session_columns!(),
-                    " FROM sessions WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!(
+                        "SELECT ",
+                        session_columns!(),
+                        " FROM sessions WHERE id = $1"
+                    ),
+                    id,
+                )
+                .await
             }
 
             async fn list_sessions(

@@ -66,6 +66,24 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl TenantRecord {
+    /// A tenant made now, without limits or industry.
+    pub fn new(code: String, name: String, status: TenantStatus) -> TenantRecord {
+        let now = crate::clock::now();
+        TenantRecord {
+            id: Uuid::now_v7(),
+            code,
+            name,
+            status,
+            max_users: 0,
+            max_companies: 0,
+            industry: String::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Optional filters of a tenant listing.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
@@ -142,11 +160,7 @@ pub async fn update(
         .await?
         .rows_affected()
     });
-    if changed == 0 {
-        return Err(StoreError::NotFound);
-    }
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
+    super::audited(tx, changed, audit).await
 }
 
 /// Locks the tenant row for the rest of the transaction (a no-op update does
@@ -170,28 +184,26 @@ macro_rules! impl_tenant_store {
         #[async_trait::async_trait]
         impl TenantStore for SqlStore<$db> {
             async fn get_tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    tenant_columns!(),
-                    " FROM tenants WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1"),
+                    id,
+                )
+                .await
             }
 
             async fn get_tenant_by_code(
                 &self,
                 code: &str,
             ) -> Result<Option<TenantRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    tenant_columns!(),
-                    " FROM tenants WHERE code = $1"
-                ))
-                .bind(code)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!(
+                        "SELECT ",
+                        tenant_columns!(),
+                        " FROM tenants WHERE code = $1"
+                    ),
+                    code,
+                )
+                .await
             }
 
             async fn list_tenants(

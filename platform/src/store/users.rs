@@ -120,11 +120,7 @@ pub async fn update(tx: &mut Tx, user: &UserRecord, audit: AuditDraft) -> Result
             .await?
             .rows_affected()
     });
-    if changed == 0 {
-        return Err(StoreError::NotFound);
-    }
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
+    super::audited(tx, changed, audit).await
 }
 
 pub async fn set_password_hash(
@@ -145,22 +141,7 @@ pub async fn set_password_hash(
         .await?
         .rows_affected()
     });
-    if changed == 0 {
-        return Err(StoreError::NotFound);
-    }
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
-}
-
-/// The tenant's users, for its `max_users` limit (lock the tenant first so
-/// the count holds until commit).
-pub async fn count(tx: &mut Tx, tenant_id: Uuid) -> Result<i64, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .fetch_one(connection)
-            .await?
-    }))
+    super::audited(tx, changed, audit).await
 }
 
 macro_rules! impl_user_store {
@@ -168,14 +149,11 @@ macro_rules! impl_user_store {
         #[async_trait::async_trait]
         impl UserStore for SqlStore<$db> {
             async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-                Ok(sqlx::query_as(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                self.row_where(
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
+                    id,
+                )
+                .await
             }
 
             async fn find_credentials(

@@ -1,8 +1,9 @@
 //! Companies: writers, reads, counts and references.
 
 use plinth_platform::store::{
-    Page, Reference, StoreError,
+    Page, Reference, StoreError, TenantRows,
     companies::{self, CompanyFilter, CompanyStatus},
+    count_in_tenant,
 };
 use plinth_tests::Backend;
 use uuid::Uuid;
@@ -120,9 +121,11 @@ async fn counting_counts_the_tenants_own_companies(backend: Backend) {
         .unwrap();
     }
 
-    let count = committed(&store, async |tx| companies::count(tx, acme.id).await)
-        .await
-        .unwrap();
+    let count = committed(&store, async |tx| {
+        count_in_tenant(tx, TenantRows::Companies, acme.id).await
+    })
+    .await
+    .unwrap();
 
     assert_eq!(count, 2);
 }

@@ -64,18 +64,7 @@ pub async fn platform_events(store: &Store) -> Vec<AuditEvent> {
 }
 
 pub fn tenant_record(code: &str) -> TenantRecord {
-    let now = clock::now();
-    TenantRecord {
-        id: Uuid::now_v7(),
-        code: code.to_owned(),
-        name: format!("{code} inc"),
-        status: TenantStatus::Active,
-        max_users: 0,
-        max_companies: 0,
-        industry: String::new(),
-        created_at: now,
-        updated_at: now,
-    }
+    TenantRecord::new(code.to_owned(), format!("{code} inc"), TenantStatus::Active)
 }
 
 pub fn company_record(tenant_id: Uuid, code: &str) -> CompanyRecord {

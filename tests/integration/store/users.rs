@@ -3,7 +3,7 @@
 use plinth_platform::{
     clock,
     store::{
-        Page, StoreError,
+        Page, StoreError, TenantRows, count_in_tenant,
         users::{self, UserFilter, UserStatus},
     },
 };
@@ -131,9 +131,11 @@ async fn counting_counts_the_tenants_own_users(backend: Backend) {
     stored_user(&store, acme.id, "b@acme.example").await;
     stored_user(&store, other.id, "c@other.example").await;
 
-    let count = committed(&store, async |tx| users::count(tx, acme.id).await)
-        .await
-        .unwrap();
+    let count = committed(&store, async |tx| {
+        count_in_tenant(tx, TenantRows::Users, acme.id).await
+    })
+    .await
+    .unwrap();
 
     assert_eq!(count, 2);
 }
