@@ -8,7 +8,8 @@ use plinth_client::tenant::v1::{
 };
 use plinth_platform::identity::api_keys::NewApiKey;
 use plinth_tests::{
-    Backend, Clients, Sandbox, all_at_once, create_key, error_reason, violated_fields,
+    Backend, Clients, Sandbox, all_at_once, assert_refusal, create_key, error_reason,
+    violated_fields,
 };
 use tonic::Code;
 
@@ -33,19 +34,42 @@ pub async fn create_tenant(
     code: &str,
     limits: Option<TenantLimits>,
 ) -> plinth_client::tenant::v1::Tenant {
+    creating(
+        clients,
+        CreateTenantRequest {
+            limits,
+            ..tenant_request(code)
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn tenant_request(code: &str) -> CreateTenantRequest {
+    CreateTenantRequest {
+        code: code.to_owned(),
+        name: format!("Tenant {code}"),
+        ..Default::default()
+    }
+}
+
+async fn creating(
+    clients: &mut Clients,
+    request: CreateTenantRequest,
+) -> Result<plinth_client::tenant::v1::Tenant, tonic::Status> {
     clients
         .tenants
-        .create_tenant(CreateTenantRequest {
-            code: code.to_owned(),
-            name: format!("Tenant {code}"),
-            limits,
-            ..Default::default()
-        })
+        .create_tenant(request)
         .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
+        .map(|response| response.into_inner().tenant.unwrap())
+}
+
+/// Asks for tenant `code`, for tests of refusals.
+pub async fn try_create_tenant(
+    clients: &mut Clients,
+    code: &str,
+) -> Result<plinth_client::tenant::v1::Tenant, tonic::Status> {
+    creating(clients, tenant_request(code)).await
 }
 
 /// A tenant created in PROVISIONING.
@@ -53,30 +77,46 @@ pub async fn create_provisioning_tenant(
     clients: &mut Clients,
     code: &str,
 ) -> plinth_client::tenant::v1::Tenant {
-    clients
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: code.to_owned(),
-            name: format!("Tenant {code}"),
+    creating(
+        clients,
+        CreateTenantRequest {
             provisioning: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
+            ..tenant_request(code)
+        },
+    )
+    .await
+    .unwrap()
 }
 
-/// Every refusal among concurrent creations was the tenant's limit.
-pub fn assert_limit_refusals(refusals: &[tonic::Status]) {
-    for status in refusals {
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(
-            error_reason(status).as_deref(),
-            Some("ERROR_REASON_TENANT_LIMIT_REACHED")
+/// A tenant with limits, and the number of `attempts` creations in it,
+/// started all at once, that succeeded; every other one met the limit.
+pub async fn created_at_once<T, Create, Creation>(
+    operator: &mut Clients,
+    limits: TenantLimits,
+    attempts: usize,
+    create: Create,
+) -> usize
+where
+    Create: Fn(Clients, String, usize) -> Creation,
+    Creation: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    T: Send + 'static,
+{
+    let tenant = create_tenant(operator, "acme", Some(limits)).await;
+    create(operator.clone(), tenant.id.clone(), attempts)
+        .await
+        .expect("the first creation fits");
+    let (created, refusals) = all_at_once(attempts, |index| {
+        create(operator.clone(), tenant.id.clone(), index)
+    })
+    .await;
+    for status in &refusals {
+        assert_refusal(
+            status,
+            Code::FailedPrecondition,
+            "ERROR_REASON_TENANT_LIMIT_REACHED",
         );
     }
+    created
 }
 
 pub async fn create_company(
@@ -121,21 +161,9 @@ async fn a_tenant_code_is_unique(backend: Backend) {
     let mut operator = sandbox.operator().await;
     create_tenant(&mut operator, "acme", None).await;
 
-    let status = operator
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "acme".to_owned(),
-            name: "Other".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = try_create_tenant(&mut operator, "acme").await.unwrap_err();
 
-    assert_eq!(status.code(), Code::AlreadyExists);
-    assert_eq!(
-        error_reason(&status).as_deref(),
-        Some("ERROR_REASON_ALREADY_EXISTS")
-    );
+    assert_refusal(&status, Code::AlreadyExists, "ERROR_REASON_ALREADY_EXISTS");
 }
 
 async fn invalid_tenant_fields_are_all_reported(backend: Backend) {
@@ -314,26 +342,21 @@ async fn deleting_a_tenant_hides_it_from_lists_and_keeps_its_code(backend: Backe
 async fn the_company_limit_holds_under_concurrent_creation(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let tenant = create_tenant(
+    let limits = TenantLimits {
+        max_users: 0,
+        max_companies: 3,
+    };
+
+    let created = created_at_once(
         &mut operator,
-        "acme",
-        Some(TenantLimits {
-            max_users: 0,
-            max_companies: 3,
-        }),
+        limits,
+        8,
+        |mut clients, tenant_id, index| async move {
+            create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await
+        },
     )
     .await;
-    create_company(&mut operator, &tenant.id, "first")
-        .await
-        .unwrap();
 
-    let (created, refusals) = all_at_once(8, |index| {
-        let mut clients = operator.clone();
-        let tenant_id = tenant.id.clone();
-        async move { create_company(&mut clients, &tenant_id, &format!("branch-{index}")).await }
-    })
-    .await;
-    assert_limit_refusals(&refusals);
     assert_eq!(created, 2, "exactly the two free places were taken");
 }
 
@@ -408,20 +431,12 @@ async fn a_module_key_cannot_create_tenants_and_the_refusal_is_audited(backend: 
     .await;
     let mut module = sandbox.clients(&module_key.secret).await;
 
-    let status = module
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "sneaky".to_owned(),
-            name: "Sneaky".to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let status = try_create_tenant(&mut module, "sneaky").await.unwrap_err();
 
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(
-        error_reason(&status).as_deref(),
-        Some("ERROR_REASON_PERMISSION_DENIED")
+    assert_refusal(
+        &status,
+        Code::PermissionDenied,
+        "ERROR_REASON_PERMISSION_DENIED",
     );
     let store = sandbox.database.open_store().await;
     let platform_chain = store.audit.read_chain("platform", 1, 100).await.unwrap();

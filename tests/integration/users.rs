@@ -9,12 +9,10 @@ use plinth_client::tenant::v1::{
     GetCompanyRequest, ListCompaniesRequest, TenantLimits, get_company_request,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
-use plinth_tests::{
-    Backend, Clients, Sandbox, all_at_once, create_key, error_reason, violated_fields,
-};
+use plinth_tests::{Backend, Clients, Sandbox, create_key, error_reason, violated_fields};
 use tonic::Code;
 
-use crate::tenants::{assert_limit_refusals, create_company, create_tenant};
+use crate::tenants::{create_company, create_tenant, created_at_once};
 
 crate::on_both_backends!(
     a_user_is_created_with_a_normalised_email,
@@ -106,33 +104,26 @@ async fn weak_passwords_are_refused_with_the_rule(backend: Backend) {
 async fn the_user_limit_holds_under_concurrent_creation(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let tenant = create_tenant(
-        &mut operator,
-        "acme",
-        Some(TenantLimits {
-            max_users: 2,
-            max_companies: 0,
-        }),
-    )
-    .await;
-    create_user(&mut operator, &tenant.id, "first@acme.example")
-        .await
-        .unwrap();
+    let limits = TenantLimits {
+        max_users: 2,
+        max_companies: 0,
+    };
 
-    let (created, refusals) = all_at_once(6, |index| {
-        let mut clients = operator.clone();
-        let tenant_id = tenant.id.clone();
-        async move {
+    let created = created_at_once(
+        &mut operator,
+        limits,
+        6,
+        |mut clients, tenant_id, index| async move {
             create_user(
                 &mut clients,
                 &tenant_id,
                 &format!("user{index}@acme.example"),
             )
             .await
-        }
-    })
+        },
+    )
     .await;
-    assert_limit_refusals(&refusals);
+
     assert_eq!(created, 1, "exactly the last seat was taken");
 }
 

@@ -375,6 +375,12 @@ impl Sandbox {
     }
 }
 
+/// Asserts a refusal's code and `ErrorInfo.reason`.
+pub fn assert_refusal(status: &tonic::Status, code: tonic::Code, reason: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(error_reason(status).as_deref(), Some(reason), "{status:?}");
+}
+
 /// The field names of a status's `BadRequest` violations.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

@@ -183,32 +183,24 @@ async fn revoking_a_users_sessions_spares_the_one_kept_and_audits_their_number(b
     let second = session_of(&store, kept.user_id, kept.tenant_id, 2).await;
     let third = session_of(&store, kept.user_id, kept.tenant_id, 3).await;
 
-    let revoked = committed(&store, async |tx| {
-        sessions::revoke_user_sessions(
-            tx,
-            kept.user_id,
-            Some(kept.id),
-            "password_changed",
-            clock::now(),
-            event("auth.user.sessions_revoked", Some(kept.tenant_id)),
-        )
+    let revoke_all_but_kept = async || {
+        committed(&store, async |tx| {
+            sessions::revoke_user_sessions(
+                tx,
+                kept.user_id,
+                Some(kept.id),
+                "password_changed",
+                clock::now(),
+                event("auth.user.sessions_revoked", Some(kept.tenant_id)),
+            )
+            .await
+        })
         .await
-    })
-    .await
-    .unwrap();
-    let none_left = committed(&store, async |tx| {
-        sessions::revoke_user_sessions(
-            tx,
-            kept.user_id,
-            Some(kept.id),
-            "password_changed",
-            clock::now(),
-            event("auth.user.sessions_revoked", Some(kept.tenant_id)),
-        )
-        .await
-    })
-    .await
-    .unwrap();
+        .unwrap()
+    };
+
+    let revoked = revoke_all_but_kept().await;
+    let none_left = revoke_all_but_kept().await;
 
     let mut revoked_sorted = revoked.clone();
     revoked_sorted.sort();
