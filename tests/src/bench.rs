@@ -1,13 +1,18 @@
-//! The load generator behind `plinth-bench`: N connections × M calls in
-//! flight for a fixed time after a warm-up, latency in an HDR histogram.
+//! The load generator behind `plinth-bench`: servers in processes of their
+//! own (so the generator's CPU cannot hide theirs), N connections × M calls
+//! in flight for a fixed time after a warm-up, latency in an HDR histogram
+//! and the server process's CPU time over the measured window.
 
 use std::{
     future::Future,
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// How hard and how long to push.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +31,8 @@ pub struct Measurement {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
+    /// CPU the server process spent over the measured window.
+    pub server_cpu: Duration,
 }
 
 impl Measurement {
@@ -37,10 +44,112 @@ impl Measurement {
     pub fn latency_micros(&self, quantile: f64) -> u64 {
         self.latency.value_at_quantile(quantile)
     }
+
+    /// Server CPU per successful call, in microseconds.
+    pub fn server_cpu_micros_per_call(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
+}
+
+/// A server in a process of its own, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub address: SocketAddr,
+    clock_ticks_per_second: u64,
+}
+
+impl ServerProcess {
+    /// Spawns `command` (which must serve gRPC health on `address`) and
+    /// returns once it answers, with the time from spawn to that answer.
+    pub async fn start(
+        mut command: Command,
+        address: SocketAddr,
+    ) -> anyhow::Result<(ServerProcess, Duration)> {
+        let spawned = Instant::now();
+        let child = command.stdout(Stdio::null()).spawn()?;
+        let server = ServerProcess {
+            child,
+            address,
+            clock_ticks_per_second: clock_ticks_per_second()?,
+        };
+        loop {
+            anyhow::ensure!(
+                spawned.elapsed() < Duration::from_secs(30),
+                "the server on {address} did not answer"
+            );
+            if let Ok(channel) = Endpoint::from_shared(format!("http://{address}"))?
+                .connect()
+                .await
+                && HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok()
+            {
+                return Ok((server, spawned.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User plus system CPU of every thread the process ever ran.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is
+        // the 12th, stime the 13th.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / self.clock_ticks_per_second as f64)
+    }
+
+    /// Resident memory, in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kibibytes| kibibytes * 1024)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_second() -> anyhow::Result<u64> {
+    let output = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
+/// A free loopback address for a server to take.
+pub fn free_address() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Opens `count` separate HTTP/2 connections to `address`.
-pub async fn connect(address: std::net::SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
+pub async fn connect(address: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))?.tcp_nodelay(true);
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count {
@@ -49,9 +158,11 @@ pub async fn connect(address: std::net::SocketAddr, count: usize) -> anyhow::Res
     Ok(channels)
 }
 
-/// Runs `call` (made per worker from its connection) under `load`.
+/// Runs `call` (made per worker from its connection) under `load` against
+/// `server`, whose CPU is read at the start and end of the measured window.
 pub async fn measure<MakeCall, Call, CallFuture>(
     name: &str,
+    server: &ServerProcess,
     channels: &[Channel],
     load: Load,
     make_call: MakeCall,
@@ -94,12 +205,17 @@ where
             }));
         }
     }
+    tokio::time::sleep_until(measuring_from.into()).await;
+    let cpu_before = server.cpu_time();
+    tokio::time::sleep_until(until.into()).await;
+    let server_cpu = server.cpu_time().saturating_sub(cpu_before);
     let mut measurement = Measurement {
         name: name.to_owned(),
         calls: 0,
         errors: 0,
         elapsed: load.duration,
         latency: new_histogram(),
+        server_cpu,
     };
     for worker in workers {
         let (calls, errors, latency) = worker.await.expect("bench worker");

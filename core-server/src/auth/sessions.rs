@@ -336,7 +336,11 @@ impl Sessions {
     ) -> Result<VerifiedToken, ApiError> {
         let verified = self.verifier.verify(access_token).await?;
         self.access
-            .require(principal, TOKEN_VERIFY, Scope::tenant(verified.claims.tid))
+            .require(
+                principal,
+                TOKEN_VERIFY,
+                Scope::tenant(verified.claims().tid),
+            )
             .await?;
         Ok(verified)
     }

@@ -58,6 +58,8 @@ pub struct IssuedApiKey {
 
 struct CachedKey {
     record: ApiKeyRecord,
+    /// What each call of the key is told, made once.
+    identity: KeyIdentity,
     loaded_at: Instant,
     last_use_written: AtomicI64,
 }
@@ -100,12 +102,7 @@ impl ApiKeys {
             }
         }
         self.note_use(&cached, now);
-        Ok(KeyIdentity {
-            key_id,
-            module_id: cached.record.module_id.clone(),
-            tenant_id: cached.record.tenant_id,
-            scopes: cached.record.scopes.clone(),
-        })
+        Ok(cached.identity.clone())
     }
 
     pub fn store(&self) -> &Arc<dyn ApiKeyStore> {
@@ -142,7 +139,14 @@ impl ApiKeys {
             return Ok(None);
         };
         let last_use = record.last_used_at.map_or(0, |at| at.timestamp());
+        let identity = KeyIdentity {
+            key_id,
+            module_id: record.module_id.as_deref().map(Arc::from),
+            tenant_id: record.tenant_id,
+            scopes: Arc::from(record.scopes.as_slice()),
+        };
         let cached = Arc::new(CachedKey {
+            identity,
             record,
             loaded_at: Instant::now(),
             last_use_written: AtomicI64::new(last_use),

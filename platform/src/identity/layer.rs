@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    server::stack::{Inner, Middleware, call_inner, refusal, request_id_of},
+    server::stack::{Inner, Middleware, refusal, request_id_of, response_of, take_ready},
 };
 
 const API_KEY_HEADER: &str = "x-api-key";
@@ -138,18 +138,19 @@ fn bearer_token(value: &str) -> Result<String, ApiError> {
 }
 
 impl Middleware for Authentication {
-    fn around(
+    fn around<S: Inner + Clone>(
         &self,
         mut request: Request<Body>,
-        inner: impl Inner,
+        inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        let identity = self.clone();
-        let presented = Presented::read(&identity, &request);
+        let authentication = self.clone();
+        let presented = Presented::read(&authentication, &request);
+        let mut inner = take_ready(inner);
         async move {
-            match identity.resolve(presented).await {
+            match authentication.resolve(presented).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
-                    call_inner(inner, request).await
+                    response_of(inner.call(request)).await
                 }
                 Err(error) => refusal(error),
             }

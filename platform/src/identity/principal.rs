@@ -8,15 +8,16 @@ use uuid::Uuid;
 use super::certificate::CertificateIdentity;
 use crate::{audit::Actor, error::ApiError};
 
-/// The API key a caller presented, as verified.
+/// The API key a caller presented, as verified. Cheap to clone: every call
+/// of the key gets one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyIdentity {
     pub key_id: Uuid,
     /// Set for module keys.
-    pub module_id: Option<String>,
+    pub module_id: Option<Arc<str>>,
     /// Set for keys restricted to one tenant.
     pub tenant_id: Option<Uuid>,
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
 }
 
 /// The user of a verified bearer token.
@@ -76,8 +77,8 @@ impl Principal {
         user: Option<UserIdentity>,
     ) -> Result<Principal, ApiError> {
         if let (Some(key), Some(certificate)) = (&api_key, &certificate)
-            && let Some(key_module) = &key.module_id
-            && certificate.module() != Some(key_module.as_str())
+            && let Some(key_module) = key.module_id.as_deref()
+            && certificate.module() != Some(key_module)
         {
             return Err(ApiError::CertificateModuleMismatch);
         }
@@ -167,9 +168,9 @@ mod tests {
     fn key(module: Option<&str>, tenant: Option<Uuid>) -> KeyIdentity {
         KeyIdentity {
             key_id: Uuid::from_u128(10),
-            module_id: module.map(str::to_owned),
+            module_id: module.map(Arc::from),
             tenant_id: tenant,
-            scopes: Vec::new(),
+            scopes: Arc::from([]),
         }
     }
 

@@ -43,8 +43,9 @@ const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// are seen.
 const KEY_SET_TTL: Duration = Duration::from_secs(60);
 
-/// Verified tokens kept; the cache is emptied when it grows past this.
-const MAX_CACHED_TOKENS: usize = 100_000;
+/// Verified tokens kept (about 1 KiB each); the cache starts afresh when it
+/// grows past this, so its memory stays bounded and is given back.
+const MAX_CACHED_TOKENS: usize = 20_000;
 
 /// Issuer, audience and lifetimes of access tokens.
 #[derive(Debug, Clone)]
@@ -80,26 +81,41 @@ pub struct AccessClaims {
     pub exp: i64,
 }
 
-/// A token that verified, with what it says.
+/// A token that verified, with what it says. Cheap to clone: the parts
+/// that stay the same are shared with the cache.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    pub claims: AccessClaims,
-    pub key_id: String,
-    pub email: String,
+    signed: Arc<SignedToken>,
+    email: Arc<str>,
 }
 
 impl VerifiedToken {
+    pub fn claims(&self) -> &AccessClaims {
+        &self.signed.claims
+    }
+
+    /// The `kid` of the key that signed it.
+    pub fn key_id(&self) -> &str {
+        &self.signed.key_id
+    }
+
+    /// The user's email now (not when the token was issued).
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
     pub fn user(&self) -> UserIdentity {
+        let claims = self.claims();
         UserIdentity {
-            user_id: self.claims.sub,
-            tenant_id: self.claims.tid,
-            session_id: self.claims.sid,
-            platform_admin: self.claims.tid == PLATFORM_TENANT_ID,
+            user_id: claims.sub,
+            tenant_id: claims.tid,
+            session_id: claims.sid,
+            platform_admin: claims.tid == PLATFORM_TENANT_ID,
         }
     }
 
     pub fn expires_at(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp(self.claims.exp, 0).unwrap_or_default()
+        DateTime::from_timestamp(self.claims().exp, 0).unwrap_or_default()
     }
 }
 
@@ -112,7 +128,7 @@ struct PublicKey {
 #[derive(Clone)]
 struct SubjectState {
     live: bool,
-    email: String,
+    email: Arc<str>,
     checked_at: Instant,
 }
 
@@ -123,7 +139,9 @@ struct KeySet {
     loaded_at: Option<Instant>,
 }
 
-struct CachedToken {
+/// A token whose header, signature and claims verified.
+#[derive(Debug)]
+struct SignedToken {
     claims: AccessClaims,
     key_id: String,
 }
@@ -134,7 +152,7 @@ pub struct TokenVerifier {
     store: Store,
     keys: RwLock<KeySet>,
     states: RwLock<HashMap<Uuid, SubjectState>>,
-    verified: RwLock<HashMap<Arc<str>, Arc<CachedToken>>>,
+    verified: RwLock<HashMap<Arc<str>, Arc<SignedToken>>>,
 }
 
 impl TokenVerifier {
@@ -162,33 +180,32 @@ impl TokenVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(token)
             .cloned();
-        let cached = match cached {
-            Some(cached) => cached,
+        let signed = match cached {
+            Some(signed) => signed,
             None => {
-                let verified = Arc::new(self.verify_signed(token, now).await?);
+                let signed = Arc::new(self.verify_signed(token, now).await?);
                 let mut tokens = self
                     .verified
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if tokens.len() >= MAX_CACHED_TOKENS {
-                    tokens.clear();
+                    *tokens = HashMap::new();
                 }
-                tokens.insert(Arc::from(token), verified.clone());
-                verified
+                tokens.insert(Arc::from(token), signed.clone());
+                signed
             }
         };
         let leeway = self.settings.leeway.as_secs() as i64;
-        let key_valid = self.public_key(&cached.key_id).await?.is_some();
-        if cached.claims.exp + leeway <= now.timestamp() || !key_valid {
+        let key_valid = self.public_key(&signed.key_id).await?.is_some();
+        if signed.claims.exp + leeway <= now.timestamp() || !key_valid {
             return Err(ApiError::Unauthenticated);
         }
-        let state = self.subject_state(&cached.claims, now).await?;
+        let state = self.subject_state(&signed.claims, now).await?;
         if !state.live {
             return Err(ApiError::Unauthenticated);
         }
         Ok(VerifiedToken {
-            claims: cached.claims.clone(),
-            key_id: cached.key_id.clone(),
+            signed,
             email: state.email,
         })
     }
@@ -211,7 +228,7 @@ impl TokenVerifier {
         &self,
         token: &str,
         now: DateTime<Utc>,
-    ) -> Result<CachedToken, ApiError> {
+    ) -> Result<SignedToken, ApiError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(ApiError::Unauthenticated);
         }
@@ -247,7 +264,7 @@ impl TokenVerifier {
         if !valid {
             return Err(ApiError::Unauthenticated);
         }
-        Ok(CachedToken {
+        Ok(SignedToken {
             claims,
             key_id: header.kid,
         })
@@ -335,7 +352,7 @@ impl TokenVerifier {
         };
         let state = SubjectState {
             live,
-            email: user.map(|user| user.email).unwrap_or_default(),
+            email: user.map_or_else(|| Arc::from(""), |user| Arc::from(user.email)),
             checked_at: Instant::now(),
         };
         self.states

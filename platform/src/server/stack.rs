@@ -1,6 +1,9 @@
 //! The tower stack every call passes, built in one function, and the
 //! middlewares in it. Each middleware is an [`Around`]: it gets the request
-//! and the (ready) inner service, and answers.
+//! and the (ready) inner service, and answers. Middlewares that act before
+//! the call call the inner service at once, so their futures stay small;
+//! one that must wait first takes the ready service with it
+//! ([`take_ready`]).
 
 use std::{
     convert::Infallible,
@@ -67,12 +70,13 @@ impl<S> Inner for S where
 {
 }
 
-/// One middleware: answers a request, usually by calling `inner`.
+/// One middleware: answers a request, usually by calling `inner` (which
+/// was polled ready) once.
 pub trait Middleware: Clone + Send + Sync + 'static {
-    fn around(
+    fn around<S: Inner + Clone>(
         &self,
         request: Request<Body>,
-        inner: impl Inner,
+        inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static;
 }
 
@@ -108,17 +112,23 @@ impl<S: Inner + Clone, M: Middleware> Service<Request<Body>> for AroundService<S
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // The clone is not ready; the instance that was polled ready serves.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let answer = self.middleware.around(request, inner);
+        let answer = self.middleware.around(request, &mut self.inner);
         Box::pin(async move { Ok(answer.await) })
     }
 }
 
-/// Calls the ready inner service.
-pub(crate) async fn call_inner(mut inner: impl Inner, request: Request<Body>) -> Response<Body> {
-    match inner.call(request).await {
+/// The ready inner service, for a middleware that calls it after an await;
+/// the clone left behind is not ready, and is polled before its own use.
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+/// The response of a call made on the inner service.
+pub(crate) async fn response_of(
+    call: impl Future<Output = Result<Response<Body>, Infallible>>,
+) -> Response<Body> {
+    match call.await {
         Ok(response) => response,
         Err(never) => match never {},
     }
@@ -137,17 +147,21 @@ pub fn refusal(error: ApiError) -> Response<Body> {
 pub struct RequestSpan;
 
 impl Middleware for RequestSpan {
-    fn around(
+    fn around<S: Inner + Clone>(
         &self,
         mut request: Request<Body>,
-        inner: impl Inner,
+        inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let id = request_id::from_header(request.headers().get(request_id::HEADER));
         let span = tracing::debug_span!("call", method = request.uri().path(), request_id = &*id);
         request.extensions_mut().insert(RequestId(id.clone()));
+        let answer = inner.call(request);
         let call = async move {
-            let mut response = request_id::scope(id.clone(), call_inner(inner, request)).await;
-            if let Ok(value) = HeaderValue::from_str(&id) {
+            let mut response = request_id::scope(id.clone(), response_of(answer)).await;
+            if let Ok(mut value) = HeaderValue::from_str(&id) {
+                // Unique per call: never worth a place in the HPACK table,
+                // where it would only evict headers that repeat.
+                value.set_sensitive(true);
                 response.headers_mut().insert(request_id::HEADER, value);
             }
             response
@@ -185,14 +199,15 @@ impl ErrorContract {
 }
 
 impl Middleware for ErrorContract {
-    fn around(
+    fn around<S: Inner + Clone>(
         &self,
         request: Request<Body>,
-        inner: impl Inner,
+        inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let contract = self.clone();
+        let answer = inner.call(request);
         async move {
-            let response = call_inner(inner, request).await;
+            let response = response_of(answer).await;
             match contract.contract_error(response.headers()) {
                 Some(error) => refusal(error),
                 None => response,
@@ -209,15 +224,16 @@ pub struct Deadline {
 }
 
 impl Middleware for Deadline {
-    fn around(
+    fn around<S: Inner + Clone>(
         &self,
         request: Request<Body>,
-        inner: impl Inner,
+        inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let deadline =
             grpc_timeout(request.headers()).map_or(self.max_call, |asked| asked.min(self.max_call));
+        let answer = inner.call(request);
         async move {
-            match tokio::time::timeout(deadline, call_inner(inner, request)).await {
+            match tokio::time::timeout(deadline, response_of(answer)).await {
                 Ok(response) => response,
                 Err(_) => refusal(ApiError::DeadlineExceeded),
             }

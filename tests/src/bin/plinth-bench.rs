@@ -1,13 +1,20 @@
-//! `plinth-bench`: measures Plinth RPCs against an echo baseline built with
-//! the same stack (tonic, same transport settings, no identity layer, no
-//! store) in the same run, and reports each RPC as a ratio of the baseline.
+//! `plinth-bench`: measures Plinth RPCs against an echo baseline in the
+//! same run, each server in a process of its own: a bare tonic server
+//! answering `grpc.health.v1.Health/Check` (this binary, run as `echo`), and
+//! the release `core-server` on its embedded default. The load generator
+//! runs here; it reads each server's CPU time around every measured window,
+//! so the generator's own CPU cannot flatter a server.
 //!
-//! Both servers run in this process on one runtime, the load generator on
-//! another, so that baseline and RPCs share the machine the same way. A
-//! login storm runs from a third runtime, as another client would.
+//! Per RPC and round: calls/s, p50/p99 and server CPU µs per call, each as a
+//! ratio to the echo's in that round; targets hold on the median round. It
+//! also reports cold start (spawn to first answered call) and resident
+//! memory idle, after 1,000 logins and after the load. Exit status 1 when a
+//! target is missed.
 
 use std::{
     net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -16,7 +23,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use plinth_client::{
     auth::v1::{
         CreateApiKeyRequest, LoginRequest, VerifyTokenRequest, WhoAmIRequest,
@@ -25,42 +32,57 @@ use plinth_client::{
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
 use plinth_platform::{
-    config::{Config, LogFormat},
+    config::{Config, ConfigArgs},
     identity::tokens::AccessClaims,
     node::Node,
     store::Store,
 };
 use plinth_tests::{
     Credentials,
-    bench::{self, Load, Measurement},
+    bench::{self, Load, Measurement, ServerProcess},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// Plinth benchmark: calls/s and latency per RPC, as ratios to an echo baseline.
+/// Plinth benchmark: calls/s, latency and server CPU per RPC, as ratios to
+/// an echo baseline, each server in its own process.
 #[derive(Parser)]
 struct Args {
-    /// HTTP/2 connections.
+    /// HTTP/2 connections
     #[arg(long, default_value_t = 8)]
     connections: usize,
-    /// Calls in flight per connection.
+    /// Calls in flight per connection
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
-    /// Measured seconds per RPC and round.
+    /// Measured seconds per RPC and round
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Unmeasured warm-up seconds before each measurement.
+    /// Unmeasured warm-up seconds before each measurement
     #[arg(long, default_value_t = 1)]
     warm_up_seconds: u64,
     /// Rounds of baseline-then-RPCs; ratios are taken within a round and the
-    /// median round is reported, so drift of a shared machine hits both sides.
+    /// median round is reported, so drift of a shared machine hits both sides
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Worker threads of the servers' runtime.
-    #[arg(long, default_value_t = 2)]
-    server_threads: usize,
-    /// Concurrent logins of the storm.
+    /// Concurrent logins of the storm
     #[arg(long, default_value_t = 16)]
     storm_logins: usize,
+    /// Logins made before memory is read again
+    #[arg(long, default_value_t = 1000)]
+    logins: usize,
+    /// The core-server binary [default: beside this one]
+    #[arg(long)]
+    core_server: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Serve the echo baseline (the bench runs itself this way)
+    Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
 }
 
 const ECHO: &str = "echo baseline (health Check)";
@@ -74,6 +96,7 @@ struct Target {
     rpc: &'static str,
     min_throughput_ratio: f64,
     max_p99_ratio: f64,
+    max_cpu_ratio: f64,
 }
 
 const TARGETS: &[Target] = &[
@@ -81,25 +104,32 @@ const TARGETS: &[Target] = &[
         rpc: WHO_AM_I,
         min_throughput_ratio: 0.80,
         max_p99_ratio: 1.5,
+        max_cpu_ratio: 1.25,
     },
     Target {
         rpc: VERIFY_SEEN,
-        min_throughput_ratio: 0.60,
+        min_throughput_ratio: 0.65,
         max_p99_ratio: 2.0,
+        max_cpu_ratio: 1.40,
     },
     Target {
         rpc: VERIFY_UNSEEN,
         min_throughput_ratio: 0.25,
         max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: f64::INFINITY,
     },
 ];
+
+const MAX_COLD_START: Duration = Duration::from_secs(1);
+const MAX_IDLE_MEBIBYTES: u64 = 32;
+const MAX_AFTER_LOGINS_MEBIBYTES: u64 = 128;
 
 const BENCH_PASSWORD: &str = "benchmarks need long passphrases";
 
 /// Servers, credentials and a token mint, prepared before any measurement.
 struct Fixture {
-    echo: SocketAddr,
-    core: SocketAddr,
+    echo: ServerProcess,
+    core: ServerProcess,
     module_key: String,
     seen_token: String,
     mint: TokenMint,
@@ -133,10 +163,19 @@ struct StormCounts {
     throttled: AtomicU64,
 }
 
+/// Start-up and memory, read once.
+struct Footprint {
+    cold_start: Duration,
+    idle: u64,
+    after_logins: u64,
+    after_load: u64,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // Logging as in production, so that per-call spans are paid for.
-    plinth_platform::telemetry::init(LogFormat::Text);
+    if let Some(Mode::Echo { listen }) = args.mode {
+        return serve_echo(listen);
+    }
     plinth_tests::install_crypto_provider();
     let runtime = |threads: usize, name: &str| {
         tokio::runtime::Builder::new_multi_thread()
@@ -145,11 +184,17 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()
     };
-    let servers = runtime(args.server_threads, "bench-server")?;
     let load_generator = runtime(2, "bench-load")?;
     let storm = runtime(1, "bench-storm")?;
     let data = tempfile::tempdir()?;
-    let fixture = servers.block_on(prepare(data.path()))?;
+    let core_server = match &args.core_server {
+        Some(path) => path.clone(),
+        None => beside_this_binary("core-server")?,
+    };
+    let (fixture, cold_start, idle) =
+        load_generator.block_on(prepare(&core_server, data.path()))?;
+    load_generator.block_on(log_in_repeatedly(fixture.core.address, args.logins))?;
+    let after_logins = fixture.core.resident_bytes();
     let load = Load {
         connections: args.connections,
         in_flight_per_connection: args.in_flight,
@@ -159,11 +204,11 @@ fn main() -> anyhow::Result<()> {
 
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
-        let unseen = servers.block_on(fixture.mint.mint(unseen_tokens_needed(&load)))?;
+        let unseen = load_generator.block_on(fixture.mint.mint(unseen_tokens_needed(&load)))?;
         let mut measurements = load_generator.block_on(measure_round(load, &fixture, unseen))?;
         let counts = Arc::new(StormCounts::default());
         let storming = storm.spawn(login_storm(
-            fixture.core,
+            fixture.core.address,
             args.storm_logins,
             load.warm_up + load.duration,
             counts.clone(),
@@ -184,12 +229,46 @@ fn main() -> anyhow::Result<()> {
         );
         rounds.push((measurements, counts));
     }
-    let failed = report_targets(&load, &rounds);
-    drop(servers);
+    let footprint = Footprint {
+        cold_start,
+        idle,
+        after_logins,
+        after_load: load_generator.block_on(settled_resident_bytes(&fixture.core)),
+    };
+    let failed = report_targets(&load, &rounds, &footprint, args.logins);
+    // The servers stop here: exiting skips destructors.
+    drop(fixture);
     if failed {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The bare tonic server the RPCs are compared with: same transport
+/// settings as core-server, no identity, no store.
+fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(Config::default().max_concurrent_calls_per_connection)
+            .add_service(health)
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
+            .await?;
+        Ok(())
+    })
+}
+
+fn beside_this_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --release -p core-server -p plinth-tests)",
+        path.display()
+    );
+    Ok(path)
 }
 
 /// Enough never-seen tokens for one measurement at up to 40k calls/s.
@@ -197,47 +276,29 @@ fn unseen_tokens_needed(load: &Load) -> usize {
     ((load.warm_up + load.duration).as_secs_f64() * 40_000.0) as usize
 }
 
-/// Boots the echo baseline and an embedded core-server on port 0, signs up a
-/// tenant, logs in, and makes a module key.
-async fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Fixture> {
-    let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let echo = echo_listener.local_addr()?;
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(echo_listener).with_nodelay(Some(true)),
-            ),
-    );
+/// Starts the echo and core-server processes (timing core-server's cold
+/// start and reading its idle memory before any call), signs up a tenant,
+/// logs in, and makes a module key.
+async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture, Duration, u64)> {
+    let echo_address = bench::free_address()?;
+    let mut echo_command = Command::new(std::env::current_exe()?);
+    echo_command.args(["echo", "--listen", &echo_address.to_string()]);
+    let (echo, _) = ServerProcess::start(echo_command, echo_address).await?;
 
-    let core_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let core = core_listener.local_addr()?;
-    let config = Config {
-        data_dir: data_dir.to_owned(),
+    let core_address = bench::free_address()?;
+    let mut core_command = Command::new(core_server);
+    core_command
+        .args(["--listen", &core_address.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
         // The storm comes from one address: let the per-account limit show.
-        login_free_failures_per_peer: u32::MAX,
-        ..Config::default()
-    };
-    let server_config = config.clone();
-    tokio::spawn(async move {
-        if let Err(error) =
-            core_server::run(server_config, core_listener, std::future::pending()).await
-        {
-            eprintln!("core-server failed: {error}");
-        }
-    });
-    let key_file = data_dir.join(core_server::BOOTSTRAP_KEY_FILE);
-    let started = Instant::now();
-    while !key_file.exists() {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(10),
-            "core-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let operator_key = std::fs::read_to_string(&key_file)?;
-    let channel = bench::connect(core, 1).await?.remove(0);
+        .args(["--login-free-failures-per-peer", "1000"])
+        .env("RUST_LOG", "warn");
+    let (core, cold_start) = ServerProcess::start(core_command, core_address).await?;
+    let idle = settled_resident_bytes(&core).await;
+
+    let operator_key = std::fs::read_to_string(data_dir.join(core_server::BOOTSTRAP_KEY_FILE))?;
+    let channel = bench::connect(core_address, 1).await?.remove(0);
     let operator = Credentials::api_key(&operator_key);
     let mut tenants = TenantServiceClient::with_interceptor(channel.clone(), operator.clone());
     let mut auth = AuthServiceClient::with_interceptor(channel.clone(), operator);
@@ -252,15 +313,11 @@ async fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Fixture> {
         })
         .await?;
     let seen_token = auth
-        .login(LoginRequest {
-            tenant_code: "bench".to_owned(),
-            email: "admin@bench.example".to_owned(),
-            password: BENCH_PASSWORD.to_owned(),
-        })
+        .login(bench_login())
         .await?
         .into_inner()
         .tokens
-        .ok_or_else(|| anyhow::anyhow!("login gave no tokens"))?
+        .ok_or_else(|| anyhow::anyhow!("login returned no tokens"))?
         .access_token;
     let module_key = auth
         .create_api_key(CreateApiKeyRequest {
@@ -271,23 +328,78 @@ async fn prepare(data_dir: &std::path::Path) -> anyhow::Result<Fixture> {
         .await?
         .into_inner()
         .secret;
+    let mint = token_mint(data_dir, &seen_token).await?;
+    Ok((
+        Fixture {
+            echo,
+            core,
+            module_key,
+            seen_token,
+            mint,
+        },
+        cold_start,
+        idle,
+    ))
+}
 
+/// Opens the server's own store (SQLite, in its data directory) and its
+/// key-encryption key, to sign tokens as the server does.
+async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<TokenMint> {
     let payload = seen_token
         .split('.')
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("malformed token"))?;
     let claims: AccessClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+    let config = Config::load(&ConfigArgs {
+        data_dir: Some(data_dir.to_owned()),
+        ..ConfigArgs::default()
+    })?;
     let store = Store::open(&config.database_url(), 2).await?;
     let encryption = core_server::KeyEncryptionKey::load(&config, &store).await?;
     let node = Node::start(config, store).await?;
     let keys = core_server::SigningKeys::new(node.store, encryption, node.tokens, node.invalidator);
-    Ok(Fixture {
-        echo,
-        core,
-        module_key,
-        seen_token,
-        mint: TokenMint { keys, claims },
-    })
+    Ok(TokenMint { keys, claims })
+}
+
+fn bench_login() -> LoginRequest {
+    LoginRequest {
+        tenant_code: "bench".to_owned(),
+        email: "admin@bench.example".to_owned(),
+        password: BENCH_PASSWORD.to_owned(),
+    }
+}
+
+/// Resident memory once the process has had a second to settle.
+async fn settled_resident_bytes(server: &ServerProcess) -> u64 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.resident_bytes()
+}
+
+/// `count` successful logins from four clients at once.
+async fn log_in_repeatedly(core: SocketAddr, count: usize) -> anyhow::Result<()> {
+    let channel = bench::connect(core, 1).await?.remove(0);
+    let remaining = Arc::new(AtomicUsize::new(count));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let mut auth = AuthServiceClient::new(channel.clone());
+            let remaining = remaining.clone();
+            tokio::spawn(async move {
+                while remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        left.checked_sub(1)
+                    })
+                    .is_ok()
+                {
+                    auth.login(bench_login()).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await??;
+    }
+    Ok(())
 }
 
 async fn measure_round(
@@ -295,10 +407,10 @@ async fn measure_round(
     fixture: &Fixture,
     unseen: Vec<String>,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let echo_channels = bench::connect(fixture.echo, load.connections).await?;
-    let core_channels = bench::connect(fixture.core, load.connections).await?;
+    let echo_channels = bench::connect(fixture.echo.address, load.connections).await?;
+    let core_channels = bench::connect(fixture.core.address, load.connections).await?;
 
-    let echo = bench::measure(ECHO, &echo_channels, load, |channel| {
+    let echo = bench::measure(ECHO, &fixture.echo, &echo_channels, load, |channel| {
         let client = HealthClient::new(channel);
         move || {
             let mut client = client.clone();
@@ -311,7 +423,7 @@ async fn measure_round(
     .await;
 
     let key = Credentials::api_key(&fixture.module_key);
-    let who_am_i = bench::measure(WHO_AM_I, &core_channels, load, |channel| {
+    let who_am_i = bench::measure(WHO_AM_I, &fixture.core, &core_channels, load, |channel| {
         let client = AuthServiceClient::with_interceptor(channel, key.clone());
         move || {
             let mut client = client.clone();
@@ -327,21 +439,27 @@ async fn measure_round(
 
     let unseen = Arc::new(unseen);
     let next = Arc::new(AtomicUsize::new(0));
-    let never_seen = bench::measure(VERIFY_UNSEEN, &core_channels, load, |channel| {
-        let client = AuthServiceClient::with_interceptor(channel, key.clone());
-        let (unseen, next) = (unseen.clone(), next.clone());
-        move || {
-            let mut client = client.clone();
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let access_token = unseen[index % unseen.len()].clone();
-            async move {
-                client
-                    .verify_token(VerifyTokenRequest { access_token })
-                    .await?;
-                Ok(())
+    let never_seen = bench::measure(
+        VERIFY_UNSEEN,
+        &fixture.core,
+        &core_channels,
+        load,
+        |channel| {
+            let client = AuthServiceClient::with_interceptor(channel, key.clone());
+            let (unseen, next) = (unseen.clone(), next.clone());
+            move || {
+                let mut client = client.clone();
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let access_token = unseen[index % unseen.len()].clone();
+                async move {
+                    client
+                        .verify_token(VerifyTokenRequest { access_token })
+                        .await?;
+                    Ok(())
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     if next.load(Ordering::Relaxed) > unseen.len() {
         eprintln!("warning: never-seen tokens ran out and were reused; raise the mint size");
@@ -350,24 +468,26 @@ async fn measure_round(
 }
 
 async fn measure_verify(name: &str, load: Load, fixture: &Fixture) -> anyhow::Result<Measurement> {
-    let channels = bench::connect(fixture.core, load.connections).await?;
+    let channels = bench::connect(fixture.core.address, load.connections).await?;
     let key = Credentials::api_key(&fixture.module_key);
     let token = fixture.seen_token.clone();
-    Ok(bench::measure(name, &channels, load, |channel| {
-        let client = AuthServiceClient::with_interceptor(channel, key.clone());
-        let token = token.clone();
-        move || {
-            let mut client = client.clone();
-            let access_token = token.clone();
-            async move {
-                client
-                    .verify_token(VerifyTokenRequest { access_token })
-                    .await?;
-                Ok(())
+    Ok(
+        bench::measure(name, &fixture.core, &channels, load, |channel| {
+            let client = AuthServiceClient::with_interceptor(channel, key.clone());
+            let token = token.clone();
+            move || {
+                let mut client = client.clone();
+                let access_token = token.clone();
+                async move {
+                    client
+                        .verify_token(VerifyTokenRequest { access_token })
+                        .await?;
+                    Ok(())
+                }
             }
-        }
-    })
-    .await)
+        })
+        .await,
+    )
 }
 
 /// Logins at full speed for `length`: half with the right password (each a
@@ -388,20 +508,14 @@ async fn login_storm(
             let guess = index % 2 == 1;
             tokio::spawn(async move {
                 while Instant::now() < until {
-                    let request = LoginRequest {
-                        tenant_code: "bench".to_owned(),
-                        email: if guess {
-                            "victim@bench.example"
-                        } else {
-                            "admin@bench.example"
+                    let request = if guess {
+                        LoginRequest {
+                            email: "victim@bench.example".to_owned(),
+                            password: "a guessed password".to_owned(),
+                            ..bench_login()
                         }
-                        .to_owned(),
-                        password: if guess {
-                            "a guessed password"
-                        } else {
-                            BENCH_PASSWORD
-                        }
-                        .to_owned(),
+                    } else {
+                        bench_login()
                     };
                     let counter = match client.login(request).await {
                         Ok(_) => &counts.succeeded,
@@ -425,32 +539,41 @@ async fn login_storm(
 fn print_table(measurements: &[Measurement]) {
     let baseline = &measurements[0];
     println!(
-        "  {:<34} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "rpc", "calls/s", "errors", "p50 us", "p90 us", "p99 us", "max us", "x echo", "p99 x"
+        "  {:<34} {:>9} {:>6} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}",
+        "rpc", "calls/s", "errors", "p50 us", "p99 us", "cpu us", "x echo", "p99 x", "cpu x"
     );
     for measurement in measurements {
-        let (throughput, p99) = ratios(measurement, baseline);
+        let ratio = Ratios::of(measurement, baseline);
         println!(
-            "  {:<34} {:>10.0} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8.3} {:>8.3}",
+            "  {:<34} {:>9.0} {:>6} {:>7} {:>7} {:>8.2} {:>7.3} {:>7.3} {:>7.3}",
             measurement.name,
             measurement.calls_per_second(),
             measurement.errors,
             measurement.latency_micros(0.50),
-            measurement.latency_micros(0.90),
             measurement.latency_micros(0.99),
-            measurement.latency.max(),
-            throughput,
-            p99,
+            measurement.server_cpu_micros_per_call(),
+            ratio.throughput,
+            ratio.p99,
+            ratio.cpu,
         );
     }
 }
 
-/// Throughput and p99 of `measurement` as ratios to `baseline`.
-fn ratios(measurement: &Measurement, baseline: &Measurement) -> (f64, f64) {
-    (
-        measurement.calls_per_second() / baseline.calls_per_second(),
-        measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64,
-    )
+/// A measurement relative to its round's baseline.
+struct Ratios {
+    throughput: f64,
+    p99: f64,
+    cpu: f64,
+}
+
+impl Ratios {
+    fn of(measurement: &Measurement, baseline: &Measurement) -> Ratios {
+        Ratios {
+            throughput: measurement.calls_per_second() / baseline.calls_per_second(),
+            p99: measurement.latency_micros(0.99) as f64 / baseline.latency_micros(0.99) as f64,
+            cpu: measurement.server_cpu_micros_per_call() / baseline.server_cpu_micros_per_call(),
+        }
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -465,11 +588,20 @@ fn find<'a>(round: &'a [Measurement], name: &str) -> &'a Measurement {
         .expect("every round measures every rpc")
 }
 
+fn mebibytes(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
 /// Checks each target on the median round; true when one was missed.
-fn report_targets(load: &Load, rounds: &[(Vec<Measurement>, Arc<StormCounts>)]) -> bool {
+fn report_targets(
+    load: &Load,
+    rounds: &[(Vec<Measurement>, Arc<StormCounts>)],
+    footprint: &Footprint,
+    logins: usize,
+) -> bool {
     println!(
         "plinth-bench: {} connections x {} in flight, {} rounds of {} s measured after {} s warm-up; \
-         medians of per-round ratios",
+         servers in their own processes; medians of per-round ratios",
         load.connections,
         load.in_flight_per_connection,
         rounds.len(),
@@ -482,27 +614,33 @@ fn report_targets(load: &Load, rounds: &[(Vec<Measurement>, Arc<StormCounts>)]) 
         if met { "met" } else { "MISSED" }
     };
     for target in TARGETS {
-        let per_round: Vec<(f64, f64, u64)> = rounds
+        let per_round: Vec<(Ratios, u64)> = rounds
             .iter()
             .map(|(round, _)| {
                 let measurement = find(round, target.rpc);
-                let (throughput, p99) = ratios(measurement, &round[0]);
-                (throughput, p99, measurement.errors)
+                (Ratios::of(measurement, &round[0]), measurement.errors)
             })
             .collect();
-        let throughput = median(per_round.iter().map(|round| round.0).collect());
-        let p99 = median(per_round.iter().map(|round| round.1).collect());
-        let errors: u64 = per_round.iter().map(|round| round.2).sum();
-        let met =
-            throughput >= target.min_throughput_ratio && p99 <= target.max_p99_ratio && errors == 0;
+        let throughput = median(
+            per_round
+                .iter()
+                .map(|(ratio, _)| ratio.throughput)
+                .collect(),
+        );
+        let p99 = median(per_round.iter().map(|(ratio, _)| ratio.p99).collect());
+        let cpu = median(per_round.iter().map(|(ratio, _)| ratio.cpu).collect());
+        let errors: u64 = per_round.iter().map(|(_, errors)| errors).sum();
+        let met = throughput >= target.min_throughput_ratio
+            && p99 <= target.max_p99_ratio
+            && cpu <= target.max_cpu_ratio
+            && errors == 0;
         println!(
-            "target {}: throughput {:.3} x echo (>= {:.2}), p99 {:.3} x echo (<= {:.2}), errors {}: {}",
+            "target {}: throughput {throughput:.3} x echo (>= {:.2}), p99 {p99:.3} x (<= {:.2}), \
+             server cpu/call {cpu:.3} x (<= {:.2}), errors {errors}: {}",
             target.rpc,
-            throughput,
             target.min_throughput_ratio,
-            p99,
             target.max_p99_ratio,
-            errors,
+            target.max_cpu_ratio,
             verdict(met)
         );
     }
@@ -525,6 +663,26 @@ fn report_targets(load: &Load, rounds: &[(Vec<Measurement>, Arc<StormCounts>)]) 
     println!(
         "target the storm's password guesses are throttled per account: {}",
         verdict(throttled)
+    );
+    println!(
+        "target cold start (spawn to first answered call): {} ms (< {} ms): {}",
+        footprint.cold_start.as_millis(),
+        MAX_COLD_START.as_millis(),
+        verdict(footprint.cold_start < MAX_COLD_START)
+    );
+    println!(
+        "target resident memory idle: {} MiB (< {MAX_IDLE_MEBIBYTES}): {}",
+        mebibytes(footprint.idle),
+        verdict(mebibytes(footprint.idle) < MAX_IDLE_MEBIBYTES)
+    );
+    println!(
+        "target resident memory after {logins} logins: {} MiB (< {MAX_AFTER_LOGINS_MEBIBYTES}): {}",
+        mebibytes(footprint.after_logins),
+        verdict(mebibytes(footprint.after_logins) < MAX_AFTER_LOGINS_MEBIBYTES)
+    );
+    println!(
+        "resident memory a second after the load: {} MiB",
+        mebibytes(footprint.after_load)
     );
     failed
 }

@@ -150,8 +150,8 @@ pub async fn verify_token(
         session_id: user.session_id.to_string(),
         platform_admin: user.platform_admin,
         expires_at: Some(timestamp(verified.expires_at())),
-        email: verified.email,
-        key_id: verified.key_id,
+        email: verified.email().to_owned(),
+        key_id: verified.key_id().to_owned(),
     }))
 }
 
@@ -234,7 +234,7 @@ fn who_am_i_response(principal: &Principal) -> proto::WhoAmIResponse {
             .and_then(|certificate| certificate.module())
             .unwrap_or_default()
             .to_owned(),
-        scopes: key.map(|key| key.scopes.clone()).unwrap_or_default(),
+        scopes: key.map(|key| key.scopes.to_vec()).unwrap_or_default(),
         request_id: principal.request_id.to_string(),
     }
 }
