@@ -172,3 +172,45 @@ async fn after_shutdown_the_listener_is_closed() {
         .await;
     assert!(reconnect.is_err(), "the listener is closed after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_serves_on_its_own_against_the_core_store() {
+    let core = Sandbox::start(Backend::Postgres).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registry = tokio::spawn(registry_server::run(core.config.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "plinth.registry.v1.ModuleRegistryService".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut registry_client =
+        plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
+            channel,
+            Credentials::api_key(&core.operator_key),
+        );
+    let not_built = registry_client
+        .list_modules(plinth_client::registry::v1::ListModulesRequest::default())
+        .await
+        .unwrap_err();
+
+    assert_eq!(health.status(), ServingStatus::Serving);
+    assert_eq!(
+        error_reason(&not_built).as_deref(),
+        Some("ERROR_REASON_UNIMPLEMENTED"),
+        "the core's operator key is accepted; the call itself is not built yet"
+    );
+    stop.send(()).unwrap();
+    registry.await.unwrap().unwrap();
+}

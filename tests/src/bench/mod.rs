@@ -11,6 +11,8 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
+
+pub mod report;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
