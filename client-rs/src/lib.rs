@@ -14,44 +14,21 @@ pub use tonic;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/plinth_descriptor.bin"));
 
+/// `pub mod <package> { pub mod v1 { … } }` for each `plinth.<package>.v1`.
+macro_rules! packages {
+    ($($package:ident),+) => {
+        $(pub mod $package {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/plinth.", stringify!($package), ".v1.rs"));
+            }
+        })+
+    };
+}
+
 /// Generated code, one module per proto package.
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
-    pub mod auth {
-        pub mod v1 {
-            tonic::include_proto!("plinth.auth.v1");
-        }
-    }
-    pub mod rbac {
-        pub mod v1 {
-            tonic::include_proto!("plinth.rbac.v1");
-        }
-    }
-    pub mod tenant {
-        pub mod v1 {
-            tonic::include_proto!("plinth.tenant.v1");
-        }
-    }
-    pub mod registry {
-        pub mod v1 {
-            tonic::include_proto!("plinth.registry.v1");
-        }
-    }
-    pub mod audit {
-        pub mod v1 {
-            tonic::include_proto!("plinth.audit.v1");
-        }
-    }
-    pub mod module {
-        pub mod v1 {
-            tonic::include_proto!("plinth.module.v1");
-        }
-    }
-    pub mod errors {
-        pub mod v1 {
-            tonic::include_proto!("plinth.errors.v1");
-        }
-    }
+    packages!(auth, rbac, tenant, registry, audit, module, errors);
 }
 
 pub use proto::*;
