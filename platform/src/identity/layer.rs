@@ -27,14 +27,17 @@ const OPEN_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// hold credentials (to call Login, say); wrong credentials are refused.
 const REFLECTION_PATH_PREFIX: &str = "/grpc.reflection.";
 
-/// Resolves callers for the services it wraps.
+/// Resolves callers for the services it wraps (one shared part, as every
+/// call takes a clone).
 #[derive(Clone)]
-pub struct Authentication {
+pub struct Authentication(Arc<Verifiers>);
+
+struct Verifiers {
     api_keys: Arc<ApiKeys>,
     tokens: Arc<TokenVerifier>,
     /// Full method paths (`/pkg.Service/Method`) that also accept callers
     /// without credentials; wrong credentials are refused everywhere.
-    anonymous_methods: Arc<[&'static str]>,
+    anonymous_methods: Vec<&'static str>,
 }
 
 impl Authentication {
@@ -43,14 +46,14 @@ impl Authentication {
         tokens: Arc<TokenVerifier>,
         anonymous_methods: &[&'static str],
     ) -> Authentication {
-        Authentication {
+        Authentication(Arc::new(Verifiers {
             api_keys,
             tokens,
-            anonymous_methods: anonymous_methods.into(),
-        }
+            anonymous_methods: anonymous_methods.to_vec(),
+        }))
     }
 
-    async fn resolve(&self, presented: Presented) -> Result<Principal, ApiError> {
+    async fn resolve(&self, presented: Presented<'_>) -> Result<Principal, ApiError> {
         let Presented {
             request_id,
             peer_address,
@@ -68,19 +71,19 @@ impl Authentication {
             return Err(ApiError::Unauthenticated);
         }
         let key = match api_key {
-            Some(presented_key) => Some(self.api_keys.authenticate(&presented_key).await?),
+            Some(presented_key) => Some(self.0.api_keys.authenticate(presented_key).await?),
             None => None,
         };
         let user = match bearer {
-            Some(token) => Some(self.tokens.verify(&token).await?.user()),
+            Some(token) => Some(self.0.tokens.verify(token).await?.user()),
             None => None,
         };
         Principal::combine(request_id, peer_address, key, certificate, user)
     }
 }
 
-/// What a call presented, read before the request moves on.
-struct Presented {
+/// What a call presented.
+struct Presented<'a> {
     request_id: Arc<str>,
     peer_address: Option<SocketAddr>,
     certificate: Option<CertificateIdentity>,
@@ -88,13 +91,13 @@ struct Presented {
     open: bool,
     /// A method that also serves callers without credentials.
     anonymous_allowed: bool,
-    api_key: Result<Option<String>, ApiError>,
+    api_key: Result<Option<&'a str>, ApiError>,
     /// The token of `authorization: Bearer <token>`.
-    bearer: Result<Option<String>, ApiError>,
+    bearer: Result<Option<&'a str>, ApiError>,
 }
 
-impl Presented {
-    fn read(identity: &Authentication, request: &Request<Body>) -> Presented {
+impl<'a> Presented<'a> {
+    fn read(identity: &Authentication, request: &'a Request<Body>) -> Presented<'a> {
         let (peer_address, certificate) = connection_identity(request);
         let path = request.uri().path();
         let headers = request.headers();
@@ -104,8 +107,8 @@ impl Presented {
             certificate,
             open: path.starts_with(OPEN_PATH_PREFIX),
             anonymous_allowed: path.starts_with(REFLECTION_PATH_PREFIX)
-                || identity.anonymous_methods.contains(&path),
-            api_key: single_header(headers, API_KEY_HEADER).map(|key| key.map(str::to_owned)),
+                || identity.0.anonymous_methods.contains(&path),
+            api_key: single_header(headers, API_KEY_HEADER),
             bearer: single_header(headers, AUTHORIZATION_HEADER)
                 .and_then(|value| value.map(bearer_token).transpose()),
         }
@@ -129,12 +132,12 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235).
-fn bearer_token(value: &str) -> Result<String, ApiError> {
+fn bearer_token(value: &str) -> Result<&str, ApiError> {
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthenticated)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::Unauthenticated);
     }
-    Ok(token.trim().to_owned())
+    Ok(token.trim())
 }
 
 impl Middleware for Authentication {
@@ -144,10 +147,12 @@ impl Middleware for Authentication {
         inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let authentication = self.clone();
-        let presented = Presented::read(&authentication, &request);
         let mut inner = take_ready(inner);
         async move {
-            match authentication.resolve(presented).await {
+            let resolved = authentication
+                .resolve(Presented::read(&authentication, &request))
+                .await;
+            match resolved {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     response_of(inner.call(request)).await
