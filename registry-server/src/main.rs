@@ -7,17 +7,9 @@ use plinth_platform::{
     server,
 };
 
-/// Plinth module registry.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    config: ConfigArgs,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::load(&Args::parse().config)?;
+    let config = Config::load(&ConfigArgs::parse())?;
     server::init_process(&config)?;
     let listener = server::bind(&config).await?;
     registry_server::run(config, listener, server::shutdown_signal()).await?;

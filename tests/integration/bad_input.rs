@@ -201,40 +201,35 @@ async fn unknown_enum_values_are_refused_not_ignored(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
     let tenant = create_tenant(&mut operator, "acme", None).await;
+    let tenant_id = || tenant.id.clone();
 
-    assert_violation(
+    let outcomes = [
         operator
             .tenants
             .list_tenants(ListTenantsRequest {
                 status: 99,
                 ..Default::default()
             })
-            .await,
-        "status",
-    );
-    assert_violation(
+            .await
+            .map(drop),
         operator
             .tenants
             .list_companies(ListCompaniesRequest {
-                tenant_id: tenant.id.clone(),
+                tenant_id: tenant_id(),
                 status: 99,
                 ..Default::default()
             })
-            .await,
-        "status",
-    );
-    assert_violation(
+            .await
+            .map(drop),
         operator
             .auth
             .list_users(ListUsersRequest {
-                tenant_id: tenant.id.clone(),
+                tenant_id: tenant_id(),
                 status: -3,
                 ..Default::default()
             })
-            .await,
-        "status",
-    );
-    assert_violation(
+            .await
+            .map(drop),
         operator
             .auth
             .update_user(UpdateUserRequest {
@@ -242,20 +237,22 @@ async fn unknown_enum_values_are_refused_not_ignored(backend: Backend) {
                 status: Some(99),
                 ..Default::default()
             })
-            .await,
-        "status",
-    );
-    assert_violation(
+            .await
+            .map(drop),
         operator
             .tenants
             .set_tenant_status(SetTenantStatusRequest {
-                id: tenant.id,
+                id: tenant_id(),
                 status: 99,
                 reason: String::new(),
             })
-            .await,
-        "status",
-    );
+            .await
+            .map(drop),
+    ];
+
+    for outcome in outcomes {
+        assert_violation(outcome, "status");
+    }
 }
 
 async fn an_address_with_two_at_signs_is_not_an_email(backend: Backend) {

@@ -354,27 +354,23 @@ async fn assert_isolated(
         }
     }
     for tenant_id in std::iter::once(tenant_b.id.clone()).chain(unknown_ids) {
-        let users = admin_a
-            .auth
-            .list_users(ListUsersRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(users.code(), Code::PermissionDenied);
-        let companies = admin_a
-            .tenants
-            .list_companies(ListCompaniesRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(companies.code(), Code::PermissionDenied);
-        let create = create_user(admin_a, &tenant_id, "intruder@a.example")
-            .await
-            .unwrap_err();
-        assert_eq!(create.code(), Code::PermissionDenied);
+        let users = ListUsersRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let companies = ListCompaniesRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let refusals = [
+            admin_a.auth.list_users(users).await.map(drop),
+            admin_a.tenants.list_companies(companies).await.map(drop),
+            create_user(admin_a, &tenant_id, "intruder@a.example")
+                .await
+                .map(drop),
+        ];
+        for refusal in refusals {
+            assert_eq!(refusal.unwrap_err().code(), Code::PermissionDenied);
+        }
     }
 }

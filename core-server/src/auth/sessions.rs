@@ -17,7 +17,7 @@ use plinth_platform::{
     invalidation::{Change, Invalidator},
     store::{
         Store, audit_log, sessions,
-        sessions::{RefreshOutcome, RefreshTokenRecord, SessionRecord},
+        sessions::{RefreshOutcome, RefreshTokenRecord, SessionQuery, SessionRecord},
         users::{UserRecord, UserStatus},
     },
 };
@@ -357,11 +357,13 @@ impl Sessions {
         } = listing;
         self.require_on_user(principal, user_id, SESSION_LIST)
             .await?;
-        let rows = self
-            .store
-            .sessions
-            .list_sessions(user_id, include_inactive, clock::now(), page.store_page())
-            .await?;
+        let query = SessionQuery {
+            user_id,
+            include_inactive,
+            now: clock::now(),
+            page: page.store_page(),
+        };
+        let rows = self.store.sessions.list_sessions(query).await?;
         Ok(page.finish(rows, |session| session.id))
     }
 

@@ -50,13 +50,17 @@ pub trait SessionStore: Send + Sync {
 
     async fn get_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError>;
 
-    async fn list_sessions(
-        &self,
-        user_id: Uuid,
-        include_inactive: bool,
-        now: DateTime<Utc>,
-        page: Page,
-    ) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn list_sessions(&self, query: SessionQuery) -> Result<Vec<SessionRecord>, StoreError>;
+}
+
+/// A page of one user's sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionQuery {
+    pub user_id: Uuid,
+    /// Revoked and expired ones too; otherwise those live at `now`.
+    pub include_inactive: bool,
+    pub now: DateTime<Utc>,
+    pub page: Page,
 }
 
 macro_rules! session_columns {
@@ -255,10 +259,7 @@ macro_rules! impl_session_store {
 
             async fn list_sessions(
                 &self,
-                user_id: Uuid,
-                include_inactive: bool,
-                now: DateTime<Utc>,
-                page: Page,
+                query: SessionQuery,
             ) -> Result<Vec<SessionRecord>, StoreError> {
                 Ok(sqlx::query_as(concat!(
                     "SELECT ",
@@ -267,11 +268,11 @@ macro_rules! impl_session_store {
                      AND ($2 OR (revoked_at IS NULL AND expires_at > $3)) \
                      AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
                 ))
-                .bind(user_id)
-                .bind(include_inactive)
-                .bind(now)
-                .bind(page.after)
-                .bind(page.limit)
+                .bind(query.user_id)
+                .bind(query.include_inactive)
+                .bind(query.now)
+                .bind(query.page.after)
+                .bind(query.page.limit)
                 .fetch_all(&self.pool)
                 .await?)
             }

@@ -8,7 +8,9 @@ use plinth_platform::store::{
 use plinth_tests::Backend;
 use uuid::Uuid;
 
-use super::{committed, company_record, event, events_of, fresh_store, stored_tenant};
+use super::{
+    assert_conflict_recorded_nothing, committed, company_record, event, fresh_store, stored_tenant,
+};
 
 crate::on_both_backends!(
     a_company_reads_back_by_id_and_by_code_within_its_tenant,
@@ -78,8 +80,7 @@ async fn codes_are_unique_within_a_tenant_only(backend: Backend) {
     })
     .await;
 
-    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
-    assert_eq!(events_of(&store, &acme.id.to_string()).await.len(), 2);
+    assert_conflict_recorded_nothing(&store, result, acme.id, 2).await;
 }
 
 async fn a_company_of_a_missing_tenant_is_a_missing_reference(backend: Backend) {

@@ -59,6 +59,18 @@ pub async fn events_of(store: &Store, chain_id: &str) -> Vec<AuditEvent> {
     store.audit.read_chain(chain_id, 1, 1000).await.unwrap()
 }
 
+/// A write refused as a conflict, whose tenant's chain still holds only
+/// the `events` recorded before it.
+pub async fn assert_conflict_recorded_nothing<T: std::fmt::Debug>(
+    store: &Store,
+    refused: Result<T, StoreError>,
+    tenant_id: Uuid,
+    events: usize,
+) {
+    assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
+    assert_eq!(events_of(store, &tenant_id.to_string()).await.len(), events);
+}
+
 pub async fn platform_events(store: &Store) -> Vec<AuditEvent> {
     events_of(store, PLATFORM_CHAIN).await
 }

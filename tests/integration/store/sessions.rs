@@ -5,7 +5,7 @@ use plinth_platform::{
     clock,
     store::{
         Page, Store, StoreError,
-        sessions::{self, RefreshOutcome, RefreshTokenRecord, SessionRecord},
+        sessions::{self, RefreshOutcome, RefreshTokenRecord, SessionQuery, SessionRecord},
     },
 };
 use plinth_tests::Backend;
@@ -67,6 +67,15 @@ async fn session_of(store: &Store, user_id: Uuid, tenant_id: Uuid, hash: u8) -> 
     session
 }
 
+/// The session of the unspent refresh token whose hash is `[hash; 32]`.
+async fn session_holding(store: &Store, hash: u8) -> Option<SessionRecord> {
+    store
+        .sessions
+        .session_of_refresh_token(&[hash; 32])
+        .await
+        .unwrap()
+}
+
 async fn spend(store: &Store, presented: u8, successor: u8) -> RefreshOutcome {
     committed(store, async |tx| {
         sessions::spend_refresh_token(
@@ -89,14 +98,7 @@ async fn a_session_reads_back_by_id_and_by_its_refresh_token(backend: Backend) {
         store.sessions.get_session(session.id).await.unwrap(),
         Some(session.clone())
     );
-    assert_eq!(
-        store
-            .sessions
-            .session_of_refresh_token(&[1; 32])
-            .await
-            .unwrap(),
-        Some(session)
-    );
+    assert_eq!(session_holding(&store, 1).await, Some(session));
 }
 
 async fn a_refresh_token_is_spent_once_and_its_successor_works(backend: Backend) {
@@ -108,14 +110,7 @@ async fn a_refresh_token_is_spent_once_and_its_successor_works(backend: Backend)
 
     assert!(matches!(first, RefreshOutcome::Rotated(rotated) if rotated.id == session.id));
     assert!(matches!(second, RefreshOutcome::Rotated(rotated) if rotated.id == session.id));
-    assert_eq!(
-        store
-            .sessions
-            .session_of_refresh_token(&[1; 32])
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(session_holding(&store, 1).await, None);
 }
 
 async fn a_spent_token_presented_again_is_reported_as_reuse(backend: Backend) {
@@ -235,21 +230,21 @@ async fn listing_leaves_out_revoked_sessions_unless_asked(backend: Backend) {
     })
     .await
     .unwrap();
-    let page = Page {
-        after: None,
-        limit: 10,
+    let listed = async |include_inactive| {
+        let query = SessionQuery {
+            user_id: live.user_id,
+            include_inactive,
+            now: clock::now(),
+            page: Page {
+                after: None,
+                limit: 10,
+            },
+        };
+        store.sessions.list_sessions(query).await.unwrap()
     };
 
-    let active = store
-        .sessions
-        .list_sessions(live.user_id, false, clock::now(), page)
-        .await
-        .unwrap();
-    let all = store
-        .sessions
-        .list_sessions(live.user_id, true, clock::now(), page)
-        .await
-        .unwrap();
+    let active = listed(false).await;
+    let all = listed(true).await;
 
     assert_eq!(active, std::slice::from_ref(&live));
     assert_eq!(all, [live, revoked]);

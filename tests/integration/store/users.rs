@@ -9,7 +9,10 @@ use plinth_platform::{
 };
 use plinth_tests::Backend;
 
-use super::{committed, event, events_of, fresh_store, new_user, stored_tenant, stored_user};
+use super::{
+    assert_conflict_recorded_nothing, committed, event, events_of, fresh_store, new_user,
+    stored_tenant, stored_user,
+};
 
 crate::on_both_backends!(
     a_user_and_its_password_hash_read_back_together,
@@ -54,8 +57,7 @@ async fn an_email_is_unique_within_a_tenant_only(backend: Backend) {
     })
     .await;
 
-    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
-    assert_eq!(events_of(&store, &acme.id.to_string()).await.len(), 2);
+    assert_conflict_recorded_nothing(&store, result, acme.id, 2).await;
 }
 
 async fn a_status_change_and_a_password_change_are_read_back_and_audited(backend: Backend) {
