@@ -23,7 +23,7 @@ use crate::{
     request_id::{self, RequestId},
 };
 
-/// The layers of every call, outermost first.
+/// The layers of every call (their order is [`call_stack`]'s).
 pub type CallStack = Stack<
     Around<Authentication>,
     Stack<
