@@ -5,10 +5,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use super::{Config, LogFormat, Secret};
 
-/// A Plinth server, configured by these flags (each also a `PLINTH_*`
-/// variable) over an optional TOML file.
-#[derive(Clone, Default, clap::Parser)]
-#[command(version)]
+/// The flags (and their `PLINTH_*` variables) every server accepts, before
+/// or after a subcommand.
+#[derive(Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// TOML file with any of the settings below
     #[arg(long, global = true, env = "PLINTH_CONFIG")]
