@@ -10,8 +10,8 @@ use std::{
 
 use chrono::{Datelike, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::identity::certificate::CertificateIdentity;
@@ -46,9 +46,13 @@ impl DevCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         set_validity(&mut params, CA_VALIDITY_DAYS);
         let key = KeyPair::generate()?;
+        let certificate_pem = params.self_signed(&key)?.pem();
         let key_pem = key.serialize_pem();
-        let certified = CertifiedIssuer::self_signed(params, key)?;
-        DevCa::load(&certified.pem(), &key_pem)
+        Ok(DevCa {
+            issuer: Issuer::new(params, key),
+            certificate_pem,
+            key_pem,
+        })
     }
 
     /// A CA written by an earlier run.

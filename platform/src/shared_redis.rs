@@ -6,10 +6,7 @@
 //! used at once, without trying Redis again, until it answers again.
 
 use std::{
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -30,8 +27,8 @@ pub struct SharedRedis {
     client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
-    skip_until: Mutex<Option<Instant>>,
-    down: AtomicBool,
+    /// Since when Redis is not answering, while it is not.
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl SharedRedis {
@@ -47,8 +44,7 @@ impl SharedRedis {
             client,
             connection,
             prefix: prefix.to_owned(),
-            skip_until: Mutex::new(None),
-            down: AtomicBool::new(false),
+            down_since: Mutex::new(None),
         })
     }
 
@@ -100,7 +96,7 @@ impl SharedRedis {
         }
         match tokio::time::timeout(COMMAND_TIMEOUT, query(self.connection.clone())).await {
             Ok(Ok(value)) => {
-                if self.down.swap(false, Ordering::Relaxed) {
+                if self.down_since().take().is_some() {
                     tracing::info!("redis answers again");
                 }
                 Some(value)
@@ -110,20 +106,21 @@ impl SharedRedis {
         }
     }
 
-    fn skipping(&self) -> bool {
-        let skip_until = self
-            .skip_until
+    fn down_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.down_since
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        skip_until.is_some_and(|until| Instant::now() < until)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Skip Redis for a while after it failed, then try it again.
+    fn skipping(&self) -> bool {
+        self.down_since()
+            .is_some_and(|since| since.elapsed() < RETRY_AFTER)
     }
 
     fn failed<T>(&self, what: &'static str, error: &str) -> Option<T> {
-        *self
-            .skip_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now() + RETRY_AFTER);
-        if !self.down.swap(true, Ordering::Relaxed) {
+        let was_down = self.down_since().replace(Instant::now()).is_some();
+        if !was_down {
             tracing::warn!(what, error, "redis is not answering; using local fallbacks");
         }
         None

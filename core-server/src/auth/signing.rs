@@ -249,14 +249,8 @@ impl SigningKeys {
 
     /// The public keys that verify tokens now, newest first.
     async fn published(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
-        let settings = self.verifier.settings();
-        let grace = chrono::Duration::from_std(settings.access_token_ttl + settings.leeway)
-            .unwrap_or_default();
-        Ok(self
-            .store
-            .signing_keys
-            .published(clock::now() - grace)
-            .await?)
+        let retired_since = clock::now() - self.verifier.settings().retired_key_grace();
+        Ok(self.store.signing_keys.published(retired_since).await?)
     }
 
     async fn current(&self) -> Result<Arc<CurrentKey>, ApiError> {

@@ -119,15 +119,13 @@ impl Fields {
     /// A required secret (password, refresh token) of at most `max_bytes`;
     /// password policy runs in the domain, where the account's words are
     /// known.
-    pub fn secret(&mut self, field: &str, value: &str, max_bytes: usize) -> String {
+    pub fn secret<'a>(&mut self, field: &str, value: &'a str, max_bytes: usize) -> &'a str {
         if value.is_empty() {
             self.violation(field, "is required");
         } else if value.len() > max_bytes {
             self.violation(field, format!("must be at most {max_bytes} bytes"));
-        } else {
-            return value.to_owned();
         }
-        String::new()
+        value
     }
 
     pub fn non_negative(&mut self, field: &str, value: i32) -> i32 {
@@ -194,6 +192,26 @@ impl Fields {
     pub fn finish(self) -> Result<(), ApiError> {
         self.violations.into_result()
     }
+}
+
+/// A request whose one field is a required id.
+pub fn required_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
+    let mut fields = Fields::default();
+    let id = fields.id(field, value);
+    fields.finish()?;
+    Ok(id)
+}
+
+/// A request whose one field is a required secret of at most `max_bytes`.
+pub fn required_secret<'a>(
+    field: &str,
+    value: &'a str,
+    max_bytes: usize,
+) -> Result<&'a str, ApiError> {
+    let mut fields = Fields::default();
+    let secret = fields.secret(field, value, max_bytes);
+    fields.finish()?;
+    Ok(secret)
 }
 
 /// A protobuf Timestamp, valid for every time the server stores (whose

@@ -57,6 +57,14 @@ pub struct TokenSettings {
     pub leeway: Duration,
 }
 
+impl TokenSettings {
+    /// How long a retired key stays published: until the last token it
+    /// signed has expired.
+    pub fn retired_key_grace(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.access_token_ttl + self.leeway).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Header {
     pub alg: String,
@@ -196,7 +204,7 @@ impl TokenVerifier {
             }
         };
         let leeway = self.settings.leeway.as_secs() as i64;
-        let key_valid = self.public_key(&signed.key_id).await?.is_some();
+        let key_valid = self.public_key(&signed.key_id, now).await?.is_some();
         if signed.claims.exp + leeway <= now.timestamp() || !key_valid {
             return Err(ApiError::Unauthenticated);
         }
@@ -243,7 +251,7 @@ impl TokenVerifier {
             return Err(ApiError::Unauthenticated);
         }
         let key = self
-            .public_key(&header.kid)
+            .public_key(&header.kid, now)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
         let signature = URL_SAFE_NO_PAD
@@ -273,14 +281,15 @@ impl TokenVerifier {
     /// A key verifies tokens until its last token has expired after it was
     /// retired.
     fn within_grace(&self, key: &PublicKey, now: DateTime<Utc>) -> bool {
-        key.retired_at.is_none_or(|retired_at| {
-            let grace = self.settings.access_token_ttl + self.settings.leeway;
-            retired_at + chrono::Duration::from_std(grace).unwrap_or_default() > now
-        })
+        key.retired_at
+            .is_none_or(|retired_at| retired_at + self.settings.retired_key_grace() > now)
     }
 
-    async fn public_key(&self, kid: &str) -> Result<Option<Arc<PublicKey>>, ApiError> {
-        let now = clock::now();
+    async fn public_key(
+        &self,
+        kid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<PublicKey>>, ApiError> {
         {
             let keys = self
                 .keys
@@ -296,10 +305,8 @@ impl TokenVerifier {
                 }
             }
         }
-        let grace =
-            chrono::Duration::from_std(self.settings.access_token_ttl + self.settings.leeway)
-                .unwrap_or_default();
-        let published = self.store.signing_keys.published(now - grace).await?;
+        let retired_since = now - self.settings.retired_key_grace();
+        let published = self.store.signing_keys.published(retired_since).await?;
         let by_kid: HashMap<String, Arc<PublicKey>> = published
             .into_iter()
             .map(|record| {

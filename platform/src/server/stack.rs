@@ -181,10 +181,12 @@ pub struct ErrorContract {
 
 impl ErrorContract {
     fn contract_error(&self, headers: &HeaderMap) -> Option<ApiError> {
+        // Answers carry their status in the headers only when they failed
+        // before a message; the services' own failures carry details.
+        let status = Status::from_header_map(headers)?;
         if headers.contains_key("grpc-status-details-bin") {
             return None;
         }
-        let status = Status::from_header_map(headers)?;
         Some(match status.code() {
             Code::Ok => return None,
             Code::OutOfRange => ApiError::MessageTooLarge {

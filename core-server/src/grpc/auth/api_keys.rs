@@ -7,7 +7,6 @@ use plinth_platform::{
     store::{ApiKeyFilter, ApiKeyRecord},
 };
 use tonic::{Request, Response};
-use uuid::Uuid;
 
 use super::Answer;
 use crate::{
@@ -15,7 +14,7 @@ use crate::{
         KEY_LIFETIME, KeyAdmin, KeyListing, KeyRequest, KeyRotation, MAX_NAME_CHARACTERS,
         MAX_SCOPE_CHARACTERS, MAX_SCOPES, ROTATION_GRACE,
     },
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, required_id, timestamp},
 };
 
 fn api_key_to_proto(key: ApiKeyRecord) -> proto::ApiKey {
@@ -105,13 +104,6 @@ impl TryFrom<&proto::RotateApiKeyRequest> for KeyRotation {
     }
 }
 
-fn key_id(id: &str) -> Result<Uuid, ApiError> {
-    let mut fields = Fields::default();
-    let id = fields.id("id", id);
-    fields.finish()?;
-    Ok(id)
-}
-
 pub async fn create(
     keys: &KeyAdmin,
     request: Request<proto::CreateApiKeyRequest>,
@@ -156,7 +148,7 @@ pub async fn revoke(
     request: Request<proto::RevokeApiKeyRequest>,
 ) -> Answer<proto::RevokeApiKeyResponse> {
     let principal = identity::principal(&request)?;
-    let id = key_id(&request.get_ref().id)?;
+    let id = required_id("id", &request.get_ref().id)?;
     let revoked = keys.revoke(principal, id).await?;
     Ok(Response::new(proto::RevokeApiKeyResponse {
         api_key: Some(api_key_to_proto(revoked)),

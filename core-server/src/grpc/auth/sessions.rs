@@ -15,7 +15,7 @@ use crate::{
         sessions::{LoginAttempt, SessionListing, Sessions, TokenPair},
         signing::Jwk,
     },
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, required_id, required_secret, timestamp},
 };
 
 /// Longest refresh token accepted (they are 47 characters).
@@ -64,7 +64,9 @@ impl TryFrom<&proto::LoginRequest> for LoginAttempt {
         let attempt = LoginAttempt {
             tenant_code: fields.slug("tenant_code", &body.tenant_code),
             email: fields.email("email", &body.email),
-            password: fields.secret("password", &body.password, passwords::MAX_BYTES),
+            password: fields
+                .secret("password", &body.password, passwords::MAX_BYTES)
+                .to_owned(),
         };
         fields.finish()?;
         Ok(attempt)
@@ -104,14 +106,12 @@ pub async fn refresh(
     request: Request<proto::RefreshRequest>,
 ) -> Answer<proto::RefreshResponse> {
     let principal = identity::principal(&request)?;
-    let mut fields = Fields::default();
-    let refresh_token = fields.secret(
+    let refresh_token = required_secret(
         "refresh_token",
         &request.get_ref().refresh_token,
         MAX_REFRESH_TOKEN_BYTES,
-    );
-    fields.finish()?;
-    let tokens = sessions.refresh(principal, &refresh_token).await?;
+    )?;
+    let tokens = sessions.refresh(principal, refresh_token).await?;
     Ok(Response::new(proto::RefreshResponse {
         tokens: Some(token_pair_to_proto(tokens)),
     }))
@@ -135,14 +135,12 @@ pub async fn verify_token(
     request: Request<proto::VerifyTokenRequest>,
 ) -> Answer<proto::VerifyTokenResponse> {
     let principal = identity::principal(&request)?;
-    let mut fields = Fields::default();
-    let token = fields.secret(
+    let token = required_secret(
         "access_token",
         &request.get_ref().access_token,
         MAX_TOKEN_BYTES,
-    );
-    fields.finish()?;
-    let verified = sessions.verify(principal, &token).await?;
+    )?;
+    let verified = sessions.verify(principal, token).await?;
     let user = verified.user();
     Ok(Response::new(proto::VerifyTokenResponse {
         user_id: user.user_id.to_string(),
@@ -192,9 +190,7 @@ pub async fn revoke(
     request: Request<proto::RevokeSessionRequest>,
 ) -> Answer<proto::RevokeSessionResponse> {
     let principal = identity::principal(&request)?;
-    let mut fields = Fields::default();
-    let session_id = fields.id("session_id", &request.get_ref().session_id);
-    fields.finish()?;
+    let session_id = required_id("session_id", &request.get_ref().session_id)?;
     sessions.revoke_session(principal, session_id).await?;
     Ok(Response::new(proto::RevokeSessionResponse {}))
 }

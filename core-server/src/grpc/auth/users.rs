@@ -20,7 +20,7 @@ use crate::{
             UserUpdate, Users,
         },
     },
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, required_id, timestamp},
 };
 
 fn status_from_proto(status: ProtoUserStatus) -> Option<UserStatus> {
@@ -59,7 +59,9 @@ impl TryFrom<&proto::CreateUserRequest> for CreateUser {
             input: UserInput {
                 email: fields.email("email", &body.email),
                 display_name: fields.name("display_name", &body.display_name, MAX_DISPLAY_NAME),
-                password: fields.secret("password", &body.password, passwords::MAX_BYTES),
+                password: fields
+                    .secret("password", &body.password, passwords::MAX_BYTES)
+                    .to_owned(),
             },
         };
         fields.finish()?;
@@ -123,7 +125,9 @@ impl TryFrom<&proto::SetPasswordRequest> for PasswordChange {
     fn try_from(body: &proto::SetPasswordRequest) -> Result<PasswordChange, ApiError> {
         let mut fields = Fields::default();
         let user_id = fields.id("user_id", &body.user_id);
-        let new_password = fields.secret("new_password", &body.new_password, passwords::MAX_BYTES);
+        let new_password = fields
+            .secret("new_password", &body.new_password, passwords::MAX_BYTES)
+            .to_owned();
         if body.current_password.len() > passwords::MAX_BYTES {
             fields.violation(
                 "current_password",
@@ -156,9 +160,7 @@ pub async fn get(
     request: Request<proto::GetUserRequest>,
 ) -> Answer<proto::GetUserResponse> {
     let principal = identity::principal(&request)?;
-    let mut fields = Fields::default();
-    let id = fields.id("id", &request.get_ref().id);
-    fields.finish()?;
+    let id = required_id("id", &request.get_ref().id)?;
     let user = users.get(principal, id).await?;
     Ok(Response::new(proto::GetUserResponse {
         user: Some(user_to_proto(user)),

@@ -17,7 +17,7 @@ use crate::{
         passwords,
         users::{MAX_DISPLAY_NAME, UserInput},
     },
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, required_id, timestamp},
     tenant::{
         Limits, MAX_REASON, MAX_TENANT_NAME, NewTenant, SignUp, StatusChange, TenantChanges,
         TenantKey, TenantListing, TenantUpdate, Tenants,
@@ -200,11 +200,9 @@ impl TryFrom<&proto::SignupRequest> for SignUp {
                     &body.admin_display_name,
                     MAX_DISPLAY_NAME,
                 ),
-                password: fields.secret(
-                    "admin_password",
-                    &body.admin_password,
-                    passwords::MAX_BYTES,
-                ),
+                password: fields
+                    .secret("admin_password", &body.admin_password, passwords::MAX_BYTES)
+                    .to_owned(),
             },
         };
         if !body.industry_template_code.is_empty() {
@@ -276,11 +274,8 @@ pub async fn delete(
     request: Request<proto::DeleteTenantRequest>,
 ) -> Answer<proto::DeleteTenantResponse> {
     let principal = identity::principal(&request)?;
-    let mut fields = Fields::default();
-    let id = fields.id("id", &request.get_ref().id);
-    fields.finish()?;
     let change = StatusChange {
-        id,
+        id: required_id("id", &request.get_ref().id)?,
         status: TenantStatus::Deleted,
         reason: String::new(),
     };
