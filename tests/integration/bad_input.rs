@@ -5,16 +5,18 @@
 use bytes::{Buf, BufMut};
 use plinth_client::{
     auth::v1::{
-        CreateApiKeyRequest, CreateUserRequest, ListUsersRequest, RotateApiKeyRequest,
-        UpdateUserRequest, WhoAmIRequest,
+        CreateApiKeyRequest, CreateUserRequest, ListApiKeysRequest, ListUsersRequest, LoginRequest,
+        LogoutRequest, RefreshRequest, RotateApiKeyRequest, SetPasswordRequest, UpdateUserRequest,
+        WhoAmIRequest,
     },
     tenant::v1::{
-        CreateTenantRequest, ListCompaniesRequest, ListTenantsRequest, SetTenantStatusRequest,
-        UpdateTenantRequest,
+        CreateCompanyRequest, CreateTenantRequest, GetTenantRequest, ListCompaniesRequest,
+        ListTenantsRequest, SetTenantStatusRequest, UpdateCompanyRequest, UpdateTenantRequest,
+        get_tenant_request,
     },
 };
 use plinth_platform::identity::api_keys::NewApiKey;
-use plinth_tests::{Backend, Sandbox, create_key, error_reason, violated_fields};
+use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason, violated_fields};
 use tonic::{
     Code, Status,
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
@@ -32,6 +34,7 @@ crate::on_both_backends!(
     unknown_enum_values_are_refused_not_ignored,
     an_address_with_two_at_signs_is_not_an_email,
     oversized_text_and_control_characters_are_refused,
+    every_other_bounded_field_is_refused_past_its_limit,
     an_undecodable_body_is_invalid_argument_with_its_reason,
     an_unknown_method_is_unimplemented_with_its_reason,
     an_internal_error_in_the_identity_layer_carries_the_request_id,
@@ -340,6 +343,179 @@ async fn oversized_text_and_control_characters_are_refused(backend: Backend) {
             .await,
         "email_prefix",
     );
+}
+
+async fn every_other_bounded_field_is_refused_past_its_limit(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    let tenant = create_tenant(&mut operator, "acme", None).await;
+    let company = operator
+        .tenants
+        .create_company(CreateCompanyRequest {
+            tenant_id: tenant.id.clone(),
+            code: "hq".to_owned(),
+            name: "HQ".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .company
+        .unwrap();
+    let mut anonymous = sandbox.clients_with(Credentials::default()).await;
+    let long = |bytes: usize| "x".repeat(bytes);
+
+    let refusals = [
+        (
+            "password",
+            anonymous
+                .auth
+                .login(LoginRequest {
+                    tenant_code: "acme".to_owned(),
+                    email: "ada@acme.example".to_owned(),
+                    password: long(513),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "refresh_token",
+            anonymous
+                .auth
+                .refresh(RefreshRequest {
+                    refresh_token: long(129),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "refresh_token",
+            anonymous
+                .auth
+                .logout(LogoutRequest {
+                    refresh_token: long(129),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "current_password",
+            operator
+                .auth
+                .set_password(SetPasswordRequest {
+                    user_id: uuid::Uuid::now_v7().to_string(),
+                    current_password: long(513),
+                    new_password: "rocket skates and anvils".to_owned(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "module_id",
+            operator
+                .auth
+                .list_api_keys(ListApiKeysRequest {
+                    module_id: "Not A Module".to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "page_size",
+            operator
+                .auth
+                .list_api_keys(ListApiKeysRequest {
+                    page_size: 501,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "page_token",
+            operator
+                .auth
+                .list_api_keys(ListApiKeysRequest {
+                    page_token: long(100),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "display_name",
+            operator
+                .auth
+                .create_user(CreateUserRequest {
+                    tenant_id: tenant.id.clone(),
+                    email: "ada@acme.example".to_owned(),
+                    display_name: long(201),
+                    password: "rocket skates and anvils".to_owned(),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "name",
+            operator
+                .tenants
+                .create_company(CreateCompanyRequest {
+                    tenant_id: tenant.id.clone(),
+                    code: "branch".to_owned(),
+                    name: long(201),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "name",
+            operator
+                .tenants
+                .update_company(UpdateCompanyRequest {
+                    id: company.id,
+                    name: Some("Head\u{7}Office".to_owned()),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "code_prefix",
+            operator
+                .tenants
+                .list_companies(ListCompaniesRequest {
+                    tenant_id: tenant.id,
+                    code_prefix: long(255),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "code",
+            operator
+                .tenants
+                .get_tenant(GetTenantRequest {
+                    key: Some(get_tenant_request::Key::Code(long(64))),
+                })
+                .await
+                .map(drop),
+        ),
+        (
+            "id",
+            operator
+                .tenants
+                .get_tenant(GetTenantRequest {
+                    key: Some(get_tenant_request::Key::Id(long(1000))),
+                })
+                .await
+                .map(drop),
+        ),
+    ];
+
+    for (field, refusal) in refusals {
+        assert_violation(refusal, field);
+    }
 }
 
 /// Sends and receives message bodies as raw bytes.
