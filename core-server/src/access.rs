@@ -1,16 +1,31 @@
 //! The one authorization entry point: `require(principal, permission,
-//! scope)`. Until RBAC decides, a built-in rule does (see
-//! [`Holders`](crate::permissions::Holders)). Every refusal is audited.
+//! scope)`, decided by RBAC. What each kind of caller holds (documented in
+//! the RbacService proto):
+//! - platform admins (operator keys without a tenant, super admins):
+//!   `plinth:*` everywhere, platform-wide calls included;
+//! - an operator key scoped to a tenant: `*` in that tenant;
+//! - a module key: [`MODULE_KEY`] in the tenants of its scope;
+//! - a user: its effective grants (see [`crate::rbac::grants`]) in its own
+//!   tenant; a module acting for a user holds both.
+//!
+//! Every refusal is audited, and so is a super admin's use of `plinth:*` in
+//! another tenant.
+
+use std::sync::{Arc, LazyLock};
 
 use plinth_platform::{
     audit::{AuditDraft, Outcome},
     error::ApiError,
     identity::{Principal, PrincipalKind},
-    store::{Store, audit_log},
+    permission::{Grant, Matcher},
+    store::{Store, audit_log, rbac::BindingScope},
 };
 use uuid::Uuid;
 
-use crate::permissions::{Holders, Permission};
+use crate::{
+    permissions::{MODULE_KEY, Permission, ROLE_ESCALATE},
+    rbac::grants::{Effective, Freshness, Grants},
+};
 
 /// Where a permission is exercised: platform-wide or in one tenant (and
 /// company), on a resource that may have an owner.
@@ -48,10 +63,88 @@ impl Scope {
         }
     }
 
+    pub fn in_company(self, company_id: Option<Uuid>) -> Scope {
+        Scope {
+            company: company_id,
+            ..self
+        }
+    }
+
     pub fn owned_by(self, owner: Owner) -> Scope {
         Scope {
             owner: Some(owner),
             ..self
+        }
+    }
+
+    fn bindings(self) -> BindingScope {
+        self.company
+            .map_or(BindingScope::Tenant, BindingScope::Company)
+    }
+}
+
+static EVERYTHING: LazyLock<Matcher<()>> =
+    LazyLock::new(|| [Grant::Everything].into_iter().collect());
+static CORE: LazyLock<Matcher<()>> =
+    LazyLock::new(|| [Grant::Prefix("plinth:")].into_iter().collect());
+static MODULE_KEY_GRANTS: LazyLock<Matcher<()>> = LazyLock::new(|| {
+    MODULE_KEY
+        .iter()
+        .map(|permission| Grant::Permission(permission.name))
+        .collect()
+});
+
+/// One set of grants a caller holds in a scope.
+enum HeldSet {
+    Fixed(&'static Matcher<()>),
+    Compiled(Arc<Effective>),
+}
+
+impl HeldSet {
+    fn allows(&self, permission: &str) -> bool {
+        match self {
+            HeldSet::Fixed(matcher) => matcher.allows(permission),
+            HeldSet::Compiled(effective) => effective.grants.allows(permission),
+        }
+    }
+
+    fn covers(&self, grant: Grant<'_>) -> bool {
+        match self {
+            HeldSet::Fixed(matcher) => matcher.covers(grant),
+            HeldSet::Compiled(effective) => effective.grants.covers(grant),
+        }
+    }
+}
+
+/// Everything a caller holds in one scope.
+pub struct Held {
+    sets: Vec<HeldSet>,
+    /// Held only as a super admin in another tenant: its use is audited.
+    as_super_admin_of: Option<Uuid>,
+}
+
+impl Held {
+    pub fn allows(&self, permission: &str) -> bool {
+        self.sets.iter().any(|set| set.allows(permission))
+    }
+
+    /// Refuses a role or binding that would grant more than this holds,
+    /// unless this holds `plinth:role:escalate`.
+    pub fn forbid_escalation<'a>(
+        &self,
+        mut grants: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ApiError> {
+        if self.allows(ROLE_ESCALATE.name) {
+            return Ok(());
+        }
+        let uncovered = grants.find(|text| {
+            Grant::parse(text).is_ok_and(|grant| !self.sets.iter().any(|set| set.covers(grant)))
+        });
+        match uncovered {
+            Some(permission) => Err(ApiError::PrivilegeEscalation {
+                permission: permission.to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -60,11 +153,12 @@ impl Scope {
 #[derive(Clone)]
 pub struct Access {
     store: Store,
+    grants: Arc<Grants>,
 }
 
 impl Access {
-    pub fn new(store: Store) -> Access {
-        Access { store }
+    pub fn new(store: Store, grants: Arc<Grants>) -> Access {
+        Access { store, grants }
     }
 
     /// Allows the call or answers PERMISSION_DENIED (audited).
@@ -74,10 +168,26 @@ impl Access {
         permission: Permission,
         scope: Scope,
     ) -> Result<(), ApiError> {
-        if self.allows(principal, permission, scope).await? {
+        if permission.owner_holds && scope.owner.is_some_and(|owner| owns(principal, owner)) {
             return Ok(());
         }
-        self.record_denial(principal, permission, scope).await?;
+        let held = self.held(principal, scope).await?;
+        if held.allows(permission.name) {
+            if let Some(tenant_id) = held.as_super_admin_of {
+                self.record(
+                    principal,
+                    permission,
+                    scope,
+                    Some(tenant_id),
+                    Outcome::Success,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let chain = principal.tenant_scope();
+        self.record(principal, permission, scope, chain, Outcome::Denied)
+            .await?;
         Err(ApiError::PermissionDenied {
             permission: permission.name.to_owned(),
         })
@@ -99,79 +209,83 @@ impl Access {
         }
     }
 
-    async fn allows(
-        &self,
-        principal: &Principal,
-        permission: Permission,
-        scope: Scope,
-    ) -> Result<bool, ApiError> {
-        if permission.owner_holds && scope.owner.is_some_and(|owner| owns(principal, owner)) {
-            return Ok(true);
-        }
-        if is_platform_admin(principal) {
-            return Ok(true);
-        }
-        let Some(tenant_id) = scope.tenant else {
-            return Ok(false);
+    /// What the caller holds in `scope`.
+    pub async fn held(&self, principal: &Principal, scope: Scope) -> Result<Held, ApiError> {
+        let mut held = Held {
+            sets: Vec::with_capacity(2),
+            as_super_admin_of: None,
         };
-        let key_sees_tenant = principal
-            .api_key
-            .as_ref()
-            .is_some_and(|key| key.tenant_id.is_none_or(|scope| scope == tenant_id));
-        let user_of_tenant = principal
-            .user
-            .as_ref()
-            .is_some_and(|user| user.tenant_id == tenant_id);
-        Ok(match permission.holders {
-            Holders::PlatformAdmins => false,
-            Holders::TenantKeys => key_sees_tenant,
-            Holders::TenantAdmins => self.administers(principal, tenant_id).await?,
-            Holders::TenantMembers => match principal.kind() {
-                PrincipalKind::User | PrincipalKind::ModuleForUser => user_of_tenant,
-                PrincipalKind::Operator | PrincipalKind::Module => key_sees_tenant,
-                PrincipalKind::Anonymous => false,
-            },
-        })
-    }
-
-    /// A tenant-scoped operator key of the tenant, or a tenant-admin user of
-    /// it (alone or through a module acting for it).
-    async fn administers(&self, principal: &Principal, tenant_id: Uuid) -> Result<bool, ApiError> {
-        Ok(
-            match (principal.kind(), &principal.user, &principal.api_key) {
-                (PrincipalKind::Operator, _, Some(key)) => key.tenant_id == Some(tenant_id),
-                (PrincipalKind::User | PrincipalKind::ModuleForUser, Some(user), _) => {
-                    user.tenant_id == tenant_id
-                        && self.store.rbac.is_tenant_admin(user.user_id).await?
+        if is_platform_admin(principal) {
+            held.sets.push(HeldSet::Fixed(&CORE));
+            if let (Some(user), Some(tenant_id)) = (&principal.user, scope.tenant)
+                && user.tenant_id != tenant_id
+            {
+                held.as_super_admin_of = Some(tenant_id);
+            }
+            return Ok(held);
+        }
+        let key = principal.api_key.as_ref();
+        match principal.kind() {
+            PrincipalKind::Operator => {
+                if let (Some(key_tenant), Some(tenant_id)) =
+                    (key.and_then(|k| k.tenant_id), scope.tenant)
+                    && key_tenant == tenant_id
+                {
+                    held.sets.push(HeldSet::Fixed(&EVERYTHING));
                 }
-                _ => false,
-            },
-        )
+            }
+            PrincipalKind::Module | PrincipalKind::ModuleForUser => {
+                // Acting for a user confines the key to the user's tenant.
+                let confined_to = principal.tenant_scope();
+                let in_scope = key.is_some()
+                    && match (confined_to, scope.tenant) {
+                        (None, _) => true,
+                        (Some(confined_to), Some(tenant_id)) => confined_to == tenant_id,
+                        (Some(_), None) => false,
+                    };
+                if in_scope {
+                    held.sets.push(HeldSet::Fixed(&MODULE_KEY_GRANTS));
+                }
+            }
+            PrincipalKind::User | PrincipalKind::Anonymous => {}
+        }
+        if let (Some(user), Some(tenant_id)) = (&principal.user, scope.tenant)
+            && user.tenant_id == tenant_id
+        {
+            let effective = self
+                .grants
+                .effective(tenant_id, user.user_id, scope.bindings(), Freshness::Cached)
+                .await?;
+            held.sets.push(HeldSet::Compiled(effective));
+        }
+        Ok(held)
     }
 
-    /// Records the refusal in the caller's own chain (its tenant's, else the
-    /// platform's), so probing unknown tenants creates no chains.
-    async fn record_denial(
+    /// Records a refusal in the caller's own chain (its tenant's, else the
+    /// platform's, so probing unknown tenants creates no chains), or a super
+    /// admin's use of `plinth:*` in the chain of the tenant it acted in.
+    async fn record(
         &self,
         principal: &Principal,
         permission: Permission,
         scope: Scope,
+        chain: Option<Uuid>,
+        outcome: Outcome,
     ) -> Result<(), ApiError> {
-        let mut denial = AuditDraft::new(
-            principal.actor(),
-            "access.denied",
-            "permission",
-            permission.name,
-        )
-        .in_tenant(principal.tenant_scope())
-        .with_request_id(&principal.request_id)
-        .with_details(serde_json::json!({
-            "target_tenant_id": scope.tenant,
-            "target_company_id": scope.company,
-        }));
-        denial.outcome = Outcome::Denied;
+        let action = match outcome {
+            Outcome::Denied => "access.denied",
+            _ => "access.platform_admin",
+        };
+        let mut event = AuditDraft::new(principal.actor(), action, "permission", permission.name)
+            .in_tenant(chain)
+            .with_request_id(&principal.request_id)
+            .with_details(serde_json::json!({
+                "target_tenant_id": scope.tenant,
+                "target_company_id": scope.company,
+            }));
+        event.outcome = outcome;
         let mut tx = self.store.begin().await?;
-        audit_log::append(&mut tx, denial).await?;
+        audit_log::append(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }

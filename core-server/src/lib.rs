@@ -7,6 +7,7 @@ mod auth;
 mod grpc;
 mod listing;
 mod permissions;
+mod rbac;
 mod tenant;
 
 /// Signing keys, for tools that mint tokens the way the server does.
@@ -56,6 +57,8 @@ pub enum StartError {
     KeyEncryptionKey(#[from] auth::signing::KeyEncryptionKeyError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("declaring the core permissions: {0}")]
+    Declare(#[from] plinth_platform::error::ApiError),
 }
 
 /// Opens (and migrates) the store, makes the first operator key if there is
@@ -71,7 +74,7 @@ pub async fn run(
     if let Some(issued) = bootstrap_operator_key(&node.store).await? {
         announce_bootstrap_key(&node.config.data_dir, &issued)?;
     }
-    let mut services = core_services(&node, encryption);
+    let mut services = core_services(&node, encryption).await?;
     registry_server::add_services(&mut services, &node.config);
     tracing::info!(address = ?listener.local_addr().ok(), backend = ?node.store.backend(), "core-server serving");
     node.serve(services, ANONYMOUS_METHODS, listener, shutdown)
@@ -80,7 +83,10 @@ pub async fn run(
 }
 
 /// The domain behind each core service, wired to the node's parts.
-fn core_services(node: &Node, encryption: KeyEncryptionKey) -> ServiceSet {
+async fn core_services(
+    node: &Node,
+    encryption: KeyEncryptionKey,
+) -> Result<ServiceSet, StartError> {
     let config = &node.config;
     let store = &node.store;
     let invalidator = &node.invalidator;
@@ -91,7 +97,18 @@ fn core_services(node: &Node, encryption: KeyEncryptionKey) -> ServiceSet {
         invalidator.clone(),
     ));
     invalidator.register(signing_keys.clone());
-    let access = access::Access::new(store.clone());
+    let grants = Arc::new(rbac::grants::Grants::new(store.clone()));
+    invalidator.register(grants.clone());
+    let access = access::Access::new(store.clone(), grants.clone());
+    let declarations = Arc::new(rbac::Declarations::new(store.clone()));
+    declarations.declare_core().await?;
+    let rbac = rbac::Rbac::new(
+        store.clone(),
+        access.clone(),
+        grants,
+        declarations,
+        invalidator.clone(),
+    );
     let passwords = auth::passwords::Passwords::new(config.password_hashing_concurrency);
     let users = auth::users::Users::new(
         store.clone(),
@@ -134,10 +151,10 @@ fn core_services(node: &Node, encryption: KeyEncryptionKey) -> ServiceSet {
             })
             .max_decoding_message_size(limit),
         )
-        .add(RbacServiceServer::new(grpc::RbacApi).max_decoding_message_size(limit))
+        .add(RbacServiceServer::new(grpc::RbacApi { rbac }).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
-    services
+    Ok(services)
 }
 
 /// Creates the data directory (owner only) and opens the migrated store.

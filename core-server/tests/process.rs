@@ -198,10 +198,14 @@ async fn serve() -> Served {
         address,
         data,
     };
+    // The listener is bound before the store opens; a fresh data directory
+    // gets its bootstrap key just before the server serves.
+    let bootstrap_key = served.data.path().join("bootstrap-api-key");
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&served.address)
-            .await
-            .is_ok()
+        if bootstrap_key.exists()
+            && tokio::net::TcpStream::connect(&served.address)
+                .await
+                .is_ok()
         {
             return served;
         }

@@ -118,6 +118,29 @@ pub enum ApiError {
     },
     #[error("service temporarily unavailable")]
     Unavailable,
+    #[error("this replica has not caught up with the consistency token yet; retry")]
+    RbacVersionBehind { retry_after: Duration },
+    #[error("no module declared the permission {permission}")]
+    UnknownPermission { permission: String },
+    #[error("system role {role_key} cannot be deleted and its grants cannot change")]
+    SystemRole { role_key: String },
+    #[error("the tenant would be left without a permanent tenant admin")]
+    LastTenantAdmin,
+    #[error("the caller does not hold {permission}, which the role grants")]
+    PrivilegeEscalation { permission: String },
+    #[error("module id {module_id} is reserved by the platform")]
+    ReservedNamespace { module_id: String },
+    #[error("a module key may act only in its own module namespace")]
+    NamespaceViolation { module_id: String },
+    #[error("role parents would form a cycle: {path}")]
+    RoleCycle { path: String },
+    #[error("role ancestors would be deeper than {max_depth}")]
+    RoleTooDeep { max_depth: i64 },
+    #[error("{resource_type} changed since it was read")]
+    EtagMismatch {
+        resource_type: &'static str,
+        current_etag: String,
+    },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -282,6 +305,75 @@ impl From<ApiError> for Status {
                 Code::Unavailable,
                 ErrorReason::BackendUnavailable,
                 HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::RbacVersionBehind { retry_after } => (
+                Code::Unavailable,
+                ErrorReason::RbacVersionBehind,
+                HashMap::new(),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
+            ApiError::UnknownPermission { permission } => (
+                Code::FailedPrecondition,
+                ErrorReason::UnknownPermission,
+                HashMap::from([("permission".to_owned(), permission)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::SystemRole { role_key } => (
+                Code::FailedPrecondition,
+                ErrorReason::SystemRole,
+                HashMap::from([("role_key".to_owned(), role_key)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::LastTenantAdmin => (
+                Code::FailedPrecondition,
+                ErrorReason::LastTenantAdmin,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::PrivilegeEscalation { permission } => (
+                Code::PermissionDenied,
+                ErrorReason::PrivilegeEscalation,
+                HashMap::from([("permission".to_owned(), permission)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::ReservedNamespace { module_id } => (
+                Code::InvalidArgument,
+                ErrorReason::ReservedNamespace,
+                HashMap::from([("module_id".to_owned(), module_id)]),
+                ErrorDetails::with_bad_request(vec![FieldViolation::new(
+                    "module_id",
+                    "is reserved by the platform",
+                )]),
+            ),
+            ApiError::NamespaceViolation { module_id } => (
+                Code::PermissionDenied,
+                ErrorReason::ModuleNamespaceViolation,
+                HashMap::from([("module_id".to_owned(), module_id)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::RoleCycle { path } => (
+                Code::FailedPrecondition,
+                ErrorReason::RoleCycle,
+                HashMap::from([("path".to_owned(), path)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::RoleTooDeep { max_depth } => (
+                Code::FailedPrecondition,
+                ErrorReason::RoleCycle,
+                HashMap::from([("max_depth".to_owned(), max_depth.to_string())]),
+                ErrorDetails::new(),
+            ),
+            ApiError::EtagMismatch {
+                resource_type,
+                current_etag,
+            } => (
+                Code::Aborted,
+                ErrorReason::EtagMismatch,
+                HashMap::from([
+                    ("resource_type".to_owned(), resource_type.to_owned()),
+                    ("current_etag".to_owned(), current_etag),
+                ]),
                 ErrorDetails::new(),
             ),
             ApiError::Internal(source) => {

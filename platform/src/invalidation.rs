@@ -2,8 +2,8 @@
 //! change is applied to this replica's caches at once, then published on a
 //! Redis channel that every replica applies. Without Redis (or while it is
 //! unreachable) other replicas converge within their cache lifetimes: 30 s
-//! for API keys, 2 s for session, user and tenant states, 60 s for signing
-//! keys.
+//! for API keys, 2 s for session, user and tenant states and compiled RBAC
+//! grants, 60 s for signing keys.
 
 use std::{
     sync::{Arc, RwLock, Weak},
@@ -27,6 +27,8 @@ pub enum Change {
     Subjects,
     /// A signing key was rotated.
     SigningKeys,
+    /// A tenant's roles or bindings changed, committing this RBAC version.
+    Rbac { tenant_id: Uuid, version: i64 },
     /// Anything may have changed (messages may have been missed).
     Everything,
 }
@@ -37,6 +39,7 @@ impl Change {
             Change::ApiKey(id) => format!("api_key:{id}"),
             Change::Subjects => "subjects".to_owned(),
             Change::SigningKeys => "signing_keys".to_owned(),
+            Change::Rbac { tenant_id, version } => format!("rbac:{tenant_id}:{version}"),
             Change::Everything => "everything".to_owned(),
         }
     }
@@ -46,10 +49,16 @@ impl Change {
             "subjects" => Some(Change::Subjects),
             "signing_keys" => Some(Change::SigningKeys),
             "everything" => Some(Change::Everything),
-            other => other
-                .strip_prefix("api_key:")
-                .and_then(|id| Uuid::try_parse(id).ok())
-                .map(Change::ApiKey),
+            other => {
+                if let Some(id) = other.strip_prefix("api_key:") {
+                    return Uuid::try_parse(id).ok().map(Change::ApiKey);
+                }
+                let (tenant_id, version) = other.strip_prefix("rbac:")?.split_once(':')?;
+                Some(Change::Rbac {
+                    tenant_id: Uuid::try_parse(tenant_id).ok()?,
+                    version: version.parse().ok()?,
+                })
+            }
         }
     }
 }
@@ -162,10 +171,16 @@ mod tests {
             Change::ApiKey(Uuid::now_v7()),
             Change::Subjects,
             Change::SigningKeys,
+            Change::Rbac {
+                tenant_id: Uuid::now_v7(),
+                version: i64::MAX,
+            },
             Change::Everything,
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));
         }
         assert_eq!(Change::decode("api_key:nonsense"), None);
+        assert_eq!(Change::decode("rbac:nonsense:1"), None);
+        assert_eq!(Change::decode(&format!("rbac:{}:x", Uuid::nil())), None);
     }
 }

@@ -11,6 +11,7 @@ mod files;
 pub mod identity;
 pub mod invalidation;
 pub mod node;
+pub mod permission;
 pub mod request_id;
 pub mod server;
 pub mod shared_redis;

@@ -144,13 +144,13 @@ async fn a_malformed_bearer_token_is_refused(backend: Backend) {
 async fn calls_not_built_yet_answer_unimplemented(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut client =
-        plinth_client::rbac::v1::rbac_service_client::RbacServiceClient::with_interceptor(
+        plinth_client::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
             sandbox.channel().await,
             Credentials::api_key(&sandbox.operator_key),
         );
 
     let status = client
-        .check(plinth_client::rbac::v1::CheckRequest::default())
+        .query_events(plinth_client::audit::v1::QueryEventsRequest::default())
         .await
         .unwrap_err();
 

@@ -481,14 +481,23 @@ async fn a_tenant_admin_cannot_reach_another_tenant(backend: Backend) {
 
 async fn disabling_a_user_ends_its_sessions(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
-    sign_up(&sandbox, "initech").await;
-    let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    let initech = sign_up(&sandbox, "initech").await;
+    let mut operator = sandbox.operator().await;
+    operator
+        .auth
+        .create_user(CreateUserRequest {
+            tenant_id: initech,
+            email: "milton@initech.example".to_owned(),
+            display_name: "Milton".to_owned(),
+            password: PASSWORD.to_owned(),
+        })
+        .await
+        .unwrap();
+    let session = tokens(&sandbox, "initech", "milton@initech.example").await;
     let key = module_key(&sandbox).await;
     let me = verify(&sandbox, &key, &session.access_token).await.unwrap();
 
-    sandbox
-        .operator()
-        .await
+    operator
         .auth
         .update_user(plinth_client::auth::v1::UpdateUserRequest {
             id: me.user_id,

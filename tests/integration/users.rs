@@ -165,7 +165,12 @@ async fn disabling_a_user_is_visible_and_audited(backend: Backend) {
     let actions: Vec<_> = chain.iter().map(|event| event.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["tenant.created", "auth.user.created", "auth.user.updated"]
+        [
+            "tenant.created",
+            "rbac.role.created",
+            "auth.user.created",
+            "auth.user.updated"
+        ]
     );
 }
 

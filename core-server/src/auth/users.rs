@@ -11,7 +11,7 @@ use plinth_platform::{
     identity::Principal,
     invalidation::{Change, Invalidator},
     store::{
-        Store, StoreError, TenantRows, Tx, count_in_tenant, sessions,
+        Store, StoreError, TenantRows, Tx, count_in_tenant, rbac, sessions,
         users::{self, NewUser, UserFilter, UserRecord, UserStatus},
     },
 };
@@ -22,6 +22,7 @@ use crate::{
     access::{Access, Owner, Scope},
     listing::PageRequest,
     permissions::{USER_CREATE, USER_LIST, USER_READ, USER_SET_PASSWORD, USER_UPDATE},
+    rbac::keep_last_admin,
     tenant::{lock_writable, within_limit},
 };
 
@@ -242,6 +243,13 @@ impl Users {
         user.updated_at = clock::now();
         let mut tx = self.store.begin().await?;
         lock_writable(&mut tx, user.tenant_id).await?;
+        if user.status != UserStatus::Active {
+            let (tenant_id, user_id) = (user.tenant_id, user.id);
+            keep_last_admin(&mut tx, tenant_id, async |tx| {
+                rbac::count_permanent_admins(tx, tenant_id, None, Some(user_id)).await
+            })
+            .await?;
+        }
         users::update(
             &mut tx,
             &user,

@@ -4,19 +4,15 @@
 //! generated default of UNIMPLEMENTED for every call.
 
 mod auth;
+mod rbac;
 mod tenant;
 mod validate;
 
-use plinth_client::{
-    audit::v1::audit_service_server::AuditService, rbac::v1::rbac_service_server::RbacService,
-};
+use plinth_client::audit::v1::audit_service_server::AuditService;
 
 pub use auth::AuthApi;
+pub use rbac::RbacApi;
 pub use tenant::TenantApi;
-
-pub struct RbacApi;
-
-impl RbacService for RbacApi {}
 
 pub struct AuditApi;
 

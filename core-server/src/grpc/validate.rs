@@ -5,7 +5,10 @@
 use std::{ops::RangeInclusive, time::Duration};
 
 use chrono::{DateTime, Utc};
-use plinth_platform::error::{ApiError, Violations};
+use plinth_platform::{
+    error::{ApiError, Violations},
+    permission::{self, Grant},
+};
 use uuid::Uuid;
 
 use crate::{auth::email, listing::PageRequest};
@@ -179,6 +182,73 @@ impl Fields {
             return &[];
         }
         values
+    }
+
+    /// A concrete permission: `namespace:resource:action`, no wildcard.
+    pub fn permission(&mut self, field: &str, value: &str) -> String {
+        match permission::check_permission(value) {
+            Ok(()) => value.to_owned(),
+            Err(problem) => {
+                self.violation(field, problem);
+                String::new()
+            }
+        }
+    }
+
+    /// Role grants: at most `max`, each a permission or a trailing
+    /// wildcard; sorted and deduplicated.
+    pub fn grants(&mut self, field: &str, values: &[String], max: usize) -> Vec<String> {
+        let mut grants = Vec::with_capacity(values.len().min(max));
+        for (index, value) in self.bounded(field, values, max).iter().enumerate() {
+            match Grant::parse(value) {
+                Ok(_) => grants.push(value.clone()),
+                Err(problem) => self.violation(&format!("{field}[{index}]"), problem),
+            }
+        }
+        grants.sort_unstable();
+        grants.dedup();
+        grants
+    }
+
+    /// Ids: at most `max`, each a UUID; deduplicated, in the given order.
+    pub fn ids(&mut self, field: &str, values: &[String], max: usize) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = Vec::with_capacity(values.len().min(max));
+        for (index, value) in self.bounded(field, values, max).iter().enumerate() {
+            if let Some(id) = self.optional_id(&format!("{field}[{index}]"), value) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            } else if value.is_empty() {
+                self.violation(&format!("{field}[{index}]"), "is required");
+            }
+        }
+        ids
+    }
+
+    /// An optional time in the future, at most `max_ahead` from now.
+    pub fn future_time(
+        &mut self,
+        field: &str,
+        value: Option<&prost_types::Timestamp>,
+        max_ahead: chrono::Duration,
+    ) -> Option<DateTime<Utc>> {
+        let value = value?;
+        let now = plinth_platform::clock::now();
+        let time = u32::try_from(value.nanos)
+            .ok()
+            .filter(|nanos| *nanos < 1_000_000_000)
+            .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
+            .filter(|time| *time > now && *time <= now + max_ahead);
+        if time.is_none() {
+            self.violation(
+                field,
+                format!(
+                    "must be in the future, at most {} days ahead",
+                    max_ahead.num_days()
+                ),
+            );
+        }
+        time
     }
 
     /// `page_size` (0 means the default) and an opaque `page_token`.

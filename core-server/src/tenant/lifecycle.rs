@@ -17,6 +17,7 @@ use crate::{
     access::Scope,
     listing::PageRequest,
     permissions::{TENANT_CREATE, TENANT_LIST, TENANT_READ, TENANT_SET_STATUS, TENANT_UPDATE},
+    rbac::seed_tenant,
 };
 
 /// A tenant's caps; 0 means unlimited.
@@ -113,6 +114,7 @@ impl Tenants {
         )
         .await
         .map_err(code_taken)?;
+        seed_tenant(&mut tx, principal, &tenant, None).await?;
         tx.commit().await?;
         Ok(tenant)
     }

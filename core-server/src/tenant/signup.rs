@@ -2,11 +2,9 @@
 //! transaction.
 
 use plinth_platform::{
-    audit::AuditDraft,
     error::ApiError,
     identity::{Principal, PrincipalKind},
     store::{
-        rbac::{self, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
         tenants::{self, TenantRecord, TenantStatus},
         users,
     },
@@ -21,6 +19,7 @@ use crate::{
         users::{UserInput, new_user, user_event},
     },
     permissions::TENANT_SIGNUP,
+    rbac::seed_tenant,
 };
 
 #[derive(Debug, Clone)]
@@ -61,58 +60,20 @@ impl Tenants {
             sign_up.tenant_name,
             TenantStatus::Active,
         );
-        let now = tenant.created_at;
         let admin = new_user(&self.passwords, tenant.id, &tenant.code, sign_up.admin).await?;
-        let role = RoleRecord {
-            id: Uuid::now_v7(),
-            tenant_id: tenant.id,
-            key: TENANT_ADMIN_ROLE.to_owned(),
-            display_name: "Tenant administrator".to_owned(),
-            description: "Manages the tenant: users, companies, roles and modules.".to_owned(),
-            system: true,
-            permissions: vec!["plinth:*".to_owned()],
-            etag: Uuid::now_v7().simple().to_string(),
-            created_at: now,
-            updated_at: now,
-        };
-        let binding = RoleBinding {
-            id: Uuid::now_v7(),
-            tenant_id: tenant.id,
-            user_id: admin.user.id,
-            role_id: role.id,
-            company_id: None,
-            created_at: now,
-        };
-        let rbac_event = |action: &str, resource_type: &str, resource_id: Uuid| {
-            AuditDraft::new(
-                principal.actor(),
-                action,
-                resource_type,
-                &resource_id.to_string(),
-            )
-            .in_tenant(Some(tenant.id))
-            .with_request_id(&principal.request_id)
-        };
-
         let mut tx = self.store.begin().await?;
         let created = tenant_event(principal, "tenant.created", &tenant)
             .with_details(serde_json::json!({ "code": tenant.code, "signup": true }));
         tenants::insert(&mut tx, &tenant, created)
             .await
             .map_err(code_taken)?;
-        let role_created = rbac_event("rbac.role.created", "role", role.id)
-            .with_details(serde_json::json!({ "key": role.key, "system": true }));
-        rbac::insert_role(&mut tx, &role, role_created).await?;
         users::insert(
             &mut tx,
             &admin,
             user_event(principal, "auth.user.created", &admin.user),
         )
         .await?;
-        let bound = rbac_event("rbac.role.bound", "role_binding", binding.id).with_details(
-            serde_json::json!({ "user_id": admin.user.id, "role": TENANT_ADMIN_ROLE }),
-        );
-        rbac::bind(&mut tx, &binding, bound).await?;
+        seed_tenant(&mut tx, principal, &tenant, Some(admin.user.id)).await?;
         tx.commit().await?;
         Ok((tenant, admin.user.id))
     }

@@ -1,16 +1,24 @@
-//! Roles, the permissions they grant, and the bindings of users to them.
+//! Roles (with their grants and parents), the bindings of users to them,
+//! declared permissions, and each tenant's RBAC version. Every change to a
+//! tenant's roles or bindings bumps that version in its own transaction
+//! ([`bump_version`]); the composite foreign keys keep every role, parent,
+//! user and company of a binding inside the binding's tenant.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
-use super::{SqlStore, StoreError, Tx, in_tx};
+use super::{Page, SqlStore, StoreError, Tx, in_tx};
 use crate::audit::AuditDraft;
 
 /// The key of the system role every tenant has for its administrators.
 pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Deepest chain of ancestors a role may have; the grant queries follow
+/// parents no further.
+pub const MAX_ROLE_DEPTH: i64 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RoleRecord {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -20,14 +28,19 @@ pub struct RoleRecord {
     pub description: String,
     /// Made by the platform; cannot be deleted or stripped.
     pub system: bool,
+    /// Granted directly, sorted.
+    #[sqlx(skip)]
     pub permissions: Vec<String>,
+    #[sqlx(skip)]
+    pub parent_role_ids: Vec<Uuid>,
     pub etag: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// A user holding a role, tenant-wide or for one company.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A user holding a role, tenant-wide or for one company, maybe until a
+/// time.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RoleBinding {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -35,13 +48,257 @@ pub struct RoleBinding {
     pub role_id: Uuid,
     pub company_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Reads roles and bindings.
+/// Optional filters of a binding listing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BindingFilter {
+    pub user_id: Option<Uuid>,
+    pub role_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
+}
+
+/// Which of a user's bindings count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindingScope {
+    /// Tenant-wide bindings only.
+    Tenant,
+    /// Tenant-wide bindings and those for this company.
+    Company(Uuid),
+    /// Every binding, whatever its company.
+    Every,
+}
+
+/// One permission a user holds through one binding.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GrantRow {
+    pub binding_id: Uuid,
+    pub company_id: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The role the binding names.
+    pub role_id: Uuid,
+    pub role_key: String,
+    /// That role or an ancestor: the one whose own grants hold `permission`.
+    pub granting_role_id: Uuid,
+    pub granting_role_key: String,
+    pub permission: String,
+}
+
+/// What a user holds in its tenant, read at (at least) `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGrants {
+    /// The tenant's RBAC version, read before the grants.
+    pub version: i64,
+    pub user_active: bool,
+    /// Whether the company the scope names is one of the tenant's.
+    pub company_found: bool,
+    /// Unexpired bindings only.
+    pub grants: Vec<GrantRow>,
+}
+
+/// A declared permission.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PermissionRecord {
+    pub name: String,
+    pub module_id: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Optional filters of a permission listing, and where the page starts.
+#[derive(Debug, Clone, Default)]
+pub struct PermissionFilter {
+    pub module_id: Option<String>,
+    pub name_prefix: Option<String>,
+    /// Names after this one.
+    pub after: Option<String>,
+}
+
+/// Reads roles, bindings, grants and declarations.
 #[async_trait::async_trait]
 pub trait RbacStore: Send + Sync {
-    /// Whether the user holds its tenant's `tenant-admin` role tenant-wide.
-    async fn is_tenant_admin(&self, user_id: Uuid) -> Result<bool, StoreError>;
+    /// Every role of the tenant, oldest first.
+    async fn tenant_roles(&self, tenant_id: Uuid) -> Result<Vec<RoleRecord>, StoreError>;
+
+    async fn role(&self, id: Uuid) -> Result<Option<RoleRecord>, StoreError>;
+
+    async fn role_by_key(
+        &self,
+        tenant_id: Uuid,
+        key: &str,
+    ) -> Result<Option<RoleRecord>, StoreError>;
+
+    async fn binding(&self, id: Uuid) -> Result<Option<RoleBinding>, StoreError>;
+
+    async fn list_bindings(
+        &self,
+        tenant_id: Uuid,
+        filter: BindingFilter,
+        page: Page,
+    ) -> Result<Vec<RoleBinding>, StoreError>;
+
+    /// `None` for an unknown tenant.
+    async fn rbac_version(&self, tenant_id: Uuid) -> Result<Option<i64>, StoreError>;
+
+    /// `None` when the user is not one of the tenant's.
+    async fn user_grants(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        scope: BindingScope,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserGrants>, StoreError>;
+
+    /// Active users bound (tenant-wide, or for `company_id`) to a role that
+    /// holds, itself or through an ancestor, one of `grants` (a permission
+    /// and the wildcards over it), by id.
+    async fn users_granted(
+        &self,
+        tenant_id: Uuid,
+        grants: &[String; 4],
+        company_id: Option<Uuid>,
+        now: DateTime<Utc>,
+        page: Page,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    async fn is_declared(&self, permission: &str) -> Result<bool, StoreError>;
+
+    /// Whether any declared permission starts with `prefix`.
+    async fn any_declared_under(&self, prefix: &str) -> Result<bool, StoreError>;
+
+    async fn list_permissions(
+        &self,
+        filter: &PermissionFilter,
+        limit: i64,
+    ) -> Result<Vec<PermissionRecord>, StoreError>;
+}
+
+macro_rules! role_columns {
+    () => {
+        "r.id, r.tenant_id, r.key, r.display_name, r.description, r.system, r.etag, \
+         r.created_at, r.updated_at"
+    };
+}
+
+macro_rules! binding_columns {
+    () => {
+        "id, tenant_id, user_id, role_id, company_id, created_at, expires_at"
+    };
+}
+/// The roles `$filter` (a condition on `roles r`) selects, with their grants
+/// and parents, oldest first; written once for pools and transactions.
+macro_rules! load_roles {
+    ($executor:expr, $filter:literal $(, $bind:expr)*) => {{
+        let mut roles: Vec<RoleRecord> = sqlx::query_as(concat!(
+            "SELECT ", role_columns!(), " FROM roles r WHERE ", $filter, " ORDER BY r.id"
+        ))
+        $(.bind($bind))*
+        .fetch_all($executor)
+        .await?;
+        let grants: Vec<(Uuid, String)> = sqlx::query_as(concat!(
+            "SELECT rp.role_id, rp.permission FROM role_permissions rp \
+             JOIN roles r ON r.id = rp.role_id WHERE ", $filter, " ORDER BY rp.permission"
+        ))
+        $(.bind($bind))*
+        .fetch_all($executor)
+        .await?;
+        let parents: Vec<(Uuid, Uuid)> = sqlx::query_as(concat!(
+            "SELECT p.role_id, p.parent_role_id FROM role_parents p \
+             JOIN roles r ON r.id = p.role_id WHERE ", $filter, " ORDER BY p.parent_role_id"
+        ))
+        $(.bind($bind))*
+        .fetch_all($executor)
+        .await?;
+        attach(&mut roles, grants, parents);
+        roles
+    }};
+}
+
+fn attach(roles: &mut [RoleRecord], grants: Vec<(Uuid, String)>, parents: Vec<(Uuid, Uuid)>) {
+    let index: std::collections::HashMap<Uuid, usize> = roles
+        .iter()
+        .enumerate()
+        .map(|(position, role)| (role.id, position))
+        .collect();
+    for (role_id, permission) in grants {
+        if let Some(&position) = index.get(&role_id) {
+            roles[position].permissions.push(permission);
+        }
+    }
+    for (role_id, parent_id) in parents {
+        if let Some(&position) = index.get(&role_id) {
+            roles[position].parent_role_ids.push(parent_id);
+        }
+    }
+}
+
+/// Every role of the tenant, read inside the writer's transaction (the
+/// tenant locked, so the graph holds until commit).
+pub async fn tenant_roles(tx: &mut Tx, tenant_id: Uuid) -> Result<Vec<RoleRecord>, StoreError> {
+    Ok(in_tx!(tx, connection => {
+        load_roles!(&mut *connection, "r.tenant_id = $1", tenant_id)
+    }))
+}
+
+/// A binding, read inside the writer's transaction.
+pub async fn binding(tx: &mut Tx, id: Uuid) -> Result<Option<RoleBinding>, StoreError> {
+    Ok(in_tx!(tx, connection => {
+        sqlx::query_as(concat!("SELECT ", binding_columns!(), " FROM role_bindings WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(connection)
+            .await?
+    }))
+}
+
+/// Bumps the tenant's RBAC version; every RBAC writer calls it once, in the
+/// transaction of its change.
+pub async fn bump_version(tx: &mut Tx, tenant_id: Uuid) -> Result<i64, StoreError> {
+    let version: Option<i64> = in_tx!(tx, connection => {
+        sqlx::query_scalar(
+            "UPDATE tenants SET rbac_version = rbac_version + 1 WHERE id = $1 RETURNING rbac_version",
+        )
+        .bind(tenant_id)
+        .fetch_optional(connection)
+        .await?
+    });
+    version.ok_or(StoreError::NotFound)
+}
+
+/// Active users of the tenant holding its tenant-admin role tenant-wide
+/// without expiry, other than through `except_binding` and other than
+/// `except_user`: who would be left to administer it.
+pub async fn count_permanent_admins(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    except_binding: Option<Uuid>,
+    except_user: Option<Uuid>,
+) -> Result<i64, StoreError> {
+    Ok(in_tx!(tx, connection => {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT b.user_id) FROM role_bindings b \
+             JOIN roles r ON r.id = b.role_id JOIN users u ON u.id = b.user_id \
+             WHERE b.tenant_id = $1 AND r.system AND r.key = $2 AND b.company_id IS NULL \
+             AND b.expires_at IS NULL AND u.status = 'active' \
+             AND ($3 IS NULL OR b.id <> $3) AND ($4 IS NULL OR b.user_id <> $4)",
+        )
+        .bind(tenant_id)
+        .bind(TENANT_ADMIN_ROLE)
+        .bind(except_binding)
+        .bind(except_user)
+        .fetch_one(connection)
+        .await?
+    }))
+}
+
+/// How many bindings the user has, expired ones included.
+pub async fn count_user_bindings(tx: &mut Tx, user_id: Uuid) -> Result<i64, StoreError> {
+    Ok(in_tx!(tx, connection => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM role_bindings WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(connection)
+            .await?
+    }))
 }
 
 pub async fn insert_role(
@@ -65,6 +322,47 @@ pub async fn insert_role(
         .bind(role.updated_at)
         .execute(&mut *connection)
         .await?;
+    });
+    write_grants_and_parents(tx, role).await?;
+    super::audit_log::append(tx, audit).await?;
+    Ok(())
+}
+
+/// Writes name, description and etag, and replaces grants and parents.
+pub async fn update_role(
+    tx: &mut Tx,
+    role: &RoleRecord,
+    audit: AuditDraft,
+) -> Result<(), StoreError> {
+    let changed = in_tx!(tx, connection => {
+        let changed = sqlx::query(
+            "UPDATE roles SET display_name = $2, description = $3, etag = $4, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(role.id)
+        .bind(&role.display_name)
+        .bind(&role.description)
+        .bind(&role.etag)
+        .bind(role.updated_at)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
+            .bind(role.id)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query("DELETE FROM role_parents WHERE role_id = $1")
+            .bind(role.id)
+            .execute(&mut *connection)
+            .await?;
+        changed
+    });
+    write_grants_and_parents(tx, role).await?;
+    super::audited(tx, changed, audit).await
+}
+
+async fn write_grants_and_parents(tx: &mut Tx, role: &RoleRecord) -> Result<(), StoreError> {
+    in_tx!(tx, connection => {
         for permission in &role.permissions {
             sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
                 .bind(role.id)
@@ -72,24 +370,45 @@ pub async fn insert_role(
                 .execute(&mut *connection)
                 .await?;
         }
+        for parent_id in &role.parent_role_ids {
+            sqlx::query(
+                "INSERT INTO role_parents (tenant_id, role_id, parent_role_id) VALUES ($1, $2, $3)",
+            )
+            .bind(role.tenant_id)
+            .bind(role.id)
+            .bind(parent_id)
+            .execute(&mut *connection)
+            .await?;
+        }
     });
-    super::audit_log::append(tx, audit).await?;
     Ok(())
+}
+
+/// Deletes a role; its grants, its bindings and its place as a parent go
+/// with it.
+pub async fn delete_role(tx: &mut Tx, id: Uuid, audit: AuditDraft) -> Result<(), StoreError> {
+    let changed = in_tx!(tx, connection => {
+        sqlx::query("DELETE FROM roles WHERE id = $1")
+            .bind(id)
+            .execute(connection)
+            .await?
+            .rows_affected()
+    });
+    super::audited(tx, changed, audit).await
 }
 
 pub async fn bind(tx: &mut Tx, binding: &RoleBinding, audit: AuditDraft) -> Result<(), StoreError> {
     in_tx!(tx, connection => {
-        sqlx::query(
-            "INSERT INTO role_bindings (id, tenant_id, user_id, role_id, company_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO role_bindings (", binding_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
         .bind(binding.id)
         .bind(binding.tenant_id)
         .bind(binding.user_id)
         .bind(binding.role_id)
-        // '' stands for tenant-wide, so the unique key treats it as a value.
-        .bind(binding.company_id.map(|id| id.to_string()).unwrap_or_default())
+        .bind(binding.company_id)
         .bind(binding.created_at)
+        .bind(binding.expires_at)
         .execute(connection)
         .await?;
     });
@@ -97,21 +416,264 @@ pub async fn bind(tx: &mut Tx, binding: &RoleBinding, audit: AuditDraft) -> Resu
     Ok(())
 }
 
+pub async fn unbind(tx: &mut Tx, id: Uuid, audit: AuditDraft) -> Result<(), StoreError> {
+    let changed = in_tx!(tx, connection => {
+        sqlx::query("DELETE FROM role_bindings WHERE id = $1")
+            .bind(id)
+            .execute(connection)
+            .await?
+            .rows_affected()
+    });
+    super::audited(tx, changed, audit).await
+}
+
+/// Declares permissions of one module, or updates their descriptions;
+/// returns them as stored. Declarations are platform-wide: the audit event
+/// goes to the platform chain.
+pub async fn declare(
+    tx: &mut Tx,
+    declarations: &[PermissionRecord],
+    audit: AuditDraft,
+) -> Result<Vec<PermissionRecord>, StoreError> {
+    let mut stored = Vec::with_capacity(declarations.len());
+    in_tx!(tx, connection => {
+        for declaration in declarations {
+            let row: PermissionRecord = sqlx::query_as(
+                "INSERT INTO permissions (name, module_id, description, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) \
+                 DO UPDATE SET description = excluded.description \
+                 RETURNING name, module_id, description, created_at",
+            )
+            .bind(&declaration.name)
+            .bind(&declaration.module_id)
+            .bind(&declaration.description)
+            .bind(declaration.created_at)
+            .fetch_one(&mut *connection)
+            .await?;
+            stored.push(row);
+        }
+    });
+    super::audit_log::append(tx, audit).await?;
+    Ok(stored)
+}
+
+/// How many permissions the module has declared.
+pub async fn count_declared(tx: &mut Tx, module_id: &str) -> Result<i64, StoreError> {
+    Ok(in_tx!(tx, connection => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM permissions WHERE module_id = $1")
+            .bind(module_id)
+            .fetch_one(connection)
+            .await?
+    }))
+}
+
+/// The first string after every string that starts with `prefix` (ASCII).
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.to_owned();
+    if let Some(last) = end.pop() {
+        end.push(char::from(last as u8 + 1));
+    }
+    end
+}
+
 macro_rules! impl_rbac_store {
     ($db:ty) => {
         #[async_trait::async_trait]
         impl RbacStore for SqlStore<$db> {
-            async fn is_tenant_admin(&self, user_id: Uuid) -> Result<bool, StoreError> {
-                let bound: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM role_bindings b JOIN roles r ON r.id = b.role_id \
-                     WHERE b.user_id = $1 AND b.company_id = '' AND r.system AND r.key = $2 \
-                     AND r.tenant_id = b.tenant_id LIMIT 1",
+            async fn tenant_roles(&self, tenant_id: Uuid) -> Result<Vec<RoleRecord>, StoreError> {
+                Ok(load_roles!(&self.pool, "r.tenant_id = $1", tenant_id))
+            }
+
+            async fn role(&self, id: Uuid) -> Result<Option<RoleRecord>, StoreError> {
+                Ok(load_roles!(&self.pool, "r.id = $1", id).pop())
+            }
+
+            async fn role_by_key(
+                &self,
+                tenant_id: Uuid,
+                key: &str,
+            ) -> Result<Option<RoleRecord>, StoreError> {
+                Ok(load_roles!(&self.pool, "r.tenant_id = $1 AND r.key = $2", tenant_id, key).pop())
+            }
+
+            async fn binding(&self, id: Uuid) -> Result<Option<RoleBinding>, StoreError> {
+                self.row_where(
+                    concat!("SELECT ", binding_columns!(), " FROM role_bindings WHERE id = $1"),
+                    id,
                 )
+                .await
+            }
+
+            async fn list_bindings(
+                &self,
+                tenant_id: Uuid,
+                filter: BindingFilter,
+                page: Page,
+            ) -> Result<Vec<RoleBinding>, StoreError> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    binding_columns!(),
+                    " FROM role_bindings WHERE tenant_id = $1 \
+                     AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR role_id = $3) \
+                     AND ($4 IS NULL OR company_id = $4) AND ($5 IS NULL OR id > $5) \
+                     ORDER BY id LIMIT $6"
+                ))
+                .bind(tenant_id)
+                .bind(filter.user_id)
+                .bind(filter.role_id)
+                .bind(filter.company_id)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn rbac_version(&self, tenant_id: Uuid) -> Result<Option<i64>, StoreError> {
+                self.row_where("SELECT rbac_version FROM tenants WHERE id = $1", tenant_id)
+                    .await
+                    .map(|row: Option<(i64,)>| row.map(|(version,)| version))
+            }
+
+            async fn user_grants(
+                &self,
+                tenant_id: Uuid,
+                user_id: Uuid,
+                scope: BindingScope,
+                now: DateTime<Utc>,
+            ) -> Result<Option<UserGrants>, StoreError> {
+                let (company_id, every_company) = match scope {
+                    BindingScope::Tenant => (None, false),
+                    BindingScope::Company(company_id) => (Some(company_id), false),
+                    BindingScope::Every => (None, true),
+                };
+                // The version first: grants read after it are at least as new.
+                let subject: Option<(i64, String, bool)> = sqlx::query_as(
+                    "SELECT t.rbac_version, u.status, \
+                     ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
+                                            WHERE c.id = $3 AND c.tenant_id = $1)) \
+                     FROM users u JOIN tenants t ON t.id = u.tenant_id \
+                     WHERE u.id = $2 AND u.tenant_id = $1",
+                )
+                .bind(tenant_id)
                 .bind(user_id)
-                .bind(TENANT_ADMIN_ROLE)
+                .bind(company_id)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(bound.is_some())
+                let Some((version, status, company_found)) = subject else {
+                    return Ok(None);
+                };
+                let grants = sqlx::query_as(
+                    "WITH RECURSIVE granted (binding_id, role_id, depth) AS ( \
+                         SELECT b.id, b.role_id, 0 FROM role_bindings b \
+                         WHERE b.tenant_id = $1 AND b.user_id = $2 \
+                         AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
+                         AND (b.expires_at IS NULL OR b.expires_at > $5) \
+                       UNION \
+                         SELECT g.binding_id, p.parent_role_id, g.depth + 1 \
+                         FROM granted g JOIN role_parents p ON p.role_id = g.role_id \
+                         WHERE g.depth < $6 \
+                     ) \
+                     SELECT DISTINCT g.binding_id, b.company_id, b.expires_at, \
+                            b.role_id, bound.key AS role_key, \
+                            g.role_id AS granting_role_id, granting.key AS granting_role_key, \
+                            rp.permission \
+                     FROM granted g \
+                     JOIN role_bindings b ON b.id = g.binding_id \
+                     JOIN roles bound ON bound.id = b.role_id \
+                     JOIN roles granting ON granting.id = g.role_id \
+                     JOIN role_permissions rp ON rp.role_id = g.role_id",
+                )
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(company_id)
+                .bind(every_company)
+                .bind(now)
+                .bind(MAX_ROLE_DEPTH)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some(UserGrants {
+                    version,
+                    user_active: status == super::users::UserStatus::Active.as_str(),
+                    company_found,
+                    grants,
+                }))
+            }
+
+            async fn users_granted(
+                &self,
+                tenant_id: Uuid,
+                grants: &[String; 4],
+                company_id: Option<Uuid>,
+                now: DateTime<Utc>,
+                page: Page,
+            ) -> Result<Vec<Uuid>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "WITH RECURSIVE holding (role_id, depth) AS ( \
+                         SELECT rp.role_id, 0 FROM role_permissions rp \
+                         JOIN roles r ON r.id = rp.role_id \
+                         WHERE r.tenant_id = $1 AND rp.permission IN ($2, $3, $4, $5) \
+                       UNION \
+                         SELECT p.role_id, h.depth + 1 FROM holding h \
+                         JOIN role_parents p ON p.parent_role_id = h.role_id \
+                         WHERE h.depth < $6 \
+                     ) \
+                     SELECT DISTINCT b.user_id FROM role_bindings b \
+                     JOIN users u ON u.id = b.user_id \
+                     WHERE b.tenant_id = $1 AND b.role_id IN (SELECT role_id FROM holding) \
+                     AND (b.company_id IS NULL OR b.company_id = $7) \
+                     AND (b.expires_at IS NULL OR b.expires_at > $8) \
+                     AND u.status = 'active' AND ($9 IS NULL OR b.user_id > $9) \
+                     ORDER BY b.user_id LIMIT $10",
+                )
+                .bind(tenant_id)
+                .bind(&grants[0])
+                .bind(&grants[1])
+                .bind(&grants[2])
+                .bind(&grants[3])
+                .bind(MAX_ROLE_DEPTH)
+                .bind(company_id)
+                .bind(now)
+                .bind(page.after)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn is_declared(&self, permission: &str) -> Result<bool, StoreError> {
+                let found: Option<(i32,)> = self
+                    .row_where("SELECT 1 FROM permissions WHERE name = $1", permission)
+                    .await?;
+                Ok(found.is_some())
+            }
+
+            async fn any_declared_under(&self, prefix: &str) -> Result<bool, StoreError> {
+                let found: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM permissions WHERE name >= $1 AND name < $2 LIMIT 1",
+                )
+                .bind(prefix)
+                .bind(prefix_end(prefix))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            async fn list_permissions(
+                &self,
+                filter: &PermissionFilter,
+                limit: i64,
+            ) -> Result<Vec<PermissionRecord>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT name, module_id, description, created_at FROM permissions \
+                     WHERE ($1 IS NULL OR module_id = $1) \
+                     AND ($2 IS NULL OR substr(name, 1, length($2)) = $2) \
+                     AND ($3 IS NULL OR name > $3) ORDER BY name LIMIT $4",
+                )
+                .bind(&filter.module_id)
+                .bind(&filter.name_prefix)
+                .bind(&filter.after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
         }
     };

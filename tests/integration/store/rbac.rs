@@ -1,23 +1,29 @@
-//! Roles and bindings, as far as the core uses them before RBAC.
+//! Roles, bindings, grants and declarations in the store.
 
+use chrono::Duration;
 use plinth_platform::{
     clock,
     store::{
-        Store,
-        rbac::{self, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
+        Reference, Store, StoreError,
+        companies::{self, CompanyRecord},
+        rbac::{self, BindingScope, PermissionRecord, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
     },
 };
 use plinth_tests::Backend;
 use uuid::Uuid;
 
-use super::{committed, event, events_of, fresh_store, stored_tenant, stored_user};
+use super::{committed, company_record, event, fresh_store, stored_tenant, stored_user};
 
 crate::on_both_backends!(
-    a_tenant_wide_binding_to_the_admin_role_makes_a_tenant_admin,
-    a_company_binding_or_another_role_does_not,
+    a_binding_across_tenants_is_refused_by_the_database,
+    grants_follow_parents_and_skip_expired_and_other_company_bindings,
+    users_granted_finds_holders_through_wildcards_and_ancestors,
+    every_rbac_write_can_bump_the_tenant_version,
+    permanent_admins_are_counted_without_the_excluded_binding_or_user,
+    declarations_are_upserted_and_found_by_prefix,
 );
 
-fn role(tenant_id: Uuid, key: &str, system: bool) -> RoleRecord {
+fn role(tenant_id: Uuid, key: &str, permissions: &[&str], parents: &[&RoleRecord]) -> RoleRecord {
     let now = clock::now();
     RoleRecord {
         id: Uuid::now_v7(),
@@ -25,28 +31,37 @@ fn role(tenant_id: Uuid, key: &str, system: bool) -> RoleRecord {
         key: key.to_owned(),
         display_name: key.to_owned(),
         description: String::new(),
-        system,
-        permissions: vec!["plinth:*".to_owned()],
+        system: key == TENANT_ADMIN_ROLE,
+        permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        parent_role_ids: parents.iter().map(|parent| parent.id).collect(),
         etag: "1".to_owned(),
         created_at: now,
         updated_at: now,
     }
 }
 
-async fn bind(store: &Store, role: &RoleRecord, user_id: Uuid, company_id: Option<Uuid>) {
-    let binding = RoleBinding {
+fn binding(role: &RoleRecord, user_id: Uuid, company_id: Option<Uuid>) -> RoleBinding {
+    RoleBinding {
         id: Uuid::now_v7(),
         tenant_id: role.tenant_id,
         user_id,
         role_id: role.id,
         company_id,
         created_at: clock::now(),
-    };
+        expires_at: None,
+    }
+}
+
+async fn bind(store: &Store, binding: &RoleBinding) -> Result<(), StoreError> {
     committed(store, async |tx| {
-        rbac::bind(tx, &binding, event("rbac.role.bound", Some(role.tenant_id))).await
+        rbac::bind(
+            tx,
+            binding,
+            event("rbac.role.bound", Some(binding.tenant_id)),
+        )
+        .await
     })
     .await
-    .unwrap();
 }
 
 async fn stored_role(store: &Store, role: &RoleRecord) {
@@ -57,31 +72,283 @@ async fn stored_role(store: &Store, role: &RoleRecord) {
     .unwrap();
 }
 
-async fn a_tenant_wide_binding_to_the_admin_role_makes_a_tenant_admin(backend: Backend) {
-    let (_database, store) = fresh_store(backend).await;
-    let acme = stored_tenant(&store, "acme").await;
-    let user = stored_user(&store, acme.id, "ada@acme.example").await.user;
-    let admin = role(acme.id, TENANT_ADMIN_ROLE, true);
-    stored_role(&store, &admin).await;
-    assert!(!store.rbac.is_tenant_admin(user.id).await.unwrap());
-
-    bind(&store, &admin, user.id, None).await;
-
-    assert!(store.rbac.is_tenant_admin(user.id).await.unwrap());
-    assert_eq!(events_of(&store, &acme.id.to_string()).await.len(), 4);
+async fn stored_company(store: &Store, tenant_id: Uuid, code: &str) -> CompanyRecord {
+    let company = company_record(tenant_id, code);
+    committed(store, async |tx| {
+        companies::insert(
+            tx,
+            &company,
+            event("tenant.company.created", Some(tenant_id)),
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    company
 }
 
-async fn a_company_binding_or_another_role_does_not(backend: Backend) {
+async fn a_binding_across_tenants_is_refused_by_the_database(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let acme = stored_tenant(&store, "acme").await;
+    let globex = stored_tenant(&store, "globex").await;
+    let acme_user = stored_user(&store, acme.id, "ada@acme.example").await.user;
+    let globex_user = stored_user(&store, globex.id, "bob@globex.example")
+        .await
+        .user;
+    let globex_company = stored_company(&store, globex.id, "hq").await;
+    let acme_role = role(acme.id, "clerk", &["plinth:tenant:read"], &[]);
+    stored_role(&store, &acme_role).await;
+
+    let foreign_user = bind(&store, &binding(&acme_role, globex_user.id, None)).await;
+    let foreign_company = bind(
+        &store,
+        &binding(&acme_role, acme_user.id, Some(globex_company.id)),
+    )
+    .await;
+    let mut foreign_tenant = binding(&acme_role, globex_user.id, None);
+    foreign_tenant.tenant_id = globex.id;
+    let foreign_role = bind(&store, &foreign_tenant).await;
+
+    for refused in [foreign_user, foreign_company, foreign_role] {
+        assert!(
+            matches!(refused, Err(StoreError::MissingReference(_))),
+            "{refused:?}"
+        );
+    }
+    let parent_elsewhere = role(globex.id, "child", &[], &[&acme_role]);
+    let refused = committed(&store, async |tx| {
+        rbac::insert_role(tx, &parent_elsewhere, event("rbac.role.created", None)).await
+    })
+    .await;
+    assert!(matches!(refused, Err(StoreError::MissingReference(_))));
+    if backend == Backend::Postgres {
+        let refused = bind(&store, &binding(&acme_role, globex_user.id, None)).await;
+        assert!(matches!(
+            refused,
+            Err(StoreError::MissingReference(Reference::User))
+        ));
+    }
+}
+
+async fn grants_follow_parents_and_skip_expired_and_other_company_bindings(backend: Backend) {
     let (_database, store) = fresh_store(backend).await;
     let acme = stored_tenant(&store, "acme").await;
     let user = stored_user(&store, acme.id, "ada@acme.example").await.user;
-    let admin = role(acme.id, TENANT_ADMIN_ROLE, true);
-    let lookalike = role(acme.id, "admins", false);
-    stored_role(&store, &admin).await;
-    stored_role(&store, &lookalike).await;
+    let north = stored_company(&store, acme.id, "north").await;
+    let south = stored_company(&store, acme.id, "south").await;
+    let viewer = role(acme.id, "viewer", &["inventory:item:read"], &[]);
+    let clerk = role(acme.id, "clerk", &["inventory:item:write"], &[&viewer]);
+    let approver = role(acme.id, "approver", &["finance:invoice:approve"], &[]);
+    let auditor = role(acme.id, "auditor", &["audit:log:read"], &[]);
+    for role in [&viewer, &clerk, &approver, &auditor] {
+        stored_role(&store, role).await;
+    }
+    bind(&store, &binding(&clerk, user.id, None)).await.unwrap();
+    bind(&store, &binding(&approver, user.id, Some(north.id)))
+        .await
+        .unwrap();
+    let mut expired = binding(&auditor, user.id, None);
+    expired.expires_at = Some(clock::now() + Duration::milliseconds(50));
+    bind(&store, &expired).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
 
-    bind(&store, &admin, user.id, Some(Uuid::now_v7())).await;
-    bind(&store, &lookalike, user.id, None).await;
+    let held = |scope| {
+        let store = store.clone();
+        async move {
+            let grants = store
+                .rbac
+                .user_grants(acme.id, user.id, scope, clock::now())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut permissions: Vec<String> = grants
+                .grants
+                .into_iter()
+                .map(|row| row.permission)
+                .collect();
+            permissions.sort();
+            permissions
+        }
+    };
+    assert_eq!(
+        held(BindingScope::Tenant).await,
+        ["inventory:item:read", "inventory:item:write"]
+    );
+    assert_eq!(
+        held(BindingScope::Company(north.id)).await,
+        [
+            "finance:invoice:approve",
+            "inventory:item:read",
+            "inventory:item:write"
+        ]
+    );
+    assert_eq!(
+        held(BindingScope::Company(south.id)).await,
+        ["inventory:item:read", "inventory:item:write"]
+    );
+    let inherited = store
+        .rbac
+        .user_grants(acme.id, user.id, BindingScope::Tenant, clock::now())
+        .await
+        .unwrap()
+        .unwrap()
+        .grants
+        .into_iter()
+        .find(|row| row.permission == "inventory:item:read")
+        .unwrap();
+    assert_eq!(
+        (
+            inherited.role_key.as_str(),
+            inherited.granting_role_key.as_str()
+        ),
+        ("clerk", "viewer")
+    );
+    let stranger = store
+        .rbac
+        .user_grants(Uuid::now_v7(), user.id, BindingScope::Tenant, clock::now())
+        .await
+        .unwrap();
+    assert_eq!(stranger, None);
+}
 
-    assert!(!store.rbac.is_tenant_admin(user.id).await.unwrap());
+async fn users_granted_finds_holders_through_wildcards_and_ancestors(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let acme = stored_tenant(&store, "acme").await;
+    let north = stored_company(&store, acme.id, "north").await;
+    let base = role(acme.id, "base", &["inventory:*"], &[]);
+    let child = role(acme.id, "child", &[], &[&base]);
+    let other = role(acme.id, "other", &["finance:*"], &[]);
+    for role in [&base, &child, &other] {
+        stored_role(&store, role).await;
+    }
+    let through_parent = stored_user(&store, acme.id, "a@acme.example").await.user;
+    let in_north = stored_user(&store, acme.id, "b@acme.example").await.user;
+    let unrelated = stored_user(&store, acme.id, "c@acme.example").await.user;
+    bind(&store, &binding(&child, through_parent.id, None))
+        .await
+        .unwrap();
+    bind(&store, &binding(&base, in_north.id, Some(north.id)))
+        .await
+        .unwrap();
+    bind(&store, &binding(&other, unrelated.id, None))
+        .await
+        .unwrap();
+    let grants = [
+        "inventory:item:read".to_owned(),
+        "inventory:item:*".to_owned(),
+        "inventory:*".to_owned(),
+        "*".to_owned(),
+    ];
+    let page = plinth_platform::store::Page {
+        after: None,
+        limit: 10,
+    };
+
+    let tenant_wide = store
+        .rbac
+        .users_granted(acme.id, &grants, None, clock::now(), page)
+        .await
+        .unwrap();
+    let in_company = store
+        .rbac
+        .users_granted(acme.id, &grants, Some(north.id), clock::now(), page)
+        .await
+        .unwrap();
+
+    assert_eq!(tenant_wide, [through_parent.id]);
+    assert_eq!(in_company, [through_parent.id, in_north.id]);
+}
+
+async fn every_rbac_write_can_bump_the_tenant_version(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let acme = stored_tenant(&store, "acme").await;
+    assert_eq!(store.rbac.rbac_version(acme.id).await.unwrap(), Some(0));
+
+    let first = committed(&store, async |tx| rbac::bump_version(tx, acme.id).await)
+        .await
+        .unwrap();
+    let second = committed(&store, async |tx| rbac::bump_version(tx, acme.id).await)
+        .await
+        .unwrap();
+
+    assert_eq!((first, second), (1, 2));
+    assert_eq!(store.rbac.rbac_version(acme.id).await.unwrap(), Some(2));
+    assert_eq!(store.rbac.rbac_version(Uuid::now_v7()).await.unwrap(), None);
+}
+
+async fn permanent_admins_are_counted_without_the_excluded_binding_or_user(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let acme = stored_tenant(&store, "acme").await;
+    let admin_role = role(acme.id, TENANT_ADMIN_ROLE, &["*"], &[]);
+    stored_role(&store, &admin_role).await;
+    let ada = stored_user(&store, acme.id, "ada@acme.example").await.user;
+    let bob = stored_user(&store, acme.id, "bob@acme.example").await.user;
+    let ada_binding = binding(&admin_role, ada.id, None);
+    bind(&store, &ada_binding).await.unwrap();
+    let mut temporary = binding(&admin_role, bob.id, None);
+    temporary.expires_at = Some(clock::now() + Duration::days(1));
+    bind(&store, &temporary).await.unwrap();
+
+    let count = |except_binding, except_user| {
+        let store = store.clone();
+        async move {
+            committed(&store, async |tx| {
+                rbac::count_permanent_admins(tx, acme.id, except_binding, except_user).await
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count(None, None).await, 1);
+    assert_eq!(count(Some(ada_binding.id), None).await, 0);
+    assert_eq!(count(None, Some(ada.id)).await, 0);
+    assert_eq!(count(Some(temporary.id), Some(bob.id)).await, 1);
+}
+
+async fn declarations_are_upserted_and_found_by_prefix(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let declaration = |name: &str, description: &str| PermissionRecord {
+        name: name.to_owned(),
+        module_id: "inventory".to_owned(),
+        description: description.to_owned(),
+        created_at: clock::now(),
+    };
+    let declare = |records: Vec<PermissionRecord>| {
+        let store = store.clone();
+        async move {
+            committed(&store, async |tx| {
+                rbac::declare(tx, &records, event("rbac.permissions.declared", None)).await
+            })
+            .await
+            .unwrap()
+        }
+    };
+    declare(vec![declaration("inventory:item:read", "Read items")]).await;
+    let again = declare(vec![declaration("inventory:item:read", "Read every item")]).await;
+
+    assert_eq!(again[0].description, "Read every item");
+    assert!(store.rbac.is_declared("inventory:item:read").await.unwrap());
+    assert!(
+        !store
+            .rbac
+            .is_declared("inventory:item:write")
+            .await
+            .unwrap()
+    );
+    assert!(store.rbac.any_declared_under("inventory:").await.unwrap());
+    assert!(
+        store
+            .rbac
+            .any_declared_under("inventory:item:")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .rbac
+            .any_declared_under("inventory:stock:")
+            .await
+            .unwrap()
+    );
+    assert!(!store.rbac.any_declared_under("inv:").await.unwrap());
 }

@@ -1,0 +1,183 @@
+//! RBAC: roles forming a DAG per tenant, bindings of users to them
+//! (tenant-wide or per company, maybe time-bound), declared permissions, and
+//! the checks modules ask. Writes bump the tenant's RBAC version in their
+//! transaction and tell every replica; answers carry a consistency token.
+
+mod bindings;
+mod checks;
+mod declarations;
+pub mod grants;
+mod roles;
+
+use std::sync::Arc;
+
+use plinth_platform::{
+    audit::AuditDraft,
+    error::ApiError,
+    identity::Principal,
+    invalidation::{Change, Invalidator},
+    store::Store,
+};
+use uuid::Uuid;
+
+pub use bindings::{BindingListing, NewBinding, keep_last_admin};
+pub use checks::{CheckItem, Checked, CompanyLookup, Subject, UserLookup};
+pub use declarations::{Declaration, Declarations, PermissionListing};
+pub use roles::{NewRole, RoleChanges, RoleKey, RoleListing, RoleUpdate, seed_tenant};
+
+use crate::access::Access;
+use grants::{Freshness, Grants};
+
+/// Longest role display name, in characters.
+pub const MAX_ROLE_NAME: usize = 200;
+/// Longest role description, in characters.
+pub const MAX_ROLE_DESCRIPTION: usize = 2000;
+/// Most grants a role holds directly.
+pub const MAX_ROLE_GRANTS: usize = 500;
+/// Most parents of one role.
+pub const MAX_ROLE_PARENTS: usize = 20;
+/// Most roles in one tenant.
+pub const MAX_ROLES_PER_TENANT: usize = 1000;
+/// Most bindings of one user.
+pub const MAX_BINDINGS_PER_USER: i64 = 200;
+/// Most items of a CheckBatch.
+pub const MAX_BATCH_ITEMS: usize = 100;
+/// Most declarations in one RegisterPermissions.
+pub const MAX_DECLARATIONS: usize = 500;
+/// Most permissions one module may declare.
+pub const MAX_DECLARED_PER_MODULE: i64 = 5000;
+/// Longest permission description, in characters.
+pub const MAX_PERMISSION_DESCRIPTION: usize = 500;
+
+/// A tenant's RBAC version, as handed to callers: opaque to them, checked
+/// against the tenant of the request that passes it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsistencyToken {
+    pub tenant_id: Uuid,
+    pub version: i64,
+}
+
+impl ConsistencyToken {
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.tenant_id.simple(), self.version)
+    }
+
+    /// `None` for anything [`ConsistencyToken::encode`] did not make.
+    pub fn parse(text: &str) -> Option<ConsistencyToken> {
+        let (tenant_id, version) = text.split_once('.')?;
+        let tenant_id = (tenant_id.len() == 32)
+            .then(|| Uuid::try_parse(tenant_id).ok())
+            .flatten()?;
+        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
+        Some(ConsistencyToken { tenant_id, version })
+    }
+}
+
+/// How fresh an answer must be, as a request asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    #[default]
+    Cached,
+    AtLeastAsFresh(ConsistencyToken),
+    Full,
+}
+
+impl Consistency {
+    /// For a request about `tenant_id`: a token of another tenant is the
+    /// caller's mistake.
+    fn freshness(self, tenant_id: Uuid) -> Result<Freshness, ApiError> {
+        Ok(match self {
+            Consistency::Cached => Freshness::Cached,
+            Consistency::Full => Freshness::Latest,
+            Consistency::AtLeastAsFresh(token) if token.tenant_id == tenant_id => {
+                Freshness::AtLeast(token.version)
+            }
+            Consistency::AtLeastAsFresh(_) => {
+                return Err(ApiError::invalid_field(
+                    "consistency.at_least_as_fresh",
+                    "is a token of another tenant",
+                ));
+            }
+        })
+    }
+}
+
+/// The RBAC domain.
+#[derive(Clone)]
+pub struct Rbac {
+    store: Store,
+    access: Access,
+    grants: Arc<Grants>,
+    declarations: Arc<Declarations>,
+    invalidator: Arc<Invalidator>,
+}
+
+impl Rbac {
+    pub fn new(
+        store: Store,
+        access: Access,
+        grants: Arc<Grants>,
+        declarations: Arc<Declarations>,
+        invalidator: Arc<Invalidator>,
+    ) -> Rbac {
+        Rbac {
+            store,
+            access,
+            grants,
+            declarations,
+            invalidator,
+        }
+    }
+
+    /// After a committed RBAC write: this replica and the others learn the
+    /// version; the caller gets it as a token.
+    async fn committed(&self, tenant_id: Uuid, version: i64) -> String {
+        self.grants.learn(tenant_id, version);
+        self.invalidator
+            .changed(Change::Rbac { tenant_id, version })
+            .await;
+        ConsistencyToken { tenant_id, version }.encode()
+    }
+}
+
+fn rbac_event(
+    principal: &Principal,
+    action: &str,
+    resource_type: &str,
+    resource_id: Uuid,
+    tenant_id: Uuid,
+) -> AuditDraft {
+    AuditDraft::new(
+        principal.actor(),
+        action,
+        resource_type,
+        &resource_id.to_string(),
+    )
+    .in_tenant(Some(tenant_id))
+    .with_request_id(&principal.request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_tokens_round_trip_and_refuse_anything_else() {
+        let token = ConsistencyToken {
+            tenant_id: Uuid::now_v7(),
+            version: 42,
+        };
+        assert_eq!(ConsistencyToken::parse(&token.encode()), Some(token));
+        for bad in [
+            "",
+            ".",
+            "42",
+            &format!("{}.-1", token.tenant_id.simple()),
+            &format!("{}.x", token.tenant_id.simple()),
+            &format!("{}.99999999999999999999", token.tenant_id.simple()),
+            &format!("{}.1", token.tenant_id),
+        ] {
+            assert_eq!(ConsistencyToken::parse(bad), None, "{bad}");
+        }
+    }
+}
