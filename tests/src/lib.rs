@@ -346,6 +346,7 @@ pub struct Clients {
     pub auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient<KeyedChannel>,
     pub tenants:
         plinth_client::tenant::v1::tenant_service_client::TenantServiceClient<KeyedChannel>,
+    pub rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient<KeyedChannel>,
 }
 
 impl Sandbox {
@@ -363,6 +364,10 @@ impl Sandbox {
                 credentials.clone(),
             ),
             tenants: plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::with_interceptor(
+                channel.clone(),
+                credentials.clone(),
+            ),
+            rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient::with_interceptor(
                 channel,
                 credentials,
             ),
