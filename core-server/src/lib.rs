@@ -97,7 +97,7 @@ async fn core_services(
         invalidator.clone(),
     ));
     invalidator.register(signing_keys.clone());
-    let grants = Arc::new(rbac::grants::Grants::new(store.clone()));
+    let grants = rbac::grants::Grants::new(store.clone());
     invalidator.register(grants.clone());
     let access = access::Access::new(store.clone(), grants.clone());
     let declarations = Arc::new(rbac::Declarations::new(store.clone()));

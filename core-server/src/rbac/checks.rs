@@ -69,7 +69,7 @@ impl Source {
     /// The grant as written.
     pub fn pattern<'a>(&'a self, permission: &'a str) -> &'a str {
         match self {
-            Source::Binding(row) => &row.permission,
+            Source::Binding { role, grant, .. } => &role.grants[*grant].pattern,
             Source::Membership => permission,
             Source::PlatformAdmin => "plinth:*",
         }
@@ -186,7 +186,7 @@ impl Rbac {
         let read = self
             .store
             .rbac
-            .user_grants(tenant_id, user_id, BindingScope::Every, clock::now())
+            .user_bindings(tenant_id, user_id, BindingScope::Every, clock::now())
             .await?
             .ok_or(ApiError::NotFound {
                 resource_type: "user",
@@ -202,10 +202,14 @@ impl Rbac {
         if held_by_membership(tenant_id, permission) {
             return Ok((CompanyLookup::All, token));
         }
+        let roles = self.grants.roles(tenant_id, read.version).await?;
         let mut companies = BTreeSet::new();
-        for row in &read.grants {
-            if Grant::parse(&row.permission).is_ok_and(|grant| grant.covers(permission)) {
-                match row.company_id {
+        for binding in &read.bindings {
+            if roles
+                .role(binding.role_id)
+                .is_some_and(|role| role.covers(permission))
+            {
+                match binding.company_id {
                     None => return Ok((CompanyLookup::All, token)),
                     Some(company_id) => {
                         companies.insert(company_id);

@@ -92,7 +92,10 @@ impl Declarations {
 
     /// Refuses a permission (for a check) that no module declared.
     pub async fn ensure_declared(&self, permission: &str) -> Result<(), ApiError> {
-        if self.remembers(permission) || self.store.rbac.is_declared(permission).await? {
+        if self.remembers(permission) {
+            return Ok(());
+        }
+        if self.store.rbac.is_declared(permission).await? {
             self.remember(permission);
             return Ok(());
         }

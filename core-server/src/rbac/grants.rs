@@ -1,6 +1,10 @@
 //! Effective grants: what one user holds in its tenant (tenant-wide, or in
 //! one company), compiled into a [`Matcher`] and cached per replica.
 //!
+//! Compiling reads one statement (the user's bindings with the tenant's
+//! version); the roles' grants, inherited ones included, are compiled once
+//! per tenant and version and shared by every user of the tenant.
+//!
 //! Each compiled set carries the tenant's RBAC version it was read at. The
 //! replica tracks the newest version it knows of per tenant (from its own
 //! writes, other replicas' [`Change::Rbac`] messages and its store reads); a
@@ -22,11 +26,11 @@ use plinth_platform::{
     permission::{Grant, Matcher},
     store::{
         Store,
-        rbac::{BindingScope, GrantRow},
+        rbac::{BindingScope, HeldBinding, MAX_ROLE_DEPTH, RoleRecord},
         tenants::PLATFORM_TENANT_ID,
     },
 };
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use uuid::Uuid;
 
 use crate::permissions::MEMBERSHIP;
@@ -39,8 +43,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(2);
 /// waits for the news before reading the store.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
 
-/// Compiled sets kept; past it, stale ones go, then all.
-const MAX_ENTRIES: usize = 100_000;
+/// Compiled sets kept before the stale ones are swept out (sets older than
+/// [`MAX_AGE`] serve nobody); the bound doubles while every set is fresh.
+const SWEEP_FROM_ENTRIES: usize = 4096;
 
 /// How fresh an answer must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +58,105 @@ pub enum Freshness {
     Latest,
 }
 
+/// A grant a role holds, itself or through an ancestor.
+#[derive(Debug)]
+pub struct RoleGrant {
+    pub pattern: Box<str>,
+    /// The role (this one or an ancestor) whose own grants hold it.
+    pub granting_role_id: Uuid,
+    pub granting_role_key: Arc<str>,
+}
+
+/// Everything one role grants.
+#[derive(Debug)]
+pub struct RoleGrants {
+    pub key: Arc<str>,
+    pub grants: Vec<RoleGrant>,
+}
+
+/// A tenant's roles, compiled at one version.
+pub struct TenantRoles {
+    version: i64,
+    loaded_at: Instant,
+    roles: HashMap<Uuid, Arc<RoleGrants>>,
+}
+
+impl TenantRoles {
+    fn compile(version: i64, records: &[RoleRecord]) -> TenantRoles {
+        let by_id: HashMap<Uuid, &RoleRecord> =
+            records.iter().map(|role| (role.id, role)).collect();
+        let keys: HashMap<Uuid, Arc<str>> = records
+            .iter()
+            .map(|role| (role.id, Arc::from(role.key.as_str())))
+            .collect();
+        let roles = records
+            .iter()
+            .map(|role| {
+                let mut grants = Vec::new();
+                let mut seen = Vec::new();
+                let mut level = vec![role.id];
+                // Ancestors level by level, as deep as the store allows.
+                for _ in 0..=MAX_ROLE_DEPTH {
+                    let mut next = Vec::new();
+                    for id in level {
+                        if seen.contains(&id) {
+                            continue;
+                        }
+                        seen.push(id);
+                        let Some(ancestor) = by_id.get(&id) else {
+                            continue;
+                        };
+                        grants.extend(ancestor.permissions.iter().map(|pattern| RoleGrant {
+                            pattern: pattern.as_str().into(),
+                            granting_role_id: id,
+                            granting_role_key: keys[&id].clone(),
+                        }));
+                        next.extend(ancestor.parent_role_ids.iter().copied());
+                    }
+                    level = next;
+                }
+                let compiled = RoleGrants {
+                    key: keys[&role.id].clone(),
+                    grants,
+                };
+                (role.id, Arc::new(compiled))
+            })
+            .collect();
+        TenantRoles {
+            version,
+            loaded_at: Instant::now(),
+            roles,
+        }
+    }
+
+    fn serves(&self, version: i64) -> bool {
+        self.version >= version && self.loaded_at.elapsed() < MAX_AGE
+    }
+
+    pub fn role(&self, id: Uuid) -> Option<&Arc<RoleGrants>> {
+        self.roles.get(&id)
+    }
+}
+
+impl RoleGrants {
+    /// Whether any of the role's grants covers a concrete permission.
+    pub fn covers(&self, permission: &str) -> bool {
+        self.grants.iter().any(|role_grant| {
+            Grant::parse(&role_grant.pattern).is_ok_and(|grant| grant.covers(permission))
+        })
+    }
+}
+
 /// Why a user holds a grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Source {
-    /// A role bound to the user (the row names binding and roles).
-    Binding(Arc<GrantRow>),
+    /// A role bound to the user: the binding, the role it binds, and which
+    /// of that role's grants.
+    Binding {
+        binding: Arc<HeldBinding>,
+        role: Arc<RoleGrants>,
+        grant: usize,
+    },
     /// What every member of the tenant holds.
     Membership,
     /// A super admin's `plinth:*`.
@@ -82,22 +181,57 @@ impl Effective {
     }
 }
 
+/// Compiled sets by user and scope, with the size that triggers a sweep.
+#[derive(Default)]
+struct Compiled {
+    entries: HashMap<(Uuid, BindingScope), Arc<Effective>>,
+    sweep_at: usize,
+}
+
+impl Compiled {
+    fn sweep(&mut self) {
+        self.entries
+            .retain(|_, entry| entry.compiled_at.elapsed() < MAX_AGE);
+        self.sweep_at = SWEEP_FROM_ENTRIES.max(2 * self.entries.len());
+    }
+}
+
 /// The per-replica cache of effective grants.
 pub struct Grants {
     store: Store,
-    compiled: RwLock<HashMap<(Uuid, BindingScope), Arc<Effective>>>,
+    compiled: RwLock<Compiled>,
+    tenant_roles: RwLock<HashMap<Uuid, Arc<TenantRoles>>>,
+    /// One reload of a tenant's roles at a time; the others wait for it.
+    reloading: Mutex<()>,
     known_versions: RwLock<HashMap<Uuid, i64>>,
     news: Notify,
 }
 
 impl Grants {
-    pub fn new(store: Store) -> Grants {
-        Grants {
+    /// Also sweeps stale sets out every [`MAX_AGE`], so memory returns
+    /// to its level after load.
+    pub fn new(store: Store) -> Arc<Grants> {
+        let grants = Arc::new(Grants {
             store,
             compiled: RwLock::default(),
+            tenant_roles: RwLock::default(),
+            reloading: Mutex::new(()),
             known_versions: RwLock::default(),
             news: Notify::new(),
-        }
+        });
+        let sweeping = Arc::downgrade(&grants);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MAX_AGE);
+            loop {
+                every.tick().await;
+                let Some(grants) = sweeping.upgrade() else {
+                    return;
+                };
+                write(&grants.compiled).sweep();
+                write(&grants.tenant_roles).retain(|_, roles| roles.loaded_at.elapsed() < MAX_AGE);
+            }
+        });
+        grants
     }
 
     /// The newest RBAC version of the tenant this replica knows of.
@@ -146,7 +280,7 @@ impl Grants {
                 }
             };
         let now = clock::now();
-        if let Some(cached) = read(&self.compiled).get(&(user_id, scope))
+        if let Some(cached) = read(&self.compiled).entries.get(&(user_id, scope))
             && cached.serves(required, now)
         {
             return Ok(cached.clone());
@@ -175,6 +309,39 @@ impl Grants {
         }
     }
 
+    /// The tenant's compiled roles, at least at `version` and no older
+    /// than what this replica knows of.
+    pub async fn roles(&self, tenant_id: Uuid, version: i64) -> Result<Arc<TenantRoles>, ApiError> {
+        let required = version.max(self.known_version(tenant_id));
+        let cached = || {
+            read(&self.tenant_roles)
+                .get(&tenant_id)
+                .filter(|roles| roles.serves(required))
+                .cloned()
+        };
+        if let Some(roles) = cached() {
+            return Ok(roles);
+        }
+        let _reloading = self.reloading.lock().await;
+        if let Some(roles) = cached() {
+            return Ok(roles);
+        }
+        // The version first: roles read after it are at least as new.
+        let version = self
+            .store
+            .rbac
+            .rbac_version(tenant_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource_type: "tenant",
+            })?;
+        let records = self.store.rbac.tenant_roles(tenant_id).await?;
+        let roles = Arc::new(TenantRoles::compile(version, &records));
+        self.learn(tenant_id, version);
+        write(&self.tenant_roles).insert(tenant_id, roles.clone());
+        Ok(roles)
+    }
+
     async fn compile(
         &self,
         tenant_id: Uuid,
@@ -186,7 +353,7 @@ impl Grants {
         let read = self
             .store
             .rbac
-            .user_grants(tenant_id, user_id, scope, now)
+            .user_bindings(tenant_id, user_id, scope, now)
             .await?
             .ok_or(ApiError::NotFound {
                 resource_type: "user",
@@ -206,13 +373,25 @@ impl Grants {
             for permission in MEMBERSHIP {
                 grants.insert(Grant::Permission(permission.name), Source::Membership);
             }
-            for row in read.grants {
-                valid_until = earliest(valid_until, row.expires_at);
-                // Stored grants were valid when written; anything else is
-                // skipped rather than trusted.
-                let row = Arc::new(row);
-                if let Ok(grant) = Grant::parse(&row.permission) {
-                    grants.insert(grant, Source::Binding(row.clone()));
+            let roles = self.roles(tenant_id, read.version).await?;
+            for binding in read.bindings {
+                valid_until = earliest(valid_until, binding.expires_at);
+                // A role deleted after the bindings were read grants nothing.
+                let Some(role) = roles.role(binding.role_id) else {
+                    continue;
+                };
+                let binding = Arc::new(binding);
+                for (index, role_grant) in role.grants.iter().enumerate() {
+                    // Stored grants were valid when written; anything else is
+                    // skipped rather than trusted.
+                    if let Ok(grant) = Grant::parse(&role_grant.pattern) {
+                        let source = Source::Binding {
+                            binding: binding.clone(),
+                            role: role.clone(),
+                            grant: index,
+                        };
+                        grants.insert(grant, source);
+                    }
                 }
             }
         }
@@ -225,14 +404,11 @@ impl Grants {
     }
 
     fn keep(&self, key: (Uuid, BindingScope), compiled: Arc<Effective>) {
-        let mut entries = write(&self.compiled);
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, entry| entry.compiled_at.elapsed() < MAX_AGE);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
+        let mut compiled_sets = write(&self.compiled);
+        if compiled_sets.entries.len() >= compiled_sets.sweep_at {
+            compiled_sets.sweep();
         }
-        entries.insert(key, compiled);
+        compiled_sets.entries.insert(key, compiled);
     }
 }
 
@@ -248,7 +424,7 @@ impl Cache for Grants {
         match change {
             Change::Rbac { tenant_id, version } => self.learn(tenant_id, version),
             // A disabled user holds nothing; messages may have been missed.
-            Change::Subjects | Change::Everything => write(&self.compiled).clear(),
+            Change::Subjects | Change::Everything => write(&self.compiled).entries.clear(),
             Change::ApiKey(_) | Change::SigningKeys => {}
         }
     }

@@ -70,31 +70,24 @@ pub enum BindingScope {
     Every,
 }
 
-/// One permission a user holds through one binding.
+/// A binding as checks use it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct GrantRow {
-    pub binding_id: Uuid,
+pub struct HeldBinding {
+    pub id: Uuid,
+    pub role_id: Uuid,
     pub company_id: Option<Uuid>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// The role the binding names.
-    pub role_id: Uuid,
-    pub role_key: String,
-    /// That role or an ancestor: the one whose own grants hold `permission`.
-    pub granting_role_id: Uuid,
-    pub granting_role_key: String,
-    pub permission: String,
 }
 
-/// What a user holds in its tenant, read at (at least) `version`.
+/// A user's unexpired bindings in a scope, read at (at least) `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserGrants {
-    /// The tenant's RBAC version, read before the grants.
+pub struct UserBindings {
+    /// The tenant's RBAC version, read in the same statement.
     pub version: i64,
     pub user_active: bool,
     /// Whether the company the scope names is one of the tenant's.
     pub company_found: bool,
-    /// Unexpired bindings only.
-    pub grants: Vec<GrantRow>,
+    pub bindings: Vec<HeldBinding>,
 }
 
 /// A declared permission.
@@ -141,14 +134,15 @@ pub trait RbacStore: Send + Sync {
     /// `None` for an unknown tenant.
     async fn rbac_version(&self, tenant_id: Uuid) -> Result<Option<i64>, StoreError>;
 
-    /// `None` when the user is not one of the tenant's.
-    async fn user_grants(
+    /// `None` when the user is not one of the tenant's. One statement, so
+    /// the version and the bindings come from one snapshot.
+    async fn user_bindings(
         &self,
         tenant_id: Uuid,
         user_id: Uuid,
         scope: BindingScope,
         now: DateTime<Utc>,
-    ) -> Result<Option<UserGrants>, StoreError>;
+    ) -> Result<Option<UserBindings>, StoreError>;
 
     /// Active users bound (tenant-wide, or for `company_id`) to a role that
     /// holds, itself or through an ancestor, one of `grants` (a permission
@@ -534,68 +528,64 @@ macro_rules! impl_rbac_store {
                     .map(|row: Option<(i64,)>| row.map(|(version,)| version))
             }
 
-            async fn user_grants(
+            async fn user_bindings(
                 &self,
                 tenant_id: Uuid,
                 user_id: Uuid,
                 scope: BindingScope,
                 now: DateTime<Utc>,
-            ) -> Result<Option<UserGrants>, StoreError> {
+            ) -> Result<Option<UserBindings>, StoreError> {
+                type Row = (
+                    i64,
+                    String,
+                    bool,
+                    Option<Uuid>,
+                    Option<Uuid>,
+                    Option<Uuid>,
+                    Option<DateTime<Utc>>,
+                );
                 let (company_id, every_company) = match scope {
                     BindingScope::Tenant => (None, false),
                     BindingScope::Company(company_id) => (Some(company_id), false),
                     BindingScope::Every => (None, true),
                 };
-                // The version first: grants read after it are at least as new.
-                let subject: Option<(i64, String, bool)> = sqlx::query_as(
+                let rows: Vec<Row> = sqlx::query_as(
                     "SELECT t.rbac_version, u.status, \
                      ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
-                                            WHERE c.id = $3 AND c.tenant_id = $1)) \
+                                            WHERE c.id = $3 AND c.tenant_id = $1)), \
+                     b.id, b.role_id, b.company_id, b.expires_at \
                      FROM users u JOIN tenants t ON t.id = u.tenant_id \
-                     WHERE u.id = $2 AND u.tenant_id = $1",
-                )
-                .bind(tenant_id)
-                .bind(user_id)
-                .bind(company_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some((version, status, company_found)) = subject else {
-                    return Ok(None);
-                };
-                let grants = sqlx::query_as(
-                    "WITH RECURSIVE granted (binding_id, role_id, depth) AS ( \
-                         SELECT b.id, b.role_id, 0 FROM role_bindings b \
-                         WHERE b.tenant_id = $1 AND b.user_id = $2 \
+                     LEFT JOIN role_bindings b ON b.user_id = u.id AND b.tenant_id = u.tenant_id \
                          AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
                          AND (b.expires_at IS NULL OR b.expires_at > $5) \
-                       UNION \
-                         SELECT g.binding_id, p.parent_role_id, g.depth + 1 \
-                         FROM granted g JOIN role_parents p ON p.role_id = g.role_id \
-                         WHERE g.depth < $6 \
-                     ) \
-                     SELECT DISTINCT g.binding_id, b.company_id, b.expires_at, \
-                            b.role_id, bound.key AS role_key, \
-                            g.role_id AS granting_role_id, granting.key AS granting_role_key, \
-                            rp.permission \
-                     FROM granted g \
-                     JOIN role_bindings b ON b.id = g.binding_id \
-                     JOIN roles bound ON bound.id = b.role_id \
-                     JOIN roles granting ON granting.id = g.role_id \
-                     JOIN role_permissions rp ON rp.role_id = g.role_id",
+                     WHERE u.id = $2 AND u.tenant_id = $1",
                 )
                 .bind(tenant_id)
                 .bind(user_id)
                 .bind(company_id)
                 .bind(every_company)
                 .bind(now)
-                .bind(MAX_ROLE_DEPTH)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(Some(UserGrants {
+                let Some((version, status, company_found, ..)) = rows.first().cloned() else {
+                    return Ok(None);
+                };
+                let bindings = rows
+                    .into_iter()
+                    .filter_map(|(.., id, role_id, company_id, expires_at)| {
+                        Some(HeldBinding {
+                            id: id?,
+                            role_id: role_id?,
+                            company_id,
+                            expires_at,
+                        })
+                    })
+                    .collect();
+                Ok(Some(UserBindings {
                     version,
                     user_active: status == super::users::UserStatus::Active.as_str(),
                     company_found,
-                    grants,
+                    bindings,
                 }))
             }
 

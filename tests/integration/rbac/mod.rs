@@ -3,6 +3,7 @@
 //! the checks modules ask, isolation between tenants, and consistency
 //! across replicas.
 
+mod bad_input;
 mod checks;
 mod consistency;
 mod isolation;

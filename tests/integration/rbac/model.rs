@@ -28,6 +28,7 @@ crate::on_both_backends!(
     undeclared_permissions_are_refused_in_checks_and_grants,
     reserved_and_foreign_namespaces_cannot_be_declared,
     a_stale_etag_is_refused,
+    a_super_admins_use_of_another_tenant_is_audited_there,
 );
 
 async fn a_role_grants_what_its_ancestors_grant(backend: Backend) {
@@ -542,4 +543,43 @@ async fn a_stale_etag_is_refused(backend: Backend) {
         .unwrap_err();
 
     assert_refusal(&stale, Code::Aborted, "ERROR_REASON_ETAG_MISMATCH");
+}
+
+async fn a_super_admins_use_of_another_tenant_is_audited_there(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let acme = tenant(&sandbox, "acme").await;
+    let mut operator = sandbox.operator().await;
+    operator
+        .auth
+        .create_user(plinth_client::auth::v1::CreateUserRequest {
+            tenant_id: plinth_platform::store::tenants::PLATFORM_TENANT_ID.to_string(),
+            email: "root@platform.example".to_owned(),
+            display_name: "Root".to_owned(),
+            password: crate::tokens::PASSWORD.to_owned(),
+        })
+        .await
+        .unwrap();
+    let mut root = super::logged_in(&sandbox, "platform", "root@platform.example").await;
+
+    let roles = root
+        .clients
+        .rbac
+        .list_roles(plinth_client::rbac::v1::ListRolesRequest {
+            tenant_id: acme.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("a super admin holds plinth:* in every tenant")
+        .into_inner()
+        .roles;
+
+    assert_eq!(roles.len(), 1);
+    let store = sandbox.database.open_store().await;
+    let chain = store.audit.read_chain(&acme.id, 1, 100).await.unwrap();
+    let used = chain
+        .iter()
+        .find(|event| event.action == "access.platform_admin")
+        .expect("the use is recorded in the tenant's chain");
+    assert_eq!(used.resource_id, "plinth:role:read");
+    assert_eq!(used.actor.user_id, root.user_id);
 }

@@ -16,7 +16,7 @@ use super::{committed, company_record, event, fresh_store, stored_tenant, stored
 
 crate::on_both_backends!(
     a_binding_across_tenants_is_refused_by_the_database,
-    grants_follow_parents_and_skip_expired_and_other_company_bindings,
+    bindings_in_a_scope_skip_expired_and_other_company_ones,
     users_granted_finds_holders_through_wildcards_and_ancestors,
     every_rbac_write_can_bump_the_tenant_version,
     permanent_admins_are_counted_without_the_excluded_binding_or_user,
@@ -130,7 +130,7 @@ async fn a_binding_across_tenants_is_refused_by_the_database(backend: Backend) {
     }
 }
 
-async fn grants_follow_parents_and_skip_expired_and_other_company_bindings(backend: Backend) {
+async fn bindings_in_a_scope_skip_expired_and_other_company_ones(backend: Backend) {
     let (_database, store) = fresh_store(backend).await;
     let acme = stored_tenant(&store, "acme").await;
     let user = stored_user(&store, acme.id, "ada@acme.example").await.user;
@@ -152,63 +152,56 @@ async fn grants_follow_parents_and_skip_expired_and_other_company_bindings(backe
     bind(&store, &expired).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(60)).await;
 
-    let held = |scope| {
+    let bound = |scope| {
         let store = store.clone();
         async move {
-            let grants = store
+            let read = store
                 .rbac
-                .user_grants(acme.id, user.id, scope, clock::now())
+                .user_bindings(acme.id, user.id, scope, clock::now())
                 .await
                 .unwrap()
                 .unwrap();
-            let mut permissions: Vec<String> = grants
-                .grants
-                .into_iter()
-                .map(|row| row.permission)
-                .collect();
-            permissions.sort();
-            permissions
+            let mut roles: Vec<Uuid> = read.bindings.iter().map(|b| b.role_id).collect();
+            roles.sort();
+            roles
         }
     };
+    let sorted = |mut ids: Vec<Uuid>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(bound(BindingScope::Tenant).await, [clerk.id]);
     assert_eq!(
-        held(BindingScope::Tenant).await,
-        ["inventory:item:read", "inventory:item:write"]
+        bound(BindingScope::Company(north.id)).await,
+        sorted(vec![clerk.id, approver.id])
     );
+    assert_eq!(bound(BindingScope::Company(south.id)).await, [clerk.id]);
     assert_eq!(
-        held(BindingScope::Company(north.id)).await,
-        [
-            "finance:invoice:approve",
-            "inventory:item:read",
-            "inventory:item:write"
-        ]
+        bound(BindingScope::Every).await,
+        sorted(vec![clerk.id, approver.id])
     );
-    assert_eq!(
-        held(BindingScope::Company(south.id)).await,
-        ["inventory:item:read", "inventory:item:write"]
-    );
-    let inherited = store
+    let foreign_company = store
         .rbac
-        .user_grants(acme.id, user.id, BindingScope::Tenant, clock::now())
+        .user_bindings(
+            acme.id,
+            user.id,
+            BindingScope::Company(Uuid::now_v7()),
+            clock::now(),
+        )
         .await
         .unwrap()
-        .unwrap()
-        .grants
-        .into_iter()
-        .find(|row| row.permission == "inventory:item:read")
         .unwrap();
-    assert_eq!(
-        (
-            inherited.role_key.as_str(),
-            inherited.granting_role_key.as_str()
-        ),
-        ("clerk", "viewer")
-    );
+    assert!(!foreign_company.company_found);
     let stranger = store
         .rbac
-        .user_grants(Uuid::now_v7(), user.id, BindingScope::Tenant, clock::now())
+        .user_bindings(Uuid::now_v7(), user.id, BindingScope::Tenant, clock::now())
         .await
         .unwrap();
     assert_eq!(stranger, None);
+    let roles = store.rbac.tenant_roles(acme.id).await.unwrap();
+    let stored_clerk = roles.iter().find(|role| role.id == clerk.id).unwrap();
+    assert_eq!(stored_clerk.parent_role_ids, [viewer.id]);
+    assert_eq!(stored_clerk.permissions, ["inventory:item:write"]);
 }
 
 async fn users_granted_finds_holders_through_wildcards_and_ancestors(backend: Backend) {

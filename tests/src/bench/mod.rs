@@ -12,6 +12,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub mod rbac;
 pub mod report;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

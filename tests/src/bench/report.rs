@@ -16,6 +16,10 @@ pub const WHO_AM_I: &str = "WhoAmI (API key)";
 pub const VERIFY_SEEN: &str = "VerifyToken (seen token)";
 pub const VERIFY_UNSEEN: &str = "VerifyToken (never-seen tokens)";
 pub const VERIFY_IN_STORM: &str = "VerifyToken (seen, login storm)";
+pub const CHECK_CACHED: &str = "Check (cached)";
+pub const CHECK_BATCH: &str = "CheckBatch (10 items)";
+pub const LIST_PERMISSIONS: &str = "ListUserPermissions";
+pub const CHECK_COMPILED: &str = "Check (compiled from the store)";
 
 /// A target an RPC must meet, relative to the baseline.
 struct Target {
@@ -40,6 +44,30 @@ const TARGETS: &[Target] = &[
     },
     Target {
         rpc: VERIFY_UNSEEN,
+        min_throughput_ratio: 0.25,
+        max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: f64::INFINITY,
+    },
+    Target {
+        rpc: CHECK_CACHED,
+        min_throughput_ratio: 0.80,
+        max_p99_ratio: 1.5,
+        max_cpu_ratio: 1.25,
+    },
+    Target {
+        rpc: CHECK_BATCH,
+        min_throughput_ratio: 0.50,
+        max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: f64::INFINITY,
+    },
+    Target {
+        rpc: LIST_PERMISSIONS,
+        min_throughput_ratio: 0.60,
+        max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: f64::INFINITY,
+    },
+    Target {
+        rpc: CHECK_COMPILED,
         min_throughput_ratio: 0.25,
         max_p99_ratio: f64::INFINITY,
         max_cpu_ratio: f64::INFINITY,

@@ -29,6 +29,10 @@ use plinth_client::{
         CreateApiKeyRequest, LoginRequest, VerifyTokenRequest, WhoAmIRequest,
         auth_service_client::AuthServiceClient,
     },
+    rbac::v1::{
+        CheckBatchRequest, CheckItem, CheckRequest, ListUserPermissionsRequest,
+        rbac_service_client::RbacServiceClient,
+    },
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
 use plinth_platform::{
@@ -41,9 +45,11 @@ use plinth_tests::{
     Credentials,
     bench::{
         self, Load, Measurement, ServerProcess,
+        rbac::{self, Population},
         report::{
-            ECHO, Footprint, StormCounts, VERIFY_IN_STORM, VERIFY_SEEN, VERIFY_UNSEEN, WHO_AM_I,
-            print_table, report_targets,
+            CHECK_BATCH, CHECK_CACHED, CHECK_COMPILED, ECHO, Footprint, LIST_PERMISSIONS,
+            StormCounts, VERIFY_IN_STORM, VERIFY_SEEN, VERIFY_UNSEEN, WHO_AM_I, print_table,
+            report_targets,
         },
     },
 };
@@ -75,6 +81,12 @@ struct Args {
     /// Logins made before memory is read again
     #[arg(long, default_value_t = 1000)]
     logins: usize,
+    /// Users of the RBAC tenant
+    #[arg(long, default_value_t = 10_000)]
+    rbac_users: usize,
+    /// Role bindings of each of those users (at most 20)
+    #[arg(long, default_value_t = 20)]
+    rbac_bindings: usize,
     /// The core-server binary [default: beside this one]
     #[arg(long)]
     core_server: Option<PathBuf>,
@@ -100,7 +112,12 @@ struct Fixture {
     module_key: String,
     seen_token: String,
     mint: TokenMint,
+    rbac_tenant_id: String,
+    population: Population,
 }
+
+/// Users whose effective grants stay cached through a measurement.
+const HOT_USERS: usize = 100;
 
 /// Signs fresh tokens for a live session with the server's own key.
 struct TokenMint {
@@ -142,8 +159,12 @@ fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => beside_this_binary("core-server")?,
     };
-    let (fixture, cold_start, idle) =
-        load_generator.block_on(prepare(&core_server, data.path()))?;
+    let (fixture, cold_start, idle) = load_generator.block_on(prepare(
+        &core_server,
+        data.path(),
+        args.rbac_users,
+        args.rbac_bindings,
+    ))?;
     load_generator.block_on(log_in_repeatedly(fixture.core.address, args.logins))?;
     let after_logins = fixture.core.resident_bytes();
     let load = Load {
@@ -230,7 +251,12 @@ fn unseen_tokens_needed(load: &Load) -> usize {
 /// Starts the echo and core-server processes (timing core-server's cold
 /// start and reading its idle memory before any call), signs up a tenant,
 /// logs in, and makes a module key.
-async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture, Duration, u64)> {
+async fn prepare(
+    core_server: &Path,
+    data_dir: &Path,
+    rbac_users: usize,
+    rbac_bindings: usize,
+) -> anyhow::Result<(Fixture, Duration, u64)> {
     let echo_address = bench::free_address()?;
     let mut echo_command = Command::new(std::env::current_exe()?);
     echo_command.args(["echo", "--listen", &echo_address.to_string()]);
@@ -253,7 +279,7 @@ async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture
     let operator = Credentials::api_key(&operator_key);
     let mut tenants = TenantServiceClient::with_interceptor(channel.clone(), operator.clone());
     let mut auth = AuthServiceClient::with_interceptor(channel.clone(), operator);
-    tenants
+    let signed_up = tenants
         .signup(SignupRequest {
             tenant_code: "bench".to_owned(),
             tenant_name: "Bench".to_owned(),
@@ -262,7 +288,12 @@ async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture
             admin_password: BENCH_PASSWORD.to_owned(),
             industry_template_code: String::new(),
         })
-        .await?;
+        .await?
+        .into_inner();
+    let rbac_tenant_id = signed_up
+        .tenant
+        .ok_or_else(|| anyhow::anyhow!("signup returned no tenant"))?
+        .id;
     let seen_token = auth
         .login(bench_login())
         .await?
@@ -279,7 +310,19 @@ async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture
         .await?
         .into_inner()
         .secret;
-    let mint = token_mint(data_dir, &seen_token).await?;
+    let (mint, store) = token_mint(data_dir, &seen_token).await?;
+    let imported = Instant::now();
+    let population = bench::rbac::populate(
+        &store,
+        uuid::Uuid::parse_str(&rbac_tenant_id)?,
+        rbac_users,
+        rbac_bindings,
+    )
+    .await?;
+    println!(
+        "imported {rbac_users} users x {rbac_bindings} role bindings in {:.1} s",
+        imported.elapsed().as_secs_f64()
+    );
     Ok((
         Fixture {
             echo,
@@ -287,6 +330,8 @@ async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture
             module_key,
             seen_token,
             mint,
+            rbac_tenant_id,
+            population,
         },
         cold_start,
         idle,
@@ -294,8 +339,9 @@ async fn prepare(core_server: &Path, data_dir: &Path) -> anyhow::Result<(Fixture
 }
 
 /// Opens the server's own store (SQLite, in its data directory) and its
-/// key-encryption key, to sign tokens as the server does.
-async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<TokenMint> {
+/// key-encryption key, to sign tokens as the server does; the store serves
+/// the RBAC import too.
+async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<(TokenMint, Store)> {
     let payload = seen_token
         .split('.')
         .nth(1)
@@ -308,8 +354,9 @@ async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<TokenMi
     let store = Store::open(&config.database_url(), 2).await?;
     let encryption = core_server::KeyEncryptionKey::load(&config, &store).await?;
     let node = Node::start(config, store).await?;
+    let store = node.store.clone();
     let keys = core_server::SigningKeys::new(node.store, encryption, node.tokens, node.invalidator);
-    Ok(TokenMint { keys, claims })
+    Ok((TokenMint { keys, claims }, store))
 }
 
 fn bench_login() -> LoginRequest {
@@ -415,7 +462,113 @@ async fn measure_round(
     if next.load(Ordering::Relaxed) > unseen.len() {
         eprintln!("warning: never-seen tokens ran out and were reused; raise the mint size");
     }
-    Ok(vec![echo, who_am_i, seen, never_seen])
+    let mut measurements = vec![echo, who_am_i, seen, never_seen];
+    measurements.extend(measure_rbac(load, fixture, &core_channels).await);
+    Ok(measurements)
+}
+
+/// Checks by the module key about users of the imported tenant: a hot set
+/// whose grants stay compiled, and every (user, company) in turn, which the
+/// server compiles from the store each time (the cycle outlasts the
+/// compiled sets' lifetime): the cost of the first check after a change.
+async fn measure_rbac(
+    load: Load,
+    fixture: &Fixture,
+    channels: &[tonic::transport::Channel],
+) -> Vec<Measurement> {
+    let key = Credentials::api_key(&fixture.module_key);
+    let tenant_id = fixture.rbac_tenant_id.clone();
+    let users = Arc::new(fixture.population.user_ids.clone());
+    let companies = Arc::new(fixture.population.company_ids.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let client_of = |channel| RbacServiceClient::with_interceptor(channel, key.clone());
+    let hot_user = {
+        let (users, next) = (users.clone(), next.clone());
+        move || users[next.fetch_add(1, Ordering::Relaxed) % HOT_USERS.min(users.len())].clone()
+    };
+    let check = {
+        let tenant_id = tenant_id.clone();
+        move |user_id: String, company_id: String| CheckRequest {
+            tenant_id: tenant_id.clone(),
+            user_id,
+            permission: rbac::permission(3, "read"),
+            company_id,
+            ..CheckRequest::default()
+        }
+    };
+
+    let cached = bench::measure(CHECK_CACHED, &fixture.core, channels, load, |channel| {
+        let (client, hot_user, check) = (client_of(channel), hot_user.clone(), check.clone());
+        move || {
+            let mut client = client.clone();
+            let request = check(hot_user(), String::new());
+            async move { allowed(client.check(request).await?.into_inner().allowed) }
+        }
+    })
+    .await;
+
+    let batch = bench::measure(CHECK_BATCH, &fixture.core, channels, load, |channel| {
+        let (client, hot_user, tenant_id) =
+            (client_of(channel), hot_user.clone(), tenant_id.clone());
+        move || {
+            let mut client = client.clone();
+            let request = CheckBatchRequest {
+                tenant_id: tenant_id.clone(),
+                user_id: hot_user(),
+                items: (0..10)
+                    .map(|resource| CheckItem {
+                        permission: rbac::permission(resource, "write"),
+                        company_id: String::new(),
+                    })
+                    .collect(),
+                ..CheckBatchRequest::default()
+            };
+            async move { allowed(client.check_batch(request).await?.into_inner().all_allowed) }
+        }
+    })
+    .await;
+
+    let listing = bench::measure(LIST_PERMISSIONS, &fixture.core, channels, load, |channel| {
+        let (client, hot_user, tenant_id) =
+            (client_of(channel), hot_user.clone(), tenant_id.clone());
+        move || {
+            let mut client = client.clone();
+            let request = ListUserPermissionsRequest {
+                tenant_id: tenant_id.clone(),
+                user_id: hot_user(),
+                ..ListUserPermissionsRequest::default()
+            };
+            async move {
+                client.list_user_permissions(request).await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+
+    let compiled = bench::measure(CHECK_COMPILED, &fixture.core, channels, load, |channel| {
+        let (client, check) = (client_of(channel), check.clone());
+        let (users, companies, next) = (users.clone(), companies.clone(), next.clone());
+        move || {
+            let mut client = client.clone();
+            let turn = next.fetch_add(1, Ordering::Relaxed);
+            let user_id = users[turn % users.len()].clone();
+            let company_id = companies[(turn / users.len()) % companies.len()].clone();
+            let request = check(user_id, company_id);
+            async move { allowed(client.check(request).await?.into_inner().allowed) }
+        }
+    })
+    .await;
+    vec![cached, batch, listing, compiled]
+}
+
+/// A check the fixture grants that came back refused is a bench failure.
+fn allowed(allowed: bool) -> Result<(), tonic::Status> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(tonic::Status::internal("a granted permission was refused"))
+    }
 }
 
 async fn measure_verify(name: &str, load: Load, fixture: &Fixture) -> anyhow::Result<Measurement> {

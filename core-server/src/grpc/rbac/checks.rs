@@ -30,15 +30,22 @@ fn explanation(checked: &Checked, permission: &str) -> proto::Explanation {
     let granted_by = checked.granted_by.as_ref().map(|source| {
         let pattern = source.pattern(permission).to_owned();
         match source {
-            Source::Binding(row) => proto::Grant {
+            Source::Binding {
+                binding,
+                role,
+                grant,
+            } => proto::Grant {
                 pattern,
                 source: GrantSource::RoleBinding.into(),
-                binding_id: row.binding_id.to_string(),
-                role_id: row.role_id.to_string(),
-                role_key: row.role_key.clone(),
-                granting_role_id: row.granting_role_id.to_string(),
-                granting_role_key: row.granting_role_key.clone(),
-                company_id: row.company_id.map(|id| id.to_string()).unwrap_or_default(),
+                binding_id: binding.id.to_string(),
+                role_id: binding.role_id.to_string(),
+                role_key: role.key.to_string(),
+                granting_role_id: role.grants[*grant].granting_role_id.to_string(),
+                granting_role_key: role.grants[*grant].granting_role_key.to_string(),
+                company_id: binding
+                    .company_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
             },
             Source::Membership => proto::Grant {
                 pattern,
