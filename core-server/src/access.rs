@@ -104,14 +104,14 @@ impl HeldSet {
     fn allows(&self, permission: &str) -> bool {
         match self {
             HeldSet::Fixed(matcher) => matcher.allows(permission),
-            HeldSet::Compiled(effective) => effective.grants.allows(permission),
+            HeldSet::Compiled(effective) => effective.role_set.grants.allows(permission),
         }
     }
 
     fn covers(&self, grant: Grant<'_>) -> bool {
         match self {
             HeldSet::Fixed(matcher) => matcher.covers(grant),
-            HeldSet::Compiled(effective) => effective.grants.covers(grant),
+            HeldSet::Compiled(effective) => effective.role_set.grants.covers(grant),
         }
     }
 }

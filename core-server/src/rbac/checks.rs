@@ -10,7 +10,7 @@ use plinth_platform::{
     identity::Principal,
     permission::Grant,
     store::{
-        rbac::BindingScope,
+        rbac::{BindingScope, HeldBinding},
         tenants::PLATFORM_TENANT_ID,
         users::{UserFilter, UserStatus},
     },
@@ -45,6 +45,8 @@ pub struct Checked {
     pub allowed: bool,
     /// The most specific grant that allowed it.
     pub granted_by: Option<Source>,
+    /// For a role's grant: the binding of that role.
+    pub binding: Option<HeldBinding>,
 }
 
 /// Where a user holds a permission.
@@ -69,7 +71,7 @@ impl Source {
     /// The grant as written.
     pub fn pattern<'a>(&'a self, permission: &'a str) -> &'a str {
         match self {
-            Source::Binding { role, grant, .. } => &role.grants[*grant].pattern,
+            Source::Role { role, grant, .. } => &role.grants[*grant].pattern,
             Source::Membership => permission,
             Source::PlatformAdmin => "plinth:*",
         }
@@ -135,10 +137,15 @@ impl Rbac {
                 .effective(tenant_id, user_id, scope, freshness)
                 .await?;
             version = version.min(effective.version);
-            let granted_by = effective.grants.find(&item.permission).cloned();
+            let granted_by = effective.find(&item.permission).cloned();
+            let binding = match &granted_by {
+                Some(Source::Role { role_id, .. }) => effective.binding_of(*role_id).cloned(),
+                _ => None,
+            };
             answers.push(Checked {
                 allowed: granted_by.is_some(),
                 granted_by,
+                binding,
             });
         }
         let token = ConsistencyToken { tenant_id, version }.encode();
@@ -161,8 +168,7 @@ impl Rbac {
             .grants
             .effective(tenant_id, user_id, scope, freshness)
             .await?;
-        let mut grants: Vec<String> = effective.grants.grants().collect();
-        grants.sort_unstable();
+        let grants = effective.role_set.listing.clone();
         let token = ConsistencyToken {
             tenant_id,
             version: effective.version,

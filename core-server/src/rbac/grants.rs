@@ -3,7 +3,8 @@
 //!
 //! Compiling reads one statement (the user's bindings with the tenant's
 //! version); the roles' grants, inherited ones included, are compiled once
-//! per tenant and version and shared by every user of the tenant.
+//! per tenant and version, and so is the matcher of each set of roles that
+//! users hold together: users bound to the same roles share one.
 //!
 //! Each compiled set carries the tenant's RBAC version it was read at. The
 //! replica tracks the newest version it knows of per tenant (from its own
@@ -74,11 +75,28 @@ pub struct RoleGrants {
     pub grants: Vec<RoleGrant>,
 }
 
-/// A tenant's roles, compiled at one version.
+/// Matchers of role sets kept per tenant version; past it, forgotten.
+const MAX_ROLE_SETS: usize = 10_000;
+
+/// A tenant's roles, compiled at one version, with the role sets compiled
+/// from them so far.
 pub struct TenantRoles {
     version: i64,
     loaded_at: Instant,
     roles: HashMap<Uuid, Arc<RoleGrants>>,
+    sets: std::sync::Mutex<HashMap<RoleSetKey, Arc<RoleSet>>>,
+}
+
+/// Which roles a set holds (sorted, deduplicated), and whether its holder is
+/// an active user (an inactive one holds nothing).
+type RoleSetKey = (bool, Vec<Uuid>);
+
+/// What a set of roles grants together, with what membership grants.
+#[derive(Debug)]
+pub struct RoleSet {
+    pub grants: Matcher<Source>,
+    /// Every grant as written, sorted.
+    pub listing: Vec<String>,
 }
 
 impl TenantRoles {
@@ -126,7 +144,55 @@ impl TenantRoles {
             version,
             loaded_at: Instant::now(),
             roles,
+            sets: std::sync::Mutex::default(),
         }
+    }
+
+    /// The shared matcher of exactly these roles in `tenant_id`.
+    fn role_set(&self, tenant_id: Uuid, key: RoleSetKey) -> Arc<RoleSet> {
+        let mut sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(set) = sets.get(&key) {
+            return set.clone();
+        }
+        let mut grants = Matcher::default();
+        let (active, role_ids) = &key;
+        if *active {
+            if tenant_id == PLATFORM_TENANT_ID {
+                grants.insert(Grant::Prefix("plinth:"), Source::PlatformAdmin);
+            }
+            for permission in MEMBERSHIP {
+                grants.insert(Grant::Permission(permission.name), Source::Membership);
+            }
+            for role_id in role_ids {
+                // A role deleted after the bindings were read grants nothing.
+                let Some(role) = self.roles.get(role_id) else {
+                    continue;
+                };
+                for (index, role_grant) in role.grants.iter().enumerate() {
+                    // Stored grants were valid when written; anything else
+                    // is skipped rather than trusted.
+                    if let Ok(grant) = Grant::parse(&role_grant.pattern) {
+                        let source = Source::Role {
+                            role_id: *role_id,
+                            role: role.clone(),
+                            grant: index,
+                        };
+                        grants.insert(grant, source);
+                    }
+                }
+            }
+        }
+        let mut listing: Vec<String> = grants.grants().collect();
+        listing.sort_unstable();
+        let set = Arc::new(RoleSet { grants, listing });
+        if sets.len() >= MAX_ROLE_SETS {
+            sets.clear();
+        }
+        sets.insert(key, set.clone());
+        set
     }
 
     fn serves(&self, version: i64) -> bool {
@@ -150,10 +216,9 @@ impl RoleGrants {
 /// Why a user holds a grant.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A role bound to the user: the binding, the role it binds, and which
-    /// of that role's grants.
-    Binding {
-        binding: Arc<HeldBinding>,
+    /// A role bound to the user, and which of that role's grants.
+    Role {
+        role_id: Uuid,
         role: Arc<RoleGrants>,
         grant: usize,
     },
@@ -167,13 +232,27 @@ pub enum Source {
 #[derive(Debug)]
 pub struct Effective {
     pub version: i64,
-    pub grants: Matcher<Source>,
+    pub role_set: Arc<RoleSet>,
+    /// The bindings read, to name the one behind a grant.
+    pub bindings: Vec<HeldBinding>,
     compiled_at: Instant,
     /// The earliest expiry among the bindings used.
     valid_until: Option<DateTime<Utc>>,
 }
 
 impl Effective {
+    /// The most specific grant that covers a concrete permission.
+    pub fn find(&self, permission: &str) -> Option<&Source> {
+        self.role_set.grants.find(permission)
+    }
+
+    /// The binding through which the user holds `role_id`.
+    pub fn binding_of(&self, role_id: Uuid) -> Option<&HeldBinding> {
+        self.bindings
+            .iter()
+            .find(|binding| binding.role_id == role_id)
+    }
+
     fn serves(&self, known_version: i64, now: DateTime<Utc>) -> bool {
         self.version >= known_version
             && self.compiled_at.elapsed() < MAX_AGE
@@ -364,40 +443,22 @@ impl Grants {
             });
         }
         self.learn(tenant_id, read.version);
-        let mut grants = Matcher::default();
-        let mut valid_until = None;
-        if read.user_active {
-            if tenant_id == PLATFORM_TENANT_ID {
-                grants.insert(Grant::Prefix("plinth:"), Source::PlatformAdmin);
-            }
-            for permission in MEMBERSHIP {
-                grants.insert(Grant::Permission(permission.name), Source::Membership);
-            }
-            let roles = self.roles(tenant_id, read.version).await?;
-            for binding in read.bindings {
-                valid_until = earliest(valid_until, binding.expires_at);
-                // A role deleted after the bindings were read grants nothing.
-                let Some(role) = roles.role(binding.role_id) else {
-                    continue;
-                };
-                let binding = Arc::new(binding);
-                for (index, role_grant) in role.grants.iter().enumerate() {
-                    // Stored grants were valid when written; anything else is
-                    // skipped rather than trusted.
-                    if let Ok(grant) = Grant::parse(&role_grant.pattern) {
-                        let source = Source::Binding {
-                            binding: binding.clone(),
-                            role: role.clone(),
-                            grant: index,
-                        };
-                        grants.insert(grant, source);
-                    }
-                }
-            }
-        }
+        let roles = self.roles(tenant_id, read.version).await?;
+        let mut role_ids: Vec<Uuid> = read
+            .bindings
+            .iter()
+            .map(|binding| binding.role_id)
+            .collect();
+        role_ids.sort_unstable();
+        role_ids.dedup();
+        let valid_until = read
+            .bindings
+            .iter()
+            .fold(None, |until, binding| earliest(until, binding.expires_at));
         Ok(Effective {
             version: read.version,
-            grants,
+            role_set: roles.role_set(tenant_id, (read.user_active, role_ids)),
+            bindings: read.bindings,
             compiled_at,
             valid_until,
         })

@@ -366,9 +366,12 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10));
+            // A local file does not drop connections: the ping before each
+            // acquire would only double the cost of every query.
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Ok(Store::from_sql(SqlStore { pool }, Backend::Sqlite))

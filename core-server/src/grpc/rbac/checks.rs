@@ -30,20 +30,26 @@ fn explanation(checked: &Checked, permission: &str) -> proto::Explanation {
     let granted_by = checked.granted_by.as_ref().map(|source| {
         let pattern = source.pattern(permission).to_owned();
         match source {
-            Source::Binding {
-                binding,
+            Source::Role {
+                role_id,
                 role,
                 grant,
             } => proto::Grant {
                 pattern,
                 source: GrantSource::RoleBinding.into(),
-                binding_id: binding.id.to_string(),
-                role_id: binding.role_id.to_string(),
+                binding_id: checked
+                    .binding
+                    .as_ref()
+                    .map(|binding| binding.id.to_string())
+                    .unwrap_or_default(),
+                role_id: role_id.to_string(),
                 role_key: role.key.to_string(),
                 granting_role_id: role.grants[*grant].granting_role_id.to_string(),
                 granting_role_key: role.grants[*grant].granting_role_key.to_string(),
-                company_id: binding
-                    .company_id
+                company_id: checked
+                    .binding
+                    .as_ref()
+                    .and_then(|binding| binding.company_id)
                     .map(|id| id.to_string())
                     .unwrap_or_default(),
             },
