@@ -43,7 +43,7 @@ pub struct CheckItem {
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub allowed: bool,
-    /// The most specific grant that allowed it.
+    /// The most specific grant that allowed it, when asked.
     pub granted_by: Option<Source>,
     /// For a role's grant: the binding of that role.
     pub binding: Option<HeldBinding>,
@@ -111,14 +111,15 @@ impl Rbac {
         Ok(user_id)
     }
 
-    /// Answers each item; the token covers them all (the oldest version
-    /// any of them was answered at).
+    /// Answers each item (saying why only when `explain`); the token
+    /// covers them all (the oldest version any of them was answered at).
     pub async fn check(
         &self,
         principal: &Principal,
         subject: Subject,
         items: &[CheckItem],
         consistency: Consistency,
+        explain: bool,
     ) -> Result<(Vec<Checked>, String), ApiError> {
         let tenant_id = subject.tenant_id;
         let freshness = consistency.freshness(tenant_id)?;
@@ -137,13 +138,14 @@ impl Rbac {
                 .effective(tenant_id, user_id, scope, freshness)
                 .await?;
             version = version.min(effective.version);
-            let granted_by = effective.find(&item.permission).cloned();
+            let found = effective.find(&item.permission);
+            let granted_by = found.filter(|_| explain).cloned();
             let binding = match &granted_by {
                 Some(Source::Role { role_id, .. }) => effective.binding_of(*role_id).cloned(),
                 _ => None,
             };
             answers.push(Checked {
-                allowed: granted_by.is_some(),
+                allowed: found.is_some(),
                 granted_by,
                 binding,
             });

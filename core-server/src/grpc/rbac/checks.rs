@@ -92,7 +92,13 @@ pub async fn check(
     let consistency = fields.consistency(body.consistency.as_ref());
     fields.finish()?;
     let (mut answers, consistency_token) = rbac
-        .check(principal, subject, std::slice::from_ref(&item), consistency)
+        .check(
+            principal,
+            subject,
+            std::slice::from_ref(&item),
+            consistency,
+            body.explain,
+        )
         .await?;
     let checked = answers
         .pop()
@@ -128,7 +134,9 @@ pub async fn check_batch(
         .collect();
     let consistency = fields.consistency(body.consistency.as_ref());
     fields.finish()?;
-    let (answers, consistency_token) = rbac.check(principal, subject, &items, consistency).await?;
+    let (answers, consistency_token) = rbac
+        .check(principal, subject, &items, consistency, body.explain)
+        .await?;
     let results: Vec<proto::CheckResult> = items
         .iter()
         .zip(&answers)
