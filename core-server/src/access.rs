@@ -95,12 +95,12 @@ static MODULE_KEY_GRANTS: LazyLock<Matcher<()>> = LazyLock::new(|| {
 });
 
 /// One set of grants a caller holds in a scope.
-enum HeldSet {
+enum HeldSet<'a> {
     Fixed(&'static Matcher<()>),
-    Compiled(Arc<Effective>),
+    Compiled(&'a Effective),
 }
 
-impl HeldSet {
+impl HeldSet<'_> {
     fn allows(&self, permission: &str) -> bool {
         match self {
             HeldSet::Fixed(matcher) => matcher.allows(permission),
@@ -116,16 +116,24 @@ impl HeldSet {
     }
 }
 
-/// Everything a caller holds in one scope.
+/// Everything a caller holds in one scope: at most a fixed set (of its key
+/// or its platform role) and a compiled one (of its user).
 pub struct Held {
-    sets: Vec<HeldSet>,
+    fixed: Option<&'static Matcher<()>>,
+    compiled: Option<Arc<Effective>>,
     /// Held only as a super admin in another tenant: its use is audited.
     as_super_admin_of: Option<Uuid>,
 }
 
 impl Held {
+    fn sets(&self) -> impl Iterator<Item = HeldSet<'_>> {
+        let fixed = self.fixed.map(HeldSet::Fixed);
+        let compiled = self.compiled.as_deref().map(HeldSet::Compiled);
+        fixed.into_iter().chain(compiled)
+    }
+
     pub fn allows(&self, permission: &str) -> bool {
-        self.sets.iter().any(|set| set.allows(permission))
+        self.sets().any(|set| set.allows(permission))
     }
 
     /// Refuses a role or binding that would grant more than this holds,
@@ -138,7 +146,7 @@ impl Held {
             return Ok(());
         }
         let uncovered = grants.find(|text| {
-            Grant::parse(text).is_ok_and(|grant| !self.sets.iter().any(|set| set.covers(grant)))
+            Grant::parse(text).is_ok_and(|grant| !self.sets().any(|set| set.covers(grant)))
         });
         match uncovered {
             Some(permission) => Err(ApiError::PrivilegeEscalation {
@@ -212,11 +220,12 @@ impl Access {
     /// What the caller holds in `scope`.
     pub async fn held(&self, principal: &Principal, scope: Scope) -> Result<Held, ApiError> {
         let mut held = Held {
-            sets: Vec::with_capacity(2),
+            fixed: None,
+            compiled: None,
             as_super_admin_of: None,
         };
         if is_platform_admin(principal) {
-            held.sets.push(HeldSet::Fixed(&CORE));
+            held.fixed = Some(&CORE);
             if let (Some(user), Some(tenant_id)) = (&principal.user, scope.tenant)
                 && user.tenant_id != tenant_id
             {
@@ -231,7 +240,7 @@ impl Access {
                     (key.and_then(|k| k.tenant_id), scope.tenant)
                     && key_tenant == tenant_id
                 {
-                    held.sets.push(HeldSet::Fixed(&EVERYTHING));
+                    held.fixed = Some(&EVERYTHING);
                 }
             }
             PrincipalKind::Module | PrincipalKind::ModuleForUser => {
@@ -244,7 +253,7 @@ impl Access {
                         (Some(_), None) => false,
                     };
                 if in_scope {
-                    held.sets.push(HeldSet::Fixed(&MODULE_KEY_GRANTS));
+                    held.fixed = Some(&MODULE_KEY_GRANTS);
                 }
             }
             PrincipalKind::User | PrincipalKind::Anonymous => {}
@@ -256,7 +265,7 @@ impl Access {
                 .grants
                 .effective(tenant_id, user.user_id, scope.bindings(), Freshness::Cached)
                 .await?;
-            held.sets.push(HeldSet::Compiled(effective));
+            held.compiled = Some(effective);
         }
         Ok(held)
     }

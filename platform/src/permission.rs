@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 /// Namespaces no module id may take: the core's and words that would read
 /// as the core's.
 pub const RESERVED_NAMESPACES: &[&str] = &[
@@ -129,16 +131,16 @@ impl<'a> Grant<'a> {
 /// prefixes, then against `*`, most specific first.
 #[derive(Debug, Clone)]
 pub struct Matcher<V> {
-    permissions: HashMap<Box<str>, V>,
-    prefixes: HashMap<Box<str>, V>,
+    permissions: HashMap<Box<str>, V, RandomState>,
+    prefixes: HashMap<Box<str>, V, RandomState>,
     everything: Option<V>,
 }
 
 impl<V> Default for Matcher<V> {
     fn default() -> Self {
         Matcher {
-            permissions: HashMap::new(),
-            prefixes: HashMap::new(),
+            permissions: HashMap::default(),
+            prefixes: HashMap::default(),
             everything: None,
         }
     }

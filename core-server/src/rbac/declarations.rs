@@ -8,6 +8,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
+use foldhash::fast::RandomState;
 use plinth_platform::{
     audit::{Actor, AuditDraft},
     clock,
@@ -46,7 +47,7 @@ pub struct PermissionListing {
 /// What this replica knows to be declared.
 pub struct Declarations {
     store: Store,
-    seen: RwLock<HashSet<Arc<str>>>,
+    seen: RwLock<HashSet<Arc<str>, RandomState>>,
 }
 
 impl Declarations {

@@ -20,6 +20,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use foldhash::fast::RandomState;
 use plinth_platform::{
     clock,
     error::ApiError,
@@ -84,7 +85,7 @@ pub struct TenantRoles {
     version: i64,
     loaded_at: Instant,
     roles: HashMap<Uuid, Arc<RoleGrants>>,
-    sets: std::sync::Mutex<HashMap<RoleSetKey, Arc<RoleSet>>>,
+    sets: std::sync::Mutex<HashMap<RoleSetKey, Arc<RoleSet>, RandomState>>,
 }
 
 /// Which roles a set holds (sorted, deduplicated), and whether its holder is
@@ -253,17 +254,17 @@ impl Effective {
             .find(|binding| binding.role_id == role_id)
     }
 
-    fn serves(&self, known_version: i64, now: DateTime<Utc>) -> bool {
+    fn serves(&self, known_version: i64) -> bool {
         self.version >= known_version
             && self.compiled_at.elapsed() < MAX_AGE
-            && self.valid_until.is_none_or(|until| now < until)
+            && self.valid_until.is_none_or(|until| clock::now() < until)
     }
 }
 
 /// Compiled sets by user and scope, with the size that triggers a sweep.
 #[derive(Default)]
 struct Compiled {
-    entries: HashMap<(Uuid, BindingScope), Arc<Effective>>,
+    entries: HashMap<(Uuid, BindingScope), Arc<Effective>, RandomState>,
     sweep_at: usize,
 }
 
@@ -279,10 +280,10 @@ impl Compiled {
 pub struct Grants {
     store: Store,
     compiled: RwLock<Compiled>,
-    tenant_roles: RwLock<HashMap<Uuid, Arc<TenantRoles>>>,
+    tenant_roles: RwLock<HashMap<Uuid, Arc<TenantRoles>, RandomState>>,
     /// One reload of a tenant's roles at a time; the others wait for it.
     reloading: Mutex<()>,
-    known_versions: RwLock<HashMap<Uuid, i64>>,
+    known_versions: RwLock<HashMap<Uuid, i64, RandomState>>,
     news: Notify,
 }
 
@@ -358,13 +359,15 @@ impl Grants {
                     latest
                 }
             };
-        let now = clock::now();
         if let Some(cached) = read(&self.compiled).entries.get(&(user_id, scope))
-            && cached.serves(required, now)
+            && cached.serves(required)
         {
             return Ok(cached.clone());
         }
-        let compiled = Arc::new(self.compile(tenant_id, user_id, scope, now).await?);
+        let compiled = Arc::new(
+            self.compile(tenant_id, user_id, scope, clock::now())
+                .await?,
+        );
         if compiled.version < required {
             return Err(ApiError::RbacVersionBehind {
                 retry_after: CATCH_UP_WAIT,
