@@ -85,6 +85,27 @@ fn held_by_membership(tenant_id: Uuid, permission: &str) -> bool {
 }
 
 impl Rbac {
+    /// The binding through which the user holds `role_id` in `scope`, for
+    /// an explanation (read only when one is asked for).
+    async fn binding_of(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        scope: BindingScope,
+        role_id: Uuid,
+    ) -> Result<Option<HeldBinding>, ApiError> {
+        let read = self
+            .store
+            .rbac
+            .user_bindings(tenant_id, user_id, scope, clock::now())
+            .await?;
+        Ok(read.and_then(|read| {
+            read.bindings
+                .into_iter()
+                .find(|binding| binding.role_id == role_id)
+        }))
+    }
+
     /// The user a question is about, once the caller may ask about it.
     async fn subject(
         &self,
@@ -141,7 +162,9 @@ impl Rbac {
             let found = effective.find(&item.permission);
             let granted_by = found.filter(|_| explain).cloned();
             let binding = match &granted_by {
-                Some(Source::Role { role_id, .. }) => effective.binding_of(*role_id).cloned(),
+                Some(Source::Role { role_id, .. }) => {
+                    self.binding_of(tenant_id, user_id, scope, *role_id).await?
+                }
                 _ => None,
             };
             answers.push(Checked {

@@ -28,7 +28,7 @@ use plinth_platform::{
     permission::{Grant, Matcher},
     store::{
         Store,
-        rbac::{BindingScope, HeldBinding, MAX_ROLE_DEPTH, RoleRecord},
+        rbac::{BindingScope, MAX_ROLE_DEPTH, RoleRecord},
         tenants::PLATFORM_TENANT_ID,
     },
 };
@@ -85,6 +85,7 @@ pub struct TenantRoles {
     version: i64,
     loaded_at: Instant,
     roles: HashMap<Uuid, Arc<RoleGrants>>,
+    ids_by_key: HashMap<Arc<str>, Uuid, RandomState>,
     sets: std::sync::Mutex<HashMap<RoleSetKey, Arc<RoleSet>, RandomState>>,
 }
 
@@ -145,6 +146,7 @@ impl TenantRoles {
             version,
             loaded_at: Instant::now(),
             roles,
+            ids_by_key: keys.into_iter().map(|(id, key)| (key, id)).collect(),
             sets: std::sync::Mutex::default(),
         }
     }
@@ -234,8 +236,6 @@ pub enum Source {
 pub struct Effective {
     pub version: i64,
     pub role_set: Arc<RoleSet>,
-    /// The bindings read, to name the one behind a grant.
-    pub bindings: Vec<HeldBinding>,
     compiled_at: Instant,
     /// The earliest expiry among the bindings used.
     valid_until: Option<DateTime<Utc>>,
@@ -245,13 +245,6 @@ impl Effective {
     /// The most specific grant that covers a concrete permission.
     pub fn find(&self, permission: &str) -> Option<&Source> {
         self.role_set.grants.find(permission)
-    }
-
-    /// The binding through which the user holds `role_id`.
-    pub fn binding_of(&self, role_id: Uuid) -> Option<&HeldBinding> {
-        self.bindings
-            .iter()
-            .find(|binding| binding.role_id == role_id)
     }
 
     fn serves(&self, known_version: i64) -> bool {
@@ -432,38 +425,44 @@ impl Grants {
         now: DateTime<Utc>,
     ) -> Result<Effective, ApiError> {
         let compiled_at = Instant::now();
-        let read = self
-            .store
-            .rbac
-            .user_bindings(tenant_id, user_id, scope, now)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource_type: "user",
-            })?;
-        if !read.company_found {
-            return Err(ApiError::NotFound {
-                resource_type: "company",
+        // The roles must be compiled at the version the bindings were read
+        // at, or keys could name roles made since; a write in between
+        // means reading again.
+        for _ in 0..3 {
+            let read = self
+                .store
+                .rbac
+                .user_roles(tenant_id, user_id, scope, now)
+                .await?
+                .ok_or(ApiError::NotFound {
+                    resource_type: "user",
+                })?;
+            if !read.company_found {
+                return Err(ApiError::NotFound {
+                    resource_type: "company",
+                });
+            }
+            self.learn(tenant_id, read.version);
+            let roles = self.roles(tenant_id, read.version).await?;
+            if roles.version != read.version {
+                continue;
+            }
+            let mut role_ids: Vec<Uuid> = read
+                .role_keys
+                .iter()
+                .filter_map(|key| roles.ids_by_key.get(key.as_str()).copied())
+                .collect();
+            role_ids.sort_unstable();
+            role_ids.dedup();
+            return Ok(Effective {
+                version: read.version,
+                role_set: roles.role_set(tenant_id, (read.user_active, role_ids)),
+                compiled_at,
+                valid_until: read.valid_until,
             });
         }
-        self.learn(tenant_id, read.version);
-        let roles = self.roles(tenant_id, read.version).await?;
-        let mut role_ids: Vec<Uuid> = read
-            .bindings
-            .iter()
-            .map(|binding| binding.role_id)
-            .collect();
-        role_ids.sort_unstable();
-        role_ids.dedup();
-        let valid_until = read
-            .bindings
-            .iter()
-            .fold(None, |until, binding| earliest(until, binding.expires_at));
-        Ok(Effective {
-            version: read.version,
-            role_set: roles.role_set(tenant_id, (read.user_active, role_ids)),
-            bindings: read.bindings,
-            compiled_at,
-            valid_until,
+        Err(ApiError::RbacVersionBehind {
+            retry_after: CATCH_UP_WAIT,
         })
     }
 
@@ -473,13 +472,6 @@ impl Grants {
             compiled_sets.sweep();
         }
         compiled_sets.entries.insert(key, compiled);
-    }
-}
-
-fn earliest(current: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    match (current, next) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -70,6 +70,28 @@ pub enum BindingScope {
     Every,
 }
 
+impl BindingScope {
+    /// The company (`$3`) and every-company flag (`$4`) of
+    /// [`held_bindings!`].
+    fn filter(self) -> (Option<Uuid>, bool) {
+        match self {
+            BindingScope::Tenant => (None, false),
+            BindingScope::Company(company_id) => (Some(company_id), false),
+            BindingScope::Every => (None, true),
+        }
+    }
+}
+
+/// The unexpired bindings `b` of user `u` in scope: `$3` a company (or
+/// NULL), `$4` every company, `$5` now.
+macro_rules! held_bindings {
+    () => {
+        "b.user_id = u.id AND b.tenant_id = u.tenant_id \
+         AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
+         AND (b.expires_at IS NULL OR b.expires_at > $5)"
+    };
+}
+
 /// A binding as checks use it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct HeldBinding {
@@ -88,6 +110,19 @@ pub struct UserBindings {
     /// Whether the company the scope names is one of the tenant's.
     pub company_found: bool,
     pub bindings: Vec<HeldBinding>,
+}
+
+/// The roles a user holds in a scope, read as one row at (at least)
+/// `version`: what checks compile from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRoles {
+    pub version: i64,
+    pub user_active: bool,
+    pub company_found: bool,
+    /// Keys of the roles of unexpired bindings, unsorted, maybe repeated.
+    pub role_keys: Vec<String>,
+    /// When the first of those bindings expires.
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 /// A declared permission.
@@ -133,6 +168,17 @@ pub trait RbacStore: Send + Sync {
 
     /// `None` for an unknown tenant.
     async fn rbac_version(&self, tenant_id: Uuid) -> Result<Option<i64>, StoreError>;
+
+    /// [`RbacStore::user_bindings`] folded into one row (per-row cost is
+    /// what a check's compile pays most for): the roles' keys and the
+    /// earliest expiry. One statement, so one snapshot.
+    async fn user_roles(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        scope: BindingScope,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserRoles>, StoreError>;
 
     /// `None` when the user is not one of the tenant's. One statement, so
     /// the version and the bindings come from one snapshot.
@@ -487,12 +533,22 @@ macro_rules! impl_rbac_store {
                 tenant_id: Uuid,
                 key: &str,
             ) -> Result<Option<RoleRecord>, StoreError> {
-                Ok(load_roles!(&self.pool, "r.tenant_id = $1 AND r.key = $2", tenant_id, key).pop())
+                Ok(load_roles!(
+                    &self.pool,
+                    "r.tenant_id = $1 AND r.key = $2",
+                    tenant_id,
+                    key
+                )
+                .pop())
             }
 
             async fn binding(&self, id: Uuid) -> Result<Option<RoleBinding>, StoreError> {
                 self.row_where(
-                    concat!("SELECT ", binding_columns!(), " FROM role_bindings WHERE id = $1"),
+                    concat!(
+                        "SELECT ",
+                        binding_columns!(),
+                        " FROM role_bindings WHERE id = $1"
+                    ),
                     id,
                 )
                 .await
@@ -528,6 +584,47 @@ macro_rules! impl_rbac_store {
                     .map(|row: Option<(i64,)>| row.map(|(version,)| version))
             }
 
+            async fn user_roles(
+                &self,
+                tenant_id: Uuid,
+                user_id: Uuid,
+                scope: BindingScope,
+                now: DateTime<Utc>,
+            ) -> Result<Option<UserRoles>, StoreError> {
+                type Row = (i64, String, bool, Option<String>, Option<DateTime<Utc>>);
+                let (company_id, every_company) = scope.filter();
+                let row: Option<Row> = sqlx::query_as(concat!(
+                    "SELECT t.rbac_version, u.status, \
+                     ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
+                                            WHERE c.id = $3 AND c.tenant_id = $1)), \
+                     (SELECT string_agg(r.key, ',') FROM role_bindings b \
+                      JOIN roles r ON r.id = b.role_id WHERE ",
+                    held_bindings!(),
+                    "), (SELECT MIN(b.expires_at) FROM role_bindings b WHERE ",
+                    held_bindings!(),
+                    ") FROM users u JOIN tenants t ON t.id = u.tenant_id \
+                     WHERE u.id = $2 AND u.tenant_id = $1"
+                ))
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(company_id)
+                .bind(every_company)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(
+                    |(version, status, company_found, keys, valid_until)| UserRoles {
+                        version,
+                        user_active: status == super::users::UserStatus::Active.as_str(),
+                        company_found,
+                        role_keys: keys
+                            .map(|keys| keys.split(',').map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                        valid_until,
+                    },
+                ))
+            }
+
             async fn user_bindings(
                 &self,
                 tenant_id: Uuid,
@@ -544,22 +641,17 @@ macro_rules! impl_rbac_store {
                     Option<Uuid>,
                     Option<DateTime<Utc>>,
                 );
-                let (company_id, every_company) = match scope {
-                    BindingScope::Tenant => (None, false),
-                    BindingScope::Company(company_id) => (Some(company_id), false),
-                    BindingScope::Every => (None, true),
-                };
-                let rows: Vec<Row> = sqlx::query_as(
+                let (company_id, every_company) = scope.filter();
+                let rows: Vec<Row> = sqlx::query_as(concat!(
                     "SELECT t.rbac_version, u.status, \
                      ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
                                             WHERE c.id = $3 AND c.tenant_id = $1)), \
                      b.id, b.role_id, b.company_id, b.expires_at \
                      FROM users u JOIN tenants t ON t.id = u.tenant_id \
-                     LEFT JOIN role_bindings b ON b.user_id = u.id AND b.tenant_id = u.tenant_id \
-                         AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
-                         AND (b.expires_at IS NULL OR b.expires_at > $5) \
-                     WHERE u.id = $2 AND u.tenant_id = $1",
-                )
+                     LEFT JOIN role_bindings b ON ",
+                    held_bindings!(),
+                    " WHERE u.id = $2 AND u.tenant_id = $1"
+                ))
                 .bind(tenant_id)
                 .bind(user_id)
                 .bind(company_id)

@@ -198,6 +198,26 @@ async fn bindings_in_a_scope_skip_expired_and_other_company_ones(backend: Backen
         .await
         .unwrap();
     assert_eq!(stranger, None);
+    let mut expiring = binding(&viewer, user.id, None);
+    let expiry = clock::now() + Duration::days(1);
+    expiring.expires_at = Some(expiry);
+    bind(&store, &expiring).await.unwrap();
+    let held = store
+        .rbac
+        .user_roles(
+            acme.id,
+            user.id,
+            BindingScope::Company(north.id),
+            clock::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut keys = held.role_keys.clone();
+    keys.sort();
+    assert_eq!(keys, ["approver", "clerk", "viewer"]);
+    let until = held.valid_until.expect("the viewer binding expires");
+    assert!((until - expiry).abs() < Duration::milliseconds(1));
     let roles = store.rbac.tenant_roles(acme.id).await.unwrap();
     let stored_clerk = roles.iter().find(|role| role.id == clerk.id).unwrap();
     assert_eq!(stored_clerk.parent_role_ids, [viewer.id]);
