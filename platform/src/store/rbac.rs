@@ -82,11 +82,11 @@ impl BindingScope {
     }
 }
 
-/// The unexpired bindings `b` of user `u` in scope: `$3` a company (or
-/// NULL), `$4` every company, `$5` now.
+/// The unexpired bindings `b` of tenant `$1`'s user `$2` in scope: `$3` a
+/// company (or NULL), `$4` every company, `$5` now.
 macro_rules! held_bindings {
     () => {
-        "b.user_id = u.id AND b.tenant_id = u.tenant_id \
+        "b.tenant_id = $1 AND b.user_id = $2 \
          AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
          AND (b.expires_at IS NULL OR b.expires_at > $5)"
     };
@@ -593,17 +593,19 @@ macro_rules! impl_rbac_store {
             ) -> Result<Option<UserRoles>, StoreError> {
                 type Row = (i64, String, bool, Option<String>, Option<DateTime<Utc>>);
                 let (company_id, every_company) = scope.filter();
+                // One pass over the bindings: an aggregate always yields a row.
                 let row: Option<Row> = sqlx::query_as(concat!(
                     "SELECT t.rbac_version, u.status, \
                      ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
                                             WHERE c.id = $3 AND c.tenant_id = $1)), \
-                     (SELECT string_agg(r.key, ',') FROM role_bindings b \
-                      JOIN roles r ON r.id = b.role_id WHERE ",
+                     held.keys, held.valid_until \
+                     FROM users u JOIN tenants t ON t.id = u.tenant_id \
+                     CROSS JOIN (SELECT string_agg(r.key, ',') AS keys, \
+                                        MIN(b.expires_at) AS valid_until \
+                                 FROM role_bindings b JOIN roles r ON r.id = b.role_id \
+                                 WHERE ",
                     held_bindings!(),
-                    "), (SELECT MIN(b.expires_at) FROM role_bindings b WHERE ",
-                    held_bindings!(),
-                    ") FROM users u JOIN tenants t ON t.id = u.tenant_id \
-                     WHERE u.id = $2 AND u.tenant_id = $1"
+                    ") held WHERE u.id = $2 AND u.tenant_id = $1"
                 ))
                 .bind(tenant_id)
                 .bind(user_id)
