@@ -17,7 +17,7 @@ use plinth_platform::{
     permission::{CORE_NAMESPACE, Grant, is_reserved_namespace},
     store::{
         Store,
-        rbac::{self, PermissionFilter, PermissionRecord},
+        permissions::{self as declared, PermissionFilter, PermissionRecord},
     },
 };
 
@@ -65,7 +65,11 @@ impl Declarations {
             module_id: Some(CORE_NAMESPACE.to_owned()),
             ..PermissionFilter::default()
         };
-        let stored = self.store.rbac.list_permissions(&filter, 10_000).await?;
+        let stored = self
+            .store
+            .permissions
+            .list_permissions(&filter, 10_000)
+            .await?;
         let up_to_date = permissions::ALL.iter().all(|permission| {
             stored.iter().any(|record| {
                 record.name == permission.name && record.description == permission.description
@@ -86,7 +90,7 @@ impl Declarations {
             .collect();
         let event = declared_event(Actor::default(), "", CORE_NAMESPACE, &records);
         let mut tx = self.store.begin().await?;
-        rbac::declare(&mut tx, &records, event).await?;
+        declared::declare(&mut tx, &records, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -96,7 +100,7 @@ impl Declarations {
         if self.remembers(permission) {
             return Ok(());
         }
-        if self.store.rbac.is_declared(permission).await? {
+        if self.store.permissions.is_declared(permission).await? {
             self.remember(permission);
             return Ok(());
         }
@@ -113,7 +117,7 @@ impl Declarations {
                 Ok(Grant::Permission(name)) => self.ensure_declared(name).await?,
                 Ok(Grant::Prefix(prefix)) => {
                     if !self.remembers(prefix)
-                        && !self.store.rbac.any_declared_under(prefix).await?
+                        && !self.store.permissions.any_declared_under(prefix).await?
                     {
                         return Err(ApiError::UnknownPermission {
                             permission: text.clone(),
@@ -199,9 +203,9 @@ impl Rbac {
             &records,
         );
         let mut tx = self.store.begin().await?;
-        let stored = rbac::declare(&mut tx, &records, event).await?;
+        let stored = declared::declare(&mut tx, &records, event).await?;
         // Counted after the writes, so declaring again costs nothing.
-        if rbac::count_declared(&mut tx, &module_id).await? > MAX_DECLARED_PER_MODULE {
+        if declared::count_declared(&mut tx, &module_id).await? > MAX_DECLARED_PER_MODULE {
             return Err(ApiError::FailedPrecondition {
                 resource_type: "module",
                 state: format!("at its limit of {MAX_DECLARED_PER_MODULE} permissions"),
@@ -228,7 +232,7 @@ impl Rbac {
             .await?;
         let mut rows = self
             .store
-            .rbac
+            .permissions
             .list_permissions(&listing.filter, listing.size + 1)
             .await?;
         let more = rows.len() as i64 > listing.size;

@@ -28,13 +28,14 @@ use plinth_platform::{
     permission::{Grant, Matcher},
     store::{
         Store,
-        rbac::{BindingScope, MAX_ROLE_DEPTH, RoleRecord},
+        rbac::{BindingScope, RoleRecord},
         tenants::PLATFORM_TENANT_ID,
     },
 };
 use tokio::sync::{Mutex, Notify};
 use uuid::Uuid;
 
+use super::graph::RoleGraph;
 use crate::permissions::MEMBERSHIP;
 
 /// How long a compiled set serves without news of a change: the bound on
@@ -103,8 +104,7 @@ pub struct RoleSet {
 
 impl TenantRoles {
     fn compile(version: i64, records: &[RoleRecord]) -> TenantRoles {
-        let by_id: HashMap<Uuid, &RoleRecord> =
-            records.iter().map(|role| (role.id, role)).collect();
+        let graph = RoleGraph::of(records);
         let keys: HashMap<Uuid, Arc<str>> = records
             .iter()
             .map(|role| (role.id, Arc::from(role.key.as_str())))
@@ -112,29 +112,21 @@ impl TenantRoles {
         let roles = records
             .iter()
             .map(|role| {
-                let mut grants = Vec::new();
-                let mut seen = Vec::new();
-                let mut level = vec![role.id];
-                // Ancestors level by level, as deep as the store allows.
-                for _ in 0..=MAX_ROLE_DEPTH {
-                    let mut next = Vec::new();
-                    for id in level {
-                        if seen.contains(&id) {
-                            continue;
-                        }
-                        seen.push(id);
-                        let Some(ancestor) = by_id.get(&id) else {
-                            continue;
-                        };
-                        grants.extend(ancestor.permissions.iter().map(|pattern| RoleGrant {
-                            pattern: pattern.as_str().into(),
-                            granting_role_id: id,
-                            granting_role_key: keys[&id].clone(),
-                        }));
-                        next.extend(ancestor.parent_role_ids.iter().copied());
-                    }
-                    level = next;
-                }
+                let grants = graph
+                    .ancestry(role.id)
+                    .into_iter()
+                    .flat_map(|ancestor| {
+                        let key = &keys[&ancestor];
+                        graph
+                            .own_grants(ancestor)
+                            .iter()
+                            .map(move |pattern| RoleGrant {
+                                pattern: pattern.as_str().into(),
+                                granting_role_id: ancestor,
+                                granting_role_key: key.clone(),
+                            })
+                    })
+                    .collect();
                 let compiled = RoleGrants {
                     key: keys[&role.id].clone(),
                     grants,

@@ -7,6 +7,7 @@ mod bindings;
 mod checks;
 mod declarations;
 pub mod grants;
+mod graph;
 mod roles;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod companies;
+pub mod permissions;
 pub mod rbac;
 pub mod sessions;
 pub mod signing_keys;
@@ -31,6 +32,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
 pub use companies::CompanyStore;
+pub use permissions::PermissionStore;
 pub use rbac::RbacStore;
 pub use sessions::SessionStore;
 pub use signing_keys::SigningKeyStore;
@@ -334,6 +336,7 @@ pub struct Store {
     pub companies: Arc<dyn CompanyStore>,
     pub users: Arc<dyn UserStore>,
     pub rbac: Arc<dyn RbacStore>,
+    pub permissions: Arc<dyn PermissionStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
@@ -390,6 +393,7 @@ impl Store {
             + CompanyStore
             + UserStore
             + RbacStore
+            + PermissionStore
             + SessionStore
             + SigningKeyStore
             + StoreAdmin
@@ -403,6 +407,7 @@ impl Store {
             companies: sql.clone(),
             users: sql.clone(),
             rbac: sql.clone(),
+            permissions: sql.clone(),
             sessions: sql.clone(),
             signing_keys: sql.clone(),
             admin: sql,

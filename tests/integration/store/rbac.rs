@@ -6,7 +6,8 @@ use plinth_platform::{
     store::{
         Reference, Store, StoreError,
         companies::{self, CompanyRecord},
-        rbac::{self, BindingScope, PermissionRecord, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
+        permissions::{self, PermissionRecord},
+        rbac::{self, BindingScope, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
     },
 };
 use plinth_tests::Backend;
@@ -330,7 +331,7 @@ async fn declarations_are_upserted_and_found_by_prefix(backend: Backend) {
         let store = store.clone();
         async move {
             committed(&store, async |tx| {
-                rbac::declare(tx, &records, event("rbac.permissions.declared", None)).await
+                permissions::declare(tx, &records, event("rbac.permissions.declared", None)).await
             })
             .await
             .unwrap()
@@ -340,28 +341,40 @@ async fn declarations_are_upserted_and_found_by_prefix(backend: Backend) {
     let again = declare(vec![declaration("inventory:item:read", "Read every item")]).await;
 
     assert_eq!(again[0].description, "Read every item");
-    assert!(store.rbac.is_declared("inventory:item:read").await.unwrap());
+    assert!(
+        store
+            .permissions
+            .is_declared("inventory:item:read")
+            .await
+            .unwrap()
+    );
     assert!(
         !store
-            .rbac
+            .permissions
             .is_declared("inventory:item:write")
             .await
             .unwrap()
     );
-    assert!(store.rbac.any_declared_under("inventory:").await.unwrap());
     assert!(
         store
-            .rbac
+            .permissions
+            .any_declared_under("inventory:")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .permissions
             .any_declared_under("inventory:item:")
             .await
             .unwrap()
     );
     assert!(
         !store
-            .rbac
+            .permissions
             .any_declared_under("inventory:stock:")
             .await
             .unwrap()
     );
-    assert!(!store.rbac.any_declared_under("inv:").await.unwrap());
+    assert!(!store.permissions.any_declared_under("inv:").await.unwrap());
 }

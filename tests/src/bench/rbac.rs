@@ -3,17 +3,37 @@
 //! written straight into the server's store in large transactions, as a
 //! bulk import would.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use plinth_client::rbac::v1::{
+    CheckBatchRequest, CheckItem, CheckRequest, ListUserPermissionsRequest,
+    rbac_service_client::RbacServiceClient,
+};
 use plinth_platform::{
     audit::{Actor, AuditDraft},
     clock,
     store::{
         Store, StoreError,
         companies::{self, CompanyRecord, CompanyStatus},
-        rbac::{self, PermissionRecord, RoleBinding, RoleRecord},
+        permissions::{self, PermissionRecord},
+        rbac::{self, RoleBinding, RoleRecord},
         users::{self, NewUser, UserRecord, UserStatus},
     },
 };
+use tonic::transport::Channel;
 use uuid::Uuid;
+
+use super::{
+    Load, Measurement, ServerProcess,
+    report::{CHECK_BATCH, CHECK_CACHED, CHECK_COMPILED, LIST_PERMISSIONS},
+};
+use crate::Credentials;
+
+/// Users whose effective grants stay cached through a measurement.
+const HOT_USERS: usize = 100;
 
 /// The namespace of the bench's permissions.
 pub const MODULE: &str = "bench";
@@ -60,7 +80,7 @@ pub async fn populate(
         })
         .collect();
     let mut tx = store.begin().await?;
-    rbac::declare(
+    permissions::declare(
         &mut tx,
         &declarations,
         draft("rbac.permissions.declared", None),
@@ -152,4 +172,111 @@ pub async fn populate(
         user_ids,
         company_ids: company_ids.iter().map(Uuid::to_string).collect(),
     })
+}
+
+/// Checks by the module key about users of the imported tenant: a hot set
+/// whose grants stay compiled, and every (user, company) in turn, which the
+/// server compiles from the store each time (the cycle outlasts the
+/// compiled sets' lifetime): the cost of the first check after a change.
+pub async fn measure(
+    load: Load,
+    core: &ServerProcess,
+    channels: &[Channel],
+    module_key: &str,
+    tenant_id: &str,
+    population: &Population,
+) -> Vec<Measurement> {
+    let key = Credentials::api_key(module_key);
+    let tenant_id = tenant_id.to_owned();
+    let users = Arc::new(population.user_ids.clone());
+    let companies = Arc::new(population.company_ids.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let client_of = |channel| RbacServiceClient::with_interceptor(channel, key.clone());
+    let hot_user = {
+        let (users, next) = (users.clone(), next.clone());
+        move || users[next.fetch_add(1, Ordering::Relaxed) % HOT_USERS.min(users.len())].clone()
+    };
+    let check = {
+        let tenant_id = tenant_id.clone();
+        move |user_id: String, company_id: String| CheckRequest {
+            tenant_id: tenant_id.clone(),
+            user_id,
+            permission: permission(3, "read"),
+            company_id,
+            ..CheckRequest::default()
+        }
+    };
+
+    let cached = super::measure(CHECK_CACHED, core, channels, load, |channel| {
+        let (client, hot_user, check) = (client_of(channel), hot_user.clone(), check.clone());
+        move || {
+            let mut client = client.clone();
+            let request = check(hot_user(), String::new());
+            async move { allowed(client.check(request).await?.into_inner().allowed) }
+        }
+    })
+    .await;
+
+    let batch = super::measure(CHECK_BATCH, core, channels, load, |channel| {
+        let (client, hot_user, tenant_id) =
+            (client_of(channel), hot_user.clone(), tenant_id.clone());
+        move || {
+            let mut client = client.clone();
+            let request = CheckBatchRequest {
+                tenant_id: tenant_id.clone(),
+                user_id: hot_user(),
+                items: (0..10)
+                    .map(|resource| CheckItem {
+                        permission: permission(resource, "write"),
+                        company_id: String::new(),
+                    })
+                    .collect(),
+                ..CheckBatchRequest::default()
+            };
+            async move { allowed(client.check_batch(request).await?.into_inner().all_allowed) }
+        }
+    })
+    .await;
+
+    let listing = super::measure(LIST_PERMISSIONS, core, channels, load, |channel| {
+        let (client, hot_user, tenant_id) =
+            (client_of(channel), hot_user.clone(), tenant_id.clone());
+        move || {
+            let mut client = client.clone();
+            let request = ListUserPermissionsRequest {
+                tenant_id: tenant_id.clone(),
+                user_id: hot_user(),
+                ..ListUserPermissionsRequest::default()
+            };
+            async move {
+                client.list_user_permissions(request).await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+
+    let compiled = super::measure(CHECK_COMPILED, core, channels, load, |channel| {
+        let (client, check) = (client_of(channel), check.clone());
+        let (users, companies, next) = (users.clone(), companies.clone(), next.clone());
+        move || {
+            let mut client = client.clone();
+            let turn = next.fetch_add(1, Ordering::Relaxed);
+            let user_id = users[turn % users.len()].clone();
+            let company_id = companies[(turn / users.len()) % companies.len()].clone();
+            let request = check(user_id, company_id);
+            async move { allowed(client.check(request).await?.into_inner().allowed) }
+        }
+    })
+    .await;
+    vec![cached, batch, listing, compiled]
+}
+
+/// A check the fixture grants that came back refused is a bench failure.
+fn allowed(allowed: bool) -> Result<(), tonic::Status> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(tonic::Status::internal("a granted permission was refused"))
+    }
 }

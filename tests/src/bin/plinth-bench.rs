@@ -29,10 +29,6 @@ use plinth_client::{
         CreateApiKeyRequest, LoginRequest, VerifyTokenRequest, WhoAmIRequest,
         auth_service_client::AuthServiceClient,
     },
-    rbac::v1::{
-        CheckBatchRequest, CheckItem, CheckRequest, ListUserPermissionsRequest,
-        rbac_service_client::RbacServiceClient,
-    },
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
 use plinth_platform::{
@@ -45,11 +41,10 @@ use plinth_tests::{
     Credentials,
     bench::{
         self, Load, Measurement, ServerProcess,
-        rbac::{self, Population},
+        rbac::Population,
         report::{
-            CHECK_BATCH, CHECK_CACHED, CHECK_COMPILED, ECHO, Footprint, LIST_PERMISSIONS,
-            StormCounts, VERIFY_IN_STORM, VERIFY_SEEN, VERIFY_UNSEEN, WHO_AM_I, print_table,
-            report_targets,
+            ECHO, Footprint, StormCounts, VERIFY_IN_STORM, VERIFY_SEEN, VERIFY_UNSEEN, WHO_AM_I,
+            print_table, report_targets,
         },
     },
 };
@@ -115,9 +110,6 @@ struct Fixture {
     rbac_tenant_id: String,
     population: Population,
 }
-
-/// Users whose effective grants stay cached through a measurement.
-const HOT_USERS: usize = 100;
 
 /// Signs fresh tokens for a live session with the server's own key.
 struct TokenMint {
@@ -463,112 +455,18 @@ async fn measure_round(
         eprintln!("warning: never-seen tokens ran out and were reused; raise the mint size");
     }
     let mut measurements = vec![echo, who_am_i, seen, never_seen];
-    measurements.extend(measure_rbac(load, fixture, &core_channels).await);
+    measurements.extend(
+        bench::rbac::measure(
+            load,
+            &fixture.core,
+            &core_channels,
+            &fixture.module_key,
+            &fixture.rbac_tenant_id,
+            &fixture.population,
+        )
+        .await,
+    );
     Ok(measurements)
-}
-
-/// Checks by the module key about users of the imported tenant: a hot set
-/// whose grants stay compiled, and every (user, company) in turn, which the
-/// server compiles from the store each time (the cycle outlasts the
-/// compiled sets' lifetime): the cost of the first check after a change.
-async fn measure_rbac(
-    load: Load,
-    fixture: &Fixture,
-    channels: &[tonic::transport::Channel],
-) -> Vec<Measurement> {
-    let key = Credentials::api_key(&fixture.module_key);
-    let tenant_id = fixture.rbac_tenant_id.clone();
-    let users = Arc::new(fixture.population.user_ids.clone());
-    let companies = Arc::new(fixture.population.company_ids.clone());
-    let next = Arc::new(AtomicUsize::new(0));
-    let client_of = |channel| RbacServiceClient::with_interceptor(channel, key.clone());
-    let hot_user = {
-        let (users, next) = (users.clone(), next.clone());
-        move || users[next.fetch_add(1, Ordering::Relaxed) % HOT_USERS.min(users.len())].clone()
-    };
-    let check = {
-        let tenant_id = tenant_id.clone();
-        move |user_id: String, company_id: String| CheckRequest {
-            tenant_id: tenant_id.clone(),
-            user_id,
-            permission: rbac::permission(3, "read"),
-            company_id,
-            ..CheckRequest::default()
-        }
-    };
-
-    let cached = bench::measure(CHECK_CACHED, &fixture.core, channels, load, |channel| {
-        let (client, hot_user, check) = (client_of(channel), hot_user.clone(), check.clone());
-        move || {
-            let mut client = client.clone();
-            let request = check(hot_user(), String::new());
-            async move { allowed(client.check(request).await?.into_inner().allowed) }
-        }
-    })
-    .await;
-
-    let batch = bench::measure(CHECK_BATCH, &fixture.core, channels, load, |channel| {
-        let (client, hot_user, tenant_id) =
-            (client_of(channel), hot_user.clone(), tenant_id.clone());
-        move || {
-            let mut client = client.clone();
-            let request = CheckBatchRequest {
-                tenant_id: tenant_id.clone(),
-                user_id: hot_user(),
-                items: (0..10)
-                    .map(|resource| CheckItem {
-                        permission: rbac::permission(resource, "write"),
-                        company_id: String::new(),
-                    })
-                    .collect(),
-                ..CheckBatchRequest::default()
-            };
-            async move { allowed(client.check_batch(request).await?.into_inner().all_allowed) }
-        }
-    })
-    .await;
-
-    let listing = bench::measure(LIST_PERMISSIONS, &fixture.core, channels, load, |channel| {
-        let (client, hot_user, tenant_id) =
-            (client_of(channel), hot_user.clone(), tenant_id.clone());
-        move || {
-            let mut client = client.clone();
-            let request = ListUserPermissionsRequest {
-                tenant_id: tenant_id.clone(),
-                user_id: hot_user(),
-                ..ListUserPermissionsRequest::default()
-            };
-            async move {
-                client.list_user_permissions(request).await?;
-                Ok(())
-            }
-        }
-    })
-    .await;
-
-    let compiled = bench::measure(CHECK_COMPILED, &fixture.core, channels, load, |channel| {
-        let (client, check) = (client_of(channel), check.clone());
-        let (users, companies, next) = (users.clone(), companies.clone(), next.clone());
-        move || {
-            let mut client = client.clone();
-            let turn = next.fetch_add(1, Ordering::Relaxed);
-            let user_id = users[turn % users.len()].clone();
-            let company_id = companies[(turn / users.len()) % companies.len()].clone();
-            let request = check(user_id, company_id);
-            async move { allowed(client.check(request).await?.into_inner().allowed) }
-        }
-    })
-    .await;
-    vec![cached, batch, listing, compiled]
-}
-
-/// A check the fixture grants that came back refused is a bench failure.
-fn allowed(allowed: bool) -> Result<(), tonic::Status> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(tonic::Status::internal("a granted permission was refused"))
-    }
 }
 
 async fn measure_verify(name: &str, load: Load, fixture: &Fixture) -> anyhow::Result<Measurement> {

@@ -6,7 +6,7 @@ use plinth_platform::{
     error::ApiError,
     identity,
     permission::MAX_PERMISSION_LENGTH,
-    store::rbac::{PermissionFilter, PermissionRecord},
+    store::permissions::{PermissionFilter, PermissionRecord},
 };
 use tonic::{Request, Response};
 
