@@ -1,8 +1,8 @@
 //! Effective grants: what one user holds in its tenant (tenant-wide, or in
 //! one company), compiled into a [`Matcher`] and cached per replica.
 //!
-//! Compiling reads one statement (the user's bindings with the tenant's
-//! version); the roles' grants, inherited ones included, are compiled once
+//! Compiling reads one row (the user's roles with the tenant's version),
+//! in a statement shared with the compiles running beside it; the roles' grants, inherited ones included, are compiled once
 //! per tenant and version, and so is the matcher of each set of roles that
 //! users hold together: users bound to the same roles share one.
 //!
@@ -28,14 +28,14 @@ use plinth_platform::{
     permission::{Grant, Matcher},
     store::{
         Store,
-        rbac::{BindingScope, RoleRecord},
+        rbac::{BindingScope, Holder, RoleRecord},
         tenants::PLATFORM_TENANT_ID,
     },
 };
 use tokio::sync::{Mutex, Notify};
 use uuid::Uuid;
 
-use super::graph::RoleGraph;
+use super::{graph::RoleGraph, held_roles::HeldRoles};
 use crate::permissions::MEMBERSHIP;
 
 /// How long a compiled set serves without news of a change: the bound on
@@ -264,6 +264,7 @@ impl Compiled {
 /// The per-replica cache of effective grants.
 pub struct Grants {
     store: Store,
+    held_roles: Arc<HeldRoles>,
     compiled: RwLock<Compiled>,
     tenant_roles: RwLock<HashMap<Uuid, Arc<TenantRoles>, RandomState>>,
     /// One reload of a tenant's roles at a time; the others wait for it.
@@ -277,6 +278,7 @@ impl Grants {
     /// to its level after load.
     pub fn new(store: Store) -> Arc<Grants> {
         let grants = Arc::new(Grants {
+            held_roles: HeldRoles::new(store.clone()),
             store,
             compiled: RwLock::default(),
             tenant_roles: RwLock::default(),
@@ -349,10 +351,7 @@ impl Grants {
         {
             return Ok(cached.clone());
         }
-        let compiled = Arc::new(
-            self.compile(tenant_id, user_id, scope, clock::now())
-                .await?,
-        );
+        let compiled = Arc::new(self.compile(tenant_id, user_id, scope).await?);
         if compiled.version < required {
             return Err(ApiError::RbacVersionBehind {
                 retry_after: CATCH_UP_WAIT,
@@ -414,17 +413,20 @@ impl Grants {
         tenant_id: Uuid,
         user_id: Uuid,
         scope: BindingScope,
-        now: DateTime<Utc>,
     ) -> Result<Effective, ApiError> {
         let compiled_at = Instant::now();
         // The roles must be compiled at the version the bindings were read
         // at, or keys could name roles made since; a write in between
         // means reading again.
         for _ in 0..3 {
+            let holder = Holder {
+                tenant_id,
+                user_id,
+                scope,
+            };
             let read = self
-                .store
-                .rbac
-                .user_roles(tenant_id, user_id, scope, now)
+                .held_roles
+                .read(holder)
                 .await?
                 .ok_or(ApiError::NotFound {
                     resource_type: "user",

@@ -8,6 +8,7 @@ mod checks;
 mod declarations;
 pub mod grants;
 mod graph;
+mod held_roles;
 mod roles;
 
 use std::sync::Arc;

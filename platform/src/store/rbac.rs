@@ -4,6 +4,8 @@
 //! ([`bump_version`]); the composite foreign keys keep every role, parent,
 //! user and company of a binding inside the binding's tenant.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
@@ -71,8 +73,7 @@ pub enum BindingScope {
 }
 
 impl BindingScope {
-    /// The company (`$3`) and every-company flag (`$4`) of
-    /// [`held_bindings!`].
+    /// The company and every-company flag of an [`asked`] row.
     fn filter(self) -> (Option<Uuid>, bool) {
         match self {
             BindingScope::Tenant => (None, false),
@@ -82,14 +83,111 @@ impl BindingScope {
     }
 }
 
-/// The unexpired bindings `b` of tenant `$1`'s user `$2` in scope: `$3` a
-/// company (or NULL), `$4` every company, `$5` now.
+/// A user of a tenant, and which of its bindings count: one question of
+/// [`RbacStore::held_roles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Holder {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub scope: BindingScope,
+}
+
+/// Holders one [`RbacStore::held_roles`] statement reads at most.
+pub const MAX_HOLDERS_READ: usize = 32;
+
+/// `asked a` rows `(i, tenant_id, user_id, company_id, every_company)`,
+/// numbered from 0 and bound from `$2` on, 4 parameters a row.
+fn asked(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = 2 + 4 * row;
+            format!(
+                "({row}, ${first}, ${}, ${}, ${})",
+                first + 1,
+                first + 2,
+                first + 3
+            )
+        })
+        .collect();
+    format!(
+        "WITH asked (i, tenant_id, user_id, company_id, every_company) AS (VALUES {}) ",
+        values.join(", ")
+    )
+}
+
+/// Binds now (`$1`) and the rows of [`asked`]; rows past `holders` name
+/// no user, so they match nothing.
+macro_rules! bind_asked {
+    ($query:expr, $now:expr, $holders:expr, $rows:expr) => {{
+        let holders: &[Holder] = $holders;
+        let mut query = $query.bind($now);
+        for row in 0..$rows {
+            let holder = holders.get(row);
+            let (company_id, every_company) =
+                holder.map_or((None, false), |holder| holder.scope.filter());
+            query = query
+                .bind(holder.map(|holder| holder.tenant_id))
+                .bind(holder.map(|holder| holder.user_id))
+                .bind(company_id)
+                .bind(every_company);
+        }
+        query
+    }};
+}
+
+/// The unexpired bindings `b` that `asked a` holds, `$1` being now.
 macro_rules! held_bindings {
     () => {
-        "b.tenant_id = $1 AND b.user_id = $2 \
-         AND (b.company_id IS NULL OR b.company_id = $3 OR $4) \
-         AND (b.expires_at IS NULL OR b.expires_at > $5)"
+        "b.tenant_id = a.tenant_id AND b.user_id = a.user_id \
+         AND (b.company_id IS NULL OR b.company_id = a.company_id OR a.every_company) \
+         AND (b.expires_at IS NULL OR b.expires_at > $1)"
     };
+}
+
+/// The statement of [`RbacStore::held_roles`] for `holders` holders. The
+/// row count is rounded up to a power of two, so a handful of texts serve
+/// every batch and stay in each connection's statement cache.
+fn held_roles_sql(holders: usize) -> (&'static str, usize) {
+    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        (0..=MAX_HOLDERS_READ.trailing_zeros())
+            .map(|power| {
+                format!(
+                    "{}SELECT a.i, t.rbac_version, u.status, \
+                     (a.company_id IS NULL OR c.id IS NOT NULL), \
+                     string_agg(r.key, ','), MIN(b.expires_at) \
+                     FROM asked a \
+                     JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
+                     JOIN tenants t ON t.id = a.tenant_id \
+                     LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
+                     LEFT JOIN role_bindings b ON {} \
+                     LEFT JOIN roles r ON r.id = b.role_id \
+                     GROUP BY a.i, t.rbac_version, u.status, a.company_id, c.id",
+                    asked(1 << power),
+                    held_bindings!()
+                )
+            })
+            .collect()
+    });
+    let rows = holders.max(1).next_power_of_two();
+    (TEXTS[rows.trailing_zeros() as usize].as_str(), rows)
+}
+
+/// The statement of [`RbacStore::user_bindings`].
+fn user_bindings_sql() -> &'static str {
+    static TEXT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{}SELECT t.rbac_version, u.status, (a.company_id IS NULL OR c.id IS NOT NULL), \
+             b.id, b.role_id, b.company_id, b.expires_at \
+             FROM asked a \
+             JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
+             JOIN tenants t ON t.id = a.tenant_id \
+             LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
+             LEFT JOIN role_bindings b ON {}",
+            asked(1),
+            held_bindings!()
+        )
+    });
+    TEXT.as_str()
 }
 
 /// A binding as checks use it.
@@ -151,16 +249,16 @@ pub trait RbacStore: Send + Sync {
     /// `None` for an unknown tenant.
     async fn rbac_version(&self, tenant_id: Uuid) -> Result<Option<i64>, StoreError>;
 
-    /// [`RbacStore::user_bindings`] folded into one row (per-row cost is
-    /// what a check's compile pays most for): the roles' keys and the
-    /// earliest expiry. One statement, so one snapshot.
-    async fn user_roles(
+    /// What each holder holds, in the order asked: [`RbacStore::user_bindings`]
+    /// folded into one row per holder (rows and statements are what a
+    /// check's compile pays most for), `None` where the user is not the
+    /// tenant's. At most [`MAX_HOLDERS_READ`] holders; one statement, so one
+    /// snapshot.
+    async fn held_roles(
         &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        scope: BindingScope,
+        holders: &[Holder],
         now: DateTime<Utc>,
-    ) -> Result<Option<UserRoles>, StoreError>;
+    ) -> Result<Vec<Option<UserRoles>>, StoreError>;
 
     /// `None` when the user is not one of the tenant's. One statement, so
     /// the version and the bindings come from one snapshot.
@@ -506,38 +604,38 @@ macro_rules! impl_rbac_store {
                     .map(|row: Option<(i64,)>| row.map(|(version,)| version))
             }
 
-            async fn user_roles(
+            async fn held_roles(
                 &self,
-                tenant_id: Uuid,
-                user_id: Uuid,
-                scope: BindingScope,
+                holders: &[Holder],
                 now: DateTime<Utc>,
-            ) -> Result<Option<UserRoles>, StoreError> {
-                type Row = (i64, String, bool, Option<String>, Option<DateTime<Utc>>);
-                let (company_id, every_company) = scope.filter();
-                // One pass over the bindings: an aggregate always yields a row.
-                let row: Option<Row> = sqlx::query_as(concat!(
-                    "SELECT t.rbac_version, u.status, \
-                     ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
-                                            WHERE c.id = $3 AND c.tenant_id = $1)), \
-                     held.keys, held.valid_until \
-                     FROM users u JOIN tenants t ON t.id = u.tenant_id \
-                     CROSS JOIN (SELECT string_agg(r.key, ',') AS keys, \
-                                        MIN(b.expires_at) AS valid_until \
-                                 FROM role_bindings b JOIN roles r ON r.id = b.role_id \
-                                 WHERE ",
-                    held_bindings!(),
-                    ") held WHERE u.id = $2 AND u.tenant_id = $1"
-                ))
-                .bind(tenant_id)
-                .bind(user_id)
-                .bind(company_id)
-                .bind(every_company)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(
-                    |(version, status, company_found, keys, valid_until)| UserRoles {
+            ) -> Result<Vec<Option<UserRoles>>, StoreError> {
+                type Row = (
+                    i32,
+                    i64,
+                    String,
+                    bool,
+                    Option<String>,
+                    Option<DateTime<Utc>>,
+                );
+                if holders.len() > MAX_HOLDERS_READ {
+                    return Err(StoreError::Internal(
+                        format!(
+                            "{} holders read at once, at most {MAX_HOLDERS_READ}",
+                            holders.len()
+                        )
+                        .into(),
+                    ));
+                }
+                let (sql, rows) = held_roles_sql(holders.len());
+                let read: Vec<Row> = bind_asked!(sqlx::query_as(sql), now, holders, rows)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut held = vec![None; holders.len()];
+                for (i, version, status, company_found, keys, valid_until) in read {
+                    let Some(slot) = usize::try_from(i).ok().and_then(|i| held.get_mut(i)) else {
+                        continue;
+                    };
+                    *slot = Some(UserRoles {
                         version,
                         user_active: status == super::users::UserStatus::Active.as_str(),
                         company_found,
@@ -545,8 +643,9 @@ macro_rules! impl_rbac_store {
                             .map(|keys| keys.split(',').map(str::to_owned).collect())
                             .unwrap_or_default(),
                         valid_until,
-                    },
-                ))
+                    });
+                }
+                Ok(held)
             }
 
             async fn user_bindings(
@@ -565,24 +664,15 @@ macro_rules! impl_rbac_store {
                     Option<Uuid>,
                     Option<DateTime<Utc>>,
                 );
-                let (company_id, every_company) = scope.filter();
-                let rows: Vec<Row> = sqlx::query_as(concat!(
-                    "SELECT t.rbac_version, u.status, \
-                     ($3 IS NULL OR EXISTS (SELECT 1 FROM companies c \
-                                            WHERE c.id = $3 AND c.tenant_id = $1)), \
-                     b.id, b.role_id, b.company_id, b.expires_at \
-                     FROM users u JOIN tenants t ON t.id = u.tenant_id \
-                     LEFT JOIN role_bindings b ON ",
-                    held_bindings!(),
-                    " WHERE u.id = $2 AND u.tenant_id = $1"
-                ))
-                .bind(tenant_id)
-                .bind(user_id)
-                .bind(company_id)
-                .bind(every_company)
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+                let holder = Holder {
+                    tenant_id,
+                    user_id,
+                    scope,
+                };
+                let rows: Vec<Row> =
+                    bind_asked!(sqlx::query_as(user_bindings_sql()), now, &[holder], 1)
+                        .fetch_all(&self.pool)
+                        .await?;
                 let Some((version, status, company_found, ..)) = rows.first().cloned() else {
                     return Ok(None);
                 };

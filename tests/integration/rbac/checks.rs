@@ -1,19 +1,21 @@
 //! The questions modules ask, who may ask them, and their bad inputs.
 
+use plinth_client::auth::v1::CreateUserRequest;
 use plinth_client::rbac::v1::{
-    CheckBatchRequest, CheckItem, Consistency, GrantSource, ListUserPermissionsRequest,
-    LookupCompaniesRequest, LookupUsersRequest, consistency,
+    CheckBatchRequest, CheckItem, CheckRequest, Consistency, GrantSource,
+    ListUserPermissionsRequest, LookupCompaniesRequest, LookupUsersRequest, consistency,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
 use plinth_tests::{Backend, Credentials, Sandbox, assert_refusal, create_key, violated_fields};
 use tonic::Code;
 
 use super::{allowed, assign, check_request, create_role, declare, tenant};
-use crate::tenants::create_company;
+use crate::{tenants::create_company, tokens::PASSWORD};
 
 crate::on_both_backends!(
     an_explanation_names_the_binding_and_the_role_that_granted,
     a_batch_answers_each_item_and_sums_them_up,
+    checks_compiled_at_once_each_get_their_own_answer,
     the_effective_set_lists_grants_as_written,
     company_lookup_names_companies_or_all_of_them,
     user_lookup_pages_through_the_holders,
@@ -113,6 +115,63 @@ async fn a_batch_answers_each_item_and_sums_them_up(backend: Backend) {
     assert!(!answer.all_allowed);
     assert!(answer.any_allowed);
     assert!(!answer.consistency_token.is_empty());
+}
+
+/// Compiles running together share store statements; each must still get
+/// its own user's and scope's grants.
+async fn checks_compiled_at_once_each_get_their_own_answer(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    declare(&sandbox).await;
+    let mut acme = tenant(&sandbox, "acme").await;
+    let admin = &mut acme.admin.clients;
+    let north = create_company(admin, &acme.id, "north").await.unwrap().id;
+    let south = create_company(admin, &acme.id, "south").await.unwrap().id;
+    let reader = create_role(admin, &acme.id, "reader", &["inventory:item:read"], &[]).await;
+    let mut users = Vec::new();
+    for index in 0..8 {
+        let user = admin
+            .auth
+            .create_user(CreateUserRequest {
+                tenant_id: acme.id.clone(),
+                email: format!("user{index}@acme.example"),
+                display_name: format!("user {index}"),
+                password: PASSWORD.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        // Even users read everywhere, odd ones in north only.
+        let company_id = if index % 2 == 0 { "" } else { north.as_str() };
+        assign(admin, &acme.id, &user.id, &reader, company_id).await;
+        users.push(user.id);
+    }
+    let mut asked = Vec::new();
+    for (index, user_id) in users.iter().enumerate() {
+        for company_id in ["", north.as_str(), south.as_str()] {
+            let expected = index % 2 == 0 || company_id == north;
+            let request = CheckRequest {
+                consistency: Some(Consistency {
+                    requirement: Some(consistency::Requirement::FullyConsistent(true)),
+                }),
+                ..check_request(&acme.id, user_id, "inventory:item:read", company_id)
+            };
+            let mut client = admin.rbac.clone();
+            asked.push(tokio::spawn(async move {
+                let answer = client
+                    .check(request)
+                    .await
+                    .map(|answer| answer.into_inner().allowed);
+                (answer, expected)
+            }));
+        }
+    }
+
+    for check in asked {
+        let (answer, expected) = check.await.unwrap();
+        assert_eq!(answer.expect("check answered"), expected);
+    }
 }
 
 async fn the_effective_set_lists_grants_as_written(backend: Backend) {

@@ -7,7 +7,10 @@ use plinth_platform::{
         Reference, Store, StoreError,
         companies::{self, CompanyRecord},
         permissions::{self, PermissionRecord},
-        rbac::{self, BindingScope, RoleBinding, RoleRecord, TENANT_ADMIN_ROLE},
+        rbac::{
+            self, BindingScope, Holder, MAX_HOLDERS_READ, RoleBinding, RoleRecord,
+            TENANT_ADMIN_ROLE,
+        },
     },
 };
 use plinth_tests::Backend;
@@ -18,6 +21,7 @@ use super::{committed, company_record, event, fresh_store, stored_tenant, stored
 crate::on_both_backends!(
     a_binding_across_tenants_is_refused_by_the_database,
     bindings_in_a_scope_skip_expired_and_other_company_ones,
+    held_roles_of_many_holders_answer_each_in_the_order_asked,
     users_granted_finds_holders_through_wildcards_and_ancestors,
     every_rbac_write_can_bump_the_tenant_version,
     permanent_admins_are_counted_without_the_excluded_binding_or_user,
@@ -203,16 +207,17 @@ async fn bindings_in_a_scope_skip_expired_and_other_company_ones(backend: Backen
     let expiry = clock::now() + Duration::days(1);
     expiring.expires_at = Some(expiry);
     bind(&store, &expiring).await.unwrap();
+    let holder = Holder {
+        tenant_id: acme.id,
+        user_id: user.id,
+        scope: BindingScope::Company(north.id),
+    };
     let held = store
         .rbac
-        .user_roles(
-            acme.id,
-            user.id,
-            BindingScope::Company(north.id),
-            clock::now(),
-        )
+        .held_roles(&[holder], clock::now())
         .await
-        .unwrap()
+        .unwrap()[0]
+        .clone()
         .unwrap();
     let mut keys = held.role_keys.clone();
     keys.sort();
@@ -223,6 +228,75 @@ async fn bindings_in_a_scope_skip_expired_and_other_company_ones(backend: Backen
     let stored_clerk = roles.iter().find(|role| role.id == clerk.id).unwrap();
     assert_eq!(stored_clerk.parent_role_ids, [viewer.id]);
     assert_eq!(stored_clerk.permissions, ["inventory:item:write"]);
+}
+
+async fn held_roles_of_many_holders_answer_each_in_the_order_asked(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let acme = stored_tenant(&store, "acme").await;
+    let globex = stored_tenant(&store, "globex").await;
+    let north = stored_company(&store, acme.id, "north").await;
+    let viewer = role(acme.id, "viewer", &["inventory:item:read"], &[]);
+    let approver = role(acme.id, "approver", &["finance:invoice:approve"], &[]);
+    let outsider_role = role(globex.id, "viewer", &["inventory:item:read"], &[]);
+    for role in [&viewer, &approver, &outsider_role] {
+        stored_role(&store, role).await;
+    }
+    let ann = stored_user(&store, acme.id, "ann@acme.example").await.user;
+    let bob = stored_user(&store, acme.id, "bob@acme.example").await.user;
+    let outsider = stored_user(&store, globex.id, "eve@globex.example")
+        .await
+        .user;
+    bind(&store, &binding(&viewer, ann.id, None)).await.unwrap();
+    bind(&store, &binding(&approver, bob.id, Some(north.id)))
+        .await
+        .unwrap();
+    bind(&store, &binding(&outsider_role, outsider.id, None))
+        .await
+        .unwrap();
+    let holder = |tenant_id, user_id, scope| Holder {
+        tenant_id,
+        user_id,
+        scope,
+    };
+    let asked = [
+        holder(acme.id, bob.id, BindingScope::Company(north.id)),
+        holder(acme.id, outsider.id, BindingScope::Tenant),
+        holder(acme.id, ann.id, BindingScope::Company(Uuid::now_v7())),
+        holder(globex.id, outsider.id, BindingScope::Every),
+        holder(acme.id, bob.id, BindingScope::Tenant),
+    ];
+    let held = store.rbac.held_roles(&asked, clock::now()).await.unwrap();
+    let summary: Vec<Option<(Vec<String>, bool)>> = held
+        .into_iter()
+        .map(|held| held.map(|held| (held.role_keys, held.company_found)))
+        .collect();
+    let keys = |keys: &[&str]| keys.iter().map(|key| (*key).to_owned()).collect();
+    assert_eq!(
+        summary,
+        [
+            Some((keys(&["approver"]), true)),
+            None,
+            Some((keys(&["viewer"]), false)),
+            Some((keys(&["viewer"]), true)),
+            Some((keys(&[]), true)),
+        ]
+    );
+    let too_many = vec![asked[0]; MAX_HOLDERS_READ + 1];
+    assert!(
+        store
+            .rbac
+            .held_roles(&too_many, clock::now())
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .rbac
+            .held_roles(&[], clock::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn users_granted_finds_holders_through_wildcards_and_ancestors(backend: Backend) {
