@@ -86,7 +86,6 @@ pub struct TenantRoles {
     version: i64,
     loaded_at: Instant,
     roles: HashMap<Uuid, Arc<RoleGrants>>,
-    ids_by_key: HashMap<Arc<str>, Uuid, RandomState>,
     sets: std::sync::Mutex<HashMap<RoleSetKey, Arc<RoleSet>, RandomState>>,
 }
 
@@ -138,7 +137,6 @@ impl TenantRoles {
             version,
             loaded_at: Instant::now(),
             roles,
-            ids_by_key: keys.into_iter().map(|(id, key)| (key, id)).collect(),
             sets: std::sync::Mutex::default(),
         }
     }
@@ -416,7 +414,7 @@ impl Grants {
     ) -> Result<Effective, ApiError> {
         let compiled_at = Instant::now();
         // The roles must be compiled at the version the bindings were read
-        // at, or keys could name roles made since; a write in between
+        // at, or ids could name roles made since; a write in between
         // means reading again.
         for _ in 0..3 {
             let holder = Holder {
@@ -441,11 +439,7 @@ impl Grants {
             if roles.version != read.version {
                 continue;
             }
-            let mut role_ids: Vec<Uuid> = read
-                .role_keys
-                .iter()
-                .filter_map(|key| roles.ids_by_key.get(key.as_str()).copied())
-                .collect();
+            let mut role_ids = read.role_ids;
             role_ids.sort_unstable();
             role_ids.dedup();
             return Ok(Effective {

@@ -144,32 +144,27 @@ macro_rules! held_bindings {
     };
 }
 
-/// The statement of [`RbacStore::held_roles`] for `holders` holders. The
-/// row count is rounded up to a power of two, so a handful of texts serve
-/// every batch and stay in each connection's statement cache.
-fn held_roles_sql(holders: usize) -> (&'static str, usize) {
-    static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (0..=MAX_HOLDERS_READ.trailing_zeros())
-            .map(|power| {
-                format!(
-                    "{}SELECT a.i, t.rbac_version, u.status, \
-                     (a.company_id IS NULL OR c.id IS NOT NULL), \
-                     string_agg(r.key, ','), MIN(b.expires_at) \
-                     FROM asked a \
-                     JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
-                     JOIN tenants t ON t.id = a.tenant_id \
-                     LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
-                     LEFT JOIN role_bindings b ON {} \
-                     LEFT JOIN roles r ON r.id = b.role_id \
-                     GROUP BY a.i, t.rbac_version, u.status, a.company_id, c.id",
-                    asked(1 << power),
-                    held_bindings!()
-                )
-            })
-            .collect()
-    });
-    let rows = holders.max(1).next_power_of_two();
-    (TEXTS[rows.trailing_zeros() as usize].as_str(), rows)
+/// The statements of [`RbacStore::held_roles`], by power of two of rows
+/// (so a handful of texts serve every batch and stay in each connection's
+/// statement cache). `role_ids` aggregates `b.role_id` as text, which
+/// each backend spells its own way.
+fn held_roles_texts(role_ids: &str) -> Vec<String> {
+    (0..=MAX_HOLDERS_READ.trailing_zeros())
+        .map(|power| {
+            format!(
+                "{}SELECT a.i, t.rbac_version, u.status, \
+                 (a.company_id IS NULL OR c.id IS NOT NULL), {role_ids}, MIN(b.expires_at) \
+                 FROM asked a \
+                 JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
+                 JOIN tenants t ON t.id = a.tenant_id \
+                 LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
+                 LEFT JOIN role_bindings b ON {} \
+                 GROUP BY a.i, t.rbac_version, u.status, a.company_id, c.id",
+                asked(1 << power),
+                held_bindings!()
+            )
+        })
+        .collect()
 }
 
 /// The statement of [`RbacStore::user_bindings`].
@@ -217,8 +212,8 @@ pub struct UserRoles {
     pub version: i64,
     pub user_active: bool,
     pub company_found: bool,
-    /// Keys of the roles of unexpired bindings, unsorted, maybe repeated.
-    pub role_keys: Vec<String>,
+    /// Roles of unexpired bindings, unsorted, maybe repeated.
+    pub role_ids: Vec<Uuid>,
     /// When the first of those bindings expires.
     pub valid_until: Option<DateTime<Utc>>,
 }
@@ -536,8 +531,9 @@ pub async fn unbind(tx: &mut Tx, id: Uuid, audit: AuditDraft) -> Result<(), Stor
     super::audited(tx, changed, audit).await
 }
 
+/// `$role_ids`: how the backend aggregates `b.role_id` as text.
 macro_rules! impl_rbac_store {
-    ($db:ty) => {
+    ($db:ty, $role_ids:literal) => {
         #[async_trait::async_trait]
         impl RbacStore for SqlStore<$db> {
             async fn tenant_roles(&self, tenant_id: Uuid) -> Result<Vec<RoleRecord>, StoreError> {
@@ -626,12 +622,14 @@ macro_rules! impl_rbac_store {
                         .into(),
                     ));
                 }
-                let (sql, rows) = held_roles_sql(holders.len());
+                static TEXTS: LazyLock<Vec<String>> = LazyLock::new(|| held_roles_texts($role_ids));
+                let rows = holders.len().max(1).next_power_of_two();
+                let sql = TEXTS[rows.trailing_zeros() as usize].as_str();
                 let read: Vec<Row> = bind_asked!(sqlx::query_as(sql), now, holders, rows)
                     .fetch_all(&self.pool)
                     .await?;
                 let mut held = vec![None; holders.len()];
-                for (i, version, status, company_found, keys, valid_until) in read {
+                for (i, version, status, company_found, role_ids, valid_until) in read {
                     let Some(slot) = usize::try_from(i).ok().and_then(|i| held.get_mut(i)) else {
                         continue;
                     };
@@ -639,9 +637,12 @@ macro_rules! impl_rbac_store {
                         version,
                         user_active: status == super::users::UserStatus::Active.as_str(),
                         company_found,
-                        role_keys: keys
-                            .map(|keys| keys.split(',').map(str::to_owned).collect())
-                            .unwrap_or_default(),
+                        role_ids: role_ids
+                            .iter()
+                            .flat_map(|ids| ids.split(','))
+                            .map(Uuid::parse_str)
+                            .collect::<Result<_, _>>()
+                            .map_err(|error| StoreError::Internal(Box::new(error)))?,
                         valid_until,
                     });
                 }
@@ -737,5 +738,6 @@ macro_rules! impl_rbac_store {
         }
     };
 }
-impl_rbac_store!(Postgres);
-impl_rbac_store!(Sqlite);
+impl_rbac_store!(Postgres, "string_agg(b.role_id::text, ',')");
+// `hex(NULL)` is '', not NULL: a holder without bindings would hold "".
+impl_rbac_store!(Sqlite, "group_concat(nullif(hex(b.role_id), ''), ',')");

@@ -219,9 +219,9 @@ async fn bindings_in_a_scope_skip_expired_and_other_company_ones(backend: Backen
         .unwrap()[0]
         .clone()
         .unwrap();
-    let mut keys = held.role_keys.clone();
-    keys.sort();
-    assert_eq!(keys, ["approver", "clerk", "viewer"]);
+    let mut role_ids = held.role_ids.clone();
+    role_ids.sort();
+    assert_eq!(role_ids, sorted(vec![approver.id, clerk.id, viewer.id]));
     let until = held.valid_until.expect("the viewer binding expires");
     assert!((until - expiry).abs() < Duration::milliseconds(1));
     let roles = store.rbac.tenant_roles(acme.id).await.unwrap();
@@ -266,19 +266,18 @@ async fn held_roles_of_many_holders_answer_each_in_the_order_asked(backend: Back
         holder(acme.id, bob.id, BindingScope::Tenant),
     ];
     let held = store.rbac.held_roles(&asked, clock::now()).await.unwrap();
-    let summary: Vec<Option<(Vec<String>, bool)>> = held
+    let summary: Vec<Option<(Vec<Uuid>, bool)>> = held
         .into_iter()
-        .map(|held| held.map(|held| (held.role_keys, held.company_found)))
+        .map(|held| held.map(|held| (held.role_ids, held.company_found)))
         .collect();
-    let keys = |keys: &[&str]| keys.iter().map(|key| (*key).to_owned()).collect();
     assert_eq!(
         summary,
         [
-            Some((keys(&["approver"]), true)),
+            Some((vec![approver.id], true)),
             None,
-            Some((keys(&["viewer"]), false)),
-            Some((keys(&["viewer"]), true)),
-            Some((keys(&[]), true)),
+            Some((vec![viewer.id], false)),
+            Some((vec![outsider_role.id], true)),
+            Some((vec![], true)),
         ]
     );
     let too_many = vec![asked[0]; MAX_HOLDERS_READ + 1];
