@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
-use super::{Page, SqlStore, StoreError, Tx, in_tx};
-use crate::audit::AuditDraft;
+use super::{Page, SqlStore, StoreError};
 
 /// The key of the system role every tenant has for its administrators.
 pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
@@ -81,141 +80,6 @@ impl BindingScope {
             BindingScope::Every => (None, true),
         }
     }
-}
-
-/// A user of a tenant, and which of its bindings count: one question of
-/// [`RbacStore::held_roles`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Holder {
-    pub tenant_id: Uuid,
-    pub user_id: Uuid,
-    pub scope: BindingScope,
-}
-
-/// Holders one [`RbacStore::held_roles`] statement reads at most.
-pub const MAX_HOLDERS_READ: usize = 32;
-
-/// `asked a` rows `(i, tenant_id, user_id, company_id, every_company)`,
-/// numbered from 0 and bound from `$2` on, 4 parameters a row.
-fn asked(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let first = 2 + 4 * row;
-            format!(
-                "({row}, ${first}, ${}, ${}, ${})",
-                first + 1,
-                first + 2,
-                first + 3
-            )
-        })
-        .collect();
-    format!(
-        "WITH asked (i, tenant_id, user_id, company_id, every_company) AS (VALUES {}) ",
-        values.join(", ")
-    )
-}
-
-/// Binds now (`$1`) and the rows of [`asked`]; rows past `holders` name
-/// no user, so they match nothing.
-macro_rules! bind_asked {
-    ($query:expr, $now:expr, $holders:expr, $rows:expr) => {{
-        let holders: &[Holder] = $holders;
-        let mut query = $query.bind($now);
-        for row in 0..$rows {
-            let holder = holders.get(row);
-            let (company_id, every_company) =
-                holder.map_or((None, false), |holder| holder.scope.filter());
-            query = query
-                .bind(holder.map(|holder| holder.tenant_id))
-                .bind(holder.map(|holder| holder.user_id))
-                .bind(company_id)
-                .bind(every_company);
-        }
-        query
-    }};
-}
-
-/// The unexpired bindings `b` that `asked a` holds, `$1` being now.
-macro_rules! held_bindings {
-    () => {
-        "b.tenant_id = a.tenant_id AND b.user_id = a.user_id \
-         AND (b.company_id IS NULL OR b.company_id = a.company_id OR a.every_company) \
-         AND (b.expires_at IS NULL OR b.expires_at > $1)"
-    };
-}
-
-/// The statements of [`RbacStore::held_roles`], by power of two of rows
-/// (so a handful of texts serve every batch and stay in each connection's
-/// statement cache). `role_ids` aggregates `b.role_id` as text, which
-/// each backend spells its own way.
-fn held_roles_texts(role_ids: &str) -> Vec<String> {
-    (0..=MAX_HOLDERS_READ.trailing_zeros())
-        .map(|power| {
-            format!(
-                "{}SELECT a.i, t.rbac_version, u.status, \
-                 (a.company_id IS NULL OR c.id IS NOT NULL), {role_ids}, MIN(b.expires_at) \
-                 FROM asked a \
-                 JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
-                 JOIN tenants t ON t.id = a.tenant_id \
-                 LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
-                 LEFT JOIN role_bindings b ON {} \
-                 GROUP BY a.i, t.rbac_version, u.status, a.company_id, c.id",
-                asked(1 << power),
-                held_bindings!()
-            )
-        })
-        .collect()
-}
-
-/// The statement of [`RbacStore::user_bindings`].
-fn user_bindings_sql() -> &'static str {
-    static TEXT: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "{}SELECT t.rbac_version, u.status, (a.company_id IS NULL OR c.id IS NOT NULL), \
-             b.id, b.role_id, b.company_id, b.expires_at \
-             FROM asked a \
-             JOIN users u ON u.id = a.user_id AND u.tenant_id = a.tenant_id \
-             JOIN tenants t ON t.id = a.tenant_id \
-             LEFT JOIN companies c ON c.id = a.company_id AND c.tenant_id = a.tenant_id \
-             LEFT JOIN role_bindings b ON {}",
-            asked(1),
-            held_bindings!()
-        )
-    });
-    TEXT.as_str()
-}
-
-/// A binding as checks use it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct HeldBinding {
-    pub id: Uuid,
-    pub role_id: Uuid,
-    pub company_id: Option<Uuid>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A user's unexpired bindings in a scope, read at (at least) `version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserBindings {
-    /// The tenant's RBAC version, read in the same statement.
-    pub version: i64,
-    pub user_active: bool,
-    /// Whether the company the scope names is one of the tenant's.
-    pub company_found: bool,
-    pub bindings: Vec<HeldBinding>,
-}
-
-/// The roles a user holds in a scope, read as one row at (at least)
-/// `version`: what checks compile from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRoles {
-    pub version: i64,
-    pub user_active: bool,
-    pub company_found: bool,
-    /// Roles of unexpired bindings, unsorted, maybe repeated.
-    pub role_ids: Vec<Uuid>,
-    /// When the first of those bindings expires.
-    pub valid_until: Option<DateTime<Utc>>,
 }
 
 /// Reads roles, bindings and what users hold through them.
@@ -337,199 +201,45 @@ fn attach(roles: &mut [RoleRecord], grants: Vec<(Uuid, String)>, parents: Vec<(U
     }
 }
 
-/// Every role of the tenant, read inside the writer's transaction (the
-/// tenant locked, so the graph holds until commit).
-pub async fn tenant_roles(tx: &mut Tx, tenant_id: Uuid) -> Result<Vec<RoleRecord>, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        load_roles!(&mut *connection, "r.tenant_id = $1", tenant_id)
-    }))
+/// The unexpired bindings `b` that `asked a` holds, `$1` being now.
+macro_rules! held_bindings {
+    () => {
+        "b.tenant_id = a.tenant_id AND b.user_id = a.user_id \
+         AND (b.company_id IS NULL OR b.company_id = a.company_id OR a.every_company) \
+         AND (b.expires_at IS NULL OR b.expires_at > $1)"
+    };
 }
 
-/// A binding, read inside the writer's transaction.
-pub async fn binding(tx: &mut Tx, id: Uuid) -> Result<Option<RoleBinding>, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        sqlx::query_as(concat!("SELECT ", binding_columns!(), " FROM role_bindings WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(connection)
-            .await?
-    }))
-}
-
-/// Bumps the tenant's RBAC version; every RBAC writer calls it once, in the
-/// transaction of its change.
-pub async fn bump_version(tx: &mut Tx, tenant_id: Uuid) -> Result<i64, StoreError> {
-    let version: Option<i64> = in_tx!(tx, connection => {
-        sqlx::query_scalar(
-            "UPDATE tenants SET rbac_version = rbac_version + 1 WHERE id = $1 RETURNING rbac_version",
-        )
-        .bind(tenant_id)
-        .fetch_optional(connection)
-        .await?
-    });
-    version.ok_or(StoreError::NotFound)
-}
-
-/// Active users of the tenant holding its tenant-admin role tenant-wide
-/// without expiry, other than through `except_binding` and other than
-/// `except_user`: who would be left to administer it.
-pub async fn count_permanent_admins(
-    tx: &mut Tx,
-    tenant_id: Uuid,
-    except_binding: Option<Uuid>,
-    except_user: Option<Uuid>,
-) -> Result<i64, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT b.user_id) FROM role_bindings b \
-             JOIN roles r ON r.id = b.role_id JOIN users u ON u.id = b.user_id \
-             WHERE b.tenant_id = $1 AND r.system AND r.key = $2 AND b.company_id IS NULL \
-             AND b.expires_at IS NULL AND u.status = 'active' \
-             AND ($3 IS NULL OR b.id <> $3) AND ($4 IS NULL OR b.user_id <> $4)",
-        )
-        .bind(tenant_id)
-        .bind(TENANT_ADMIN_ROLE)
-        .bind(except_binding)
-        .bind(except_user)
-        .fetch_one(connection)
-        .await?
-    }))
-}
-
-/// How many bindings the user has, expired ones included.
-pub async fn count_user_bindings(tx: &mut Tx, user_id: Uuid) -> Result<i64, StoreError> {
-    Ok(in_tx!(tx, connection => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM role_bindings WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(connection)
-            .await?
-    }))
-}
-
-pub async fn insert_role(
-    tx: &mut Tx,
-    role: &RoleRecord,
-    audit: AuditDraft,
-) -> Result<(), StoreError> {
-    in_tx!(tx, connection => {
-        sqlx::query(
-            "INSERT INTO roles (id, tenant_id, key, display_name, description, system, etag, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(role.id)
-        .bind(role.tenant_id)
-        .bind(&role.key)
-        .bind(&role.display_name)
-        .bind(&role.description)
-        .bind(role.system)
-        .bind(&role.etag)
-        .bind(role.created_at)
-        .bind(role.updated_at)
-        .execute(&mut *connection)
-        .await?;
-    });
-    write_grants_and_parents(tx, role).await?;
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
-}
-
-/// Writes name, description and etag, and replaces grants and parents.
-pub async fn update_role(
-    tx: &mut Tx,
-    role: &RoleRecord,
-    audit: AuditDraft,
-) -> Result<(), StoreError> {
-    let changed = in_tx!(tx, connection => {
-        let changed = sqlx::query(
-            "UPDATE roles SET display_name = $2, description = $3, etag = $4, updated_at = $5 \
-             WHERE id = $1",
-        )
-        .bind(role.id)
-        .bind(&role.display_name)
-        .bind(&role.description)
-        .bind(&role.etag)
-        .bind(role.updated_at)
-        .execute(&mut *connection)
-        .await?
-        .rows_affected();
-        sqlx::query("DELETE FROM role_permissions WHERE role_id = $1")
-            .bind(role.id)
-            .execute(&mut *connection)
-            .await?;
-        sqlx::query("DELETE FROM role_parents WHERE role_id = $1")
-            .bind(role.id)
-            .execute(&mut *connection)
-            .await?;
-        changed
-    });
-    write_grants_and_parents(tx, role).await?;
-    super::audited(tx, changed, audit).await
-}
-
-async fn write_grants_and_parents(tx: &mut Tx, role: &RoleRecord) -> Result<(), StoreError> {
-    in_tx!(tx, connection => {
-        for permission in &role.permissions {
-            sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
-                .bind(role.id)
-                .bind(permission)
-                .execute(&mut *connection)
-                .await?;
+/// Binds now (`$1`) and the rows of [`held::asked`]; rows past `holders` name
+/// no user, so they match nothing.
+macro_rules! bind_asked {
+    ($query:expr, $now:expr, $holders:expr, $rows:expr) => {{
+        let holders: &[Holder] = $holders;
+        let mut query = $query.bind($now);
+        for row in 0..$rows {
+            let holder = holders.get(row);
+            let (company_id, every_company) =
+                holder.map_or((None, false), |holder| holder.scope.filter());
+            query = query
+                .bind(holder.map(|holder| holder.tenant_id))
+                .bind(holder.map(|holder| holder.user_id))
+                .bind(company_id)
+                .bind(every_company);
         }
-        for parent_id in &role.parent_role_ids {
-            sqlx::query(
-                "INSERT INTO role_parents (tenant_id, role_id, parent_role_id) VALUES ($1, $2, $3)",
-            )
-            .bind(role.tenant_id)
-            .bind(role.id)
-            .bind(parent_id)
-            .execute(&mut *connection)
-            .await?;
-        }
-    });
-    Ok(())
+        query
+    }};
 }
 
-/// Deletes a role; its grants, its bindings and its place as a parent go
-/// with it.
-pub async fn delete_role(tx: &mut Tx, id: Uuid, audit: AuditDraft) -> Result<(), StoreError> {
-    let changed = in_tx!(tx, connection => {
-        sqlx::query("DELETE FROM roles WHERE id = $1")
-            .bind(id)
-            .execute(connection)
-            .await?
-            .rows_affected()
-    });
-    super::audited(tx, changed, audit).await
-}
+// Declared after the macros above, which they use.
+mod held;
+mod writes;
 
-pub async fn bind(tx: &mut Tx, binding: &RoleBinding, audit: AuditDraft) -> Result<(), StoreError> {
-    in_tx!(tx, connection => {
-        sqlx::query(concat!(
-            "INSERT INTO role_bindings (", binding_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(binding.id)
-        .bind(binding.tenant_id)
-        .bind(binding.user_id)
-        .bind(binding.role_id)
-        .bind(binding.company_id)
-        .bind(binding.created_at)
-        .bind(binding.expires_at)
-        .execute(connection)
-        .await?;
-    });
-    super::audit_log::append(tx, audit).await?;
-    Ok(())
-}
-
-pub async fn unbind(tx: &mut Tx, id: Uuid, audit: AuditDraft) -> Result<(), StoreError> {
-    let changed = in_tx!(tx, connection => {
-        sqlx::query("DELETE FROM role_bindings WHERE id = $1")
-            .bind(id)
-            .execute(connection)
-            .await?
-            .rows_affected()
-    });
-    super::audited(tx, changed, audit).await
-}
+pub use held::{HeldBinding, Holder, MAX_HOLDERS_READ, UserBindings, UserRoles};
+use held::{held_roles_texts, user_bindings_sql};
+pub use writes::{
+    bind, binding, bump_version, count_permanent_admins, count_user_bindings, delete_role,
+    insert_role, tenant_roles, unbind, update_role,
+};
 
 /// `$role_ids`: how the backend aggregates `b.role_id` as text.
 macro_rules! impl_rbac_store {
