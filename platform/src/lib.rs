@@ -17,5 +17,6 @@ pub mod server;
 pub mod shared_redis;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 
 pub use files::write_private;

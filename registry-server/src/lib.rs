@@ -3,24 +3,53 @@
 //! or on its own as `registry-server` against the same store.
 #![forbid(unsafe_code)]
 
+pub mod manifest;
+
 use std::future::Future;
 
-use plinth_client::registry::v1::module_registry_service_server::{
-    ModuleRegistryService, ModuleRegistryServiceServer,
+use plinth_client::registry::v1::{
+    ManifestViolation, ValidateManifestRequest, ValidateManifestResponse,
+    module_registry_service_server::{ModuleRegistryService, ModuleRegistryServiceServer},
 };
 use plinth_platform::{
     config::Config,
+    error::ApiError,
+    identity::{self, PrincipalKind},
     node::Node,
     server::{ServeError, ServiceSet},
     store::{Store, StoreError},
 };
 use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
 
-/// The gRPC face of the registry. Its calls are built by the registry issue;
-/// until then each answers UNIMPLEMENTED.
+/// The gRPC face of the registry. Calls not built yet answer UNIMPLEMENTED.
 pub struct RegistryApi;
 
-impl ModuleRegistryService for RegistryApi {}
+#[tonic::async_trait]
+impl ModuleRegistryService for RegistryApi {
+    async fn validate_manifest(
+        &self,
+        request: Request<ValidateManifestRequest>,
+    ) -> Result<Response<ValidateManifestResponse>, Status> {
+        if identity::principal(&request)?.kind() == PrincipalKind::Anonymous {
+            return Err(ApiError::Unauthenticated.into());
+        }
+        let Some(manifest) = &request.get_ref().manifest else {
+            return Err(ApiError::invalid_field("manifest", "is required").into());
+        };
+        let violations: Vec<ManifestViolation> = manifest::violations(manifest)
+            .into_iter()
+            .map(|violation| ManifestViolation {
+                field: violation.field,
+                description: violation.description,
+            })
+            .collect();
+        Ok(Response::new(ValidateManifestResponse {
+            valid: violations.is_empty(),
+            violations,
+        }))
+    }
+}
 
 /// Adds the registry's services to a server.
 pub fn add_services(services: &mut ServiceSet, config: &Config) {

@@ -9,6 +9,7 @@ mod inactive_tenants;
 mod key_encryption;
 mod rbac;
 mod redis_outage;
+mod registry;
 mod replicas;
 mod server;
 mod store;

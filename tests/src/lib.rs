@@ -275,6 +275,14 @@ impl Credentials {
         }
     }
 
+    /// No credentials at all.
+    pub fn anonymous() -> Credentials {
+        Credentials {
+            api_key: None,
+            bearer: None,
+        }
+    }
+
     pub fn bearer(access_token: &str) -> Credentials {
         Credentials {
             api_key: None,
@@ -347,6 +355,10 @@ pub struct Clients {
     pub tenants:
         plinth_client::tenant::v1::tenant_service_client::TenantServiceClient<KeyedChannel>,
     pub rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient<KeyedChannel>,
+    pub registry:
+        plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient<
+            KeyedChannel,
+        >,
 }
 
 impl Sandbox {
@@ -368,6 +380,10 @@ impl Sandbox {
                 credentials.clone(),
             ),
             rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient::with_interceptor(
+                channel.clone(),
+                credentials.clone(),
+            ),
+            registry: plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
                 channel,
                 credentials,
             ),

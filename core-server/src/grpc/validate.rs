@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use plinth_platform::{
     error::{ApiError, Violations},
     permission::{self, Grant},
+    text,
 };
 use uuid::Uuid;
 
@@ -56,21 +57,20 @@ impl Fields {
 
     /// A code: `^[a-z][a-z0-9-]{1,62}$`.
     pub fn slug(&mut self, field: &str, value: &str) -> String {
-        self.pattern(field, value, b'-', "must match ^[a-z][a-z0-9-]{1,62}$")
+        self.shaped(field, value, text::is_slug(value), text::SLUG_RULE)
     }
 
     /// A module id: `^[a-z][a-z0-9_]{1,62}$` (also its permission namespace).
     pub fn module_id(&mut self, field: &str, value: &str) -> String {
-        self.pattern(field, value, b'_', "must match ^[a-z][a-z0-9_]{1,62}$")
+        self.shaped(
+            field,
+            value,
+            text::is_module_id(value),
+            text::MODULE_ID_RULE,
+        )
     }
 
-    fn pattern(&mut self, field: &str, value: &str, separator: u8, rule: &str) -> String {
-        let bytes = value.as_bytes();
-        let well_formed = (2..=63).contains(&bytes.len())
-            && bytes[0].is_ascii_lowercase()
-            && bytes
-                .iter()
-                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == separator);
+    fn shaped(&mut self, field: &str, value: &str, well_formed: bool, rule: &str) -> String {
         if !well_formed {
             self.violation(field, rule);
             return String::new();
@@ -91,16 +91,8 @@ impl Fields {
     /// control characters.
     pub fn text(&mut self, field: &str, value: &str, max_characters: usize) -> String {
         let value = value.trim();
-        // Characters are at most 4 bytes: longer input is refused uncounted.
-        if value.len() > 4 * max_characters || value.chars().count() > max_characters {
-            self.violation(
-                field,
-                format!("must be at most {max_characters} characters"),
-            );
-            return String::new();
-        }
-        if value.chars().any(char::is_control) {
-            self.violation(field, "must not contain control characters");
+        if let Some(problem) = text::text_problem(value, max_characters) {
+            self.violation(field, problem);
             return String::new();
         }
         value.to_owned()

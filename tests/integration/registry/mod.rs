@@ -1,0 +1,3 @@
+//! The module registry: manifests and their dry run.
+
+mod manifests;
