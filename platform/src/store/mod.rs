@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod companies;
+pub mod modules;
 pub mod permissions;
 pub mod rbac;
 pub mod sessions;
@@ -32,6 +33,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
 pub use companies::CompanyStore;
+pub use modules::ModuleStore;
 pub use permissions::PermissionStore;
 pub use rbac::RbacStore;
 pub use sessions::SessionStore;
@@ -337,6 +339,7 @@ pub struct Store {
     pub users: Arc<dyn UserStore>,
     pub rbac: Arc<dyn RbacStore>,
     pub permissions: Arc<dyn PermissionStore>,
+    pub modules: Arc<dyn ModuleStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
@@ -394,6 +397,7 @@ impl Store {
             + UserStore
             + RbacStore
             + PermissionStore
+            + ModuleStore
             + SessionStore
             + SigningKeyStore
             + StoreAdmin
@@ -408,6 +412,7 @@ impl Store {
             users: sql.clone(),
             rbac: sql.clone(),
             permissions: sql.clone(),
+            modules: sql.clone(),
             sessions: sql.clone(),
             signing_keys: sql.clone(),
             admin: sql,
