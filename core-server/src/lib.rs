@@ -2,11 +2,9 @@
 //! the module registry mounted in the same process.
 #![forbid(unsafe_code)]
 
-mod access;
 mod auth;
 mod grpc;
 mod listing;
-mod permissions;
 mod rbac;
 mod tenant;
 
@@ -21,6 +19,7 @@ use plinth_client::{
     rbac::v1::rbac_service_server::RbacServiceServer,
     tenant::v1::tenant_service_server::TenantServiceServer,
 };
+use plinth_platform::{access, permission::catalog as permissions};
 use plinth_platform::{
     config::Config,
     identity::api_keys::{IssuedApiKey, bootstrap_operator_key},

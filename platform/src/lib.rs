@@ -2,12 +2,14 @@
 //! configuration, errors and the gRPC server stack.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
 pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod error;
 mod files;
+pub mod grants;
 pub mod identity;
 pub mod invalidation;
 pub mod node;

@@ -67,17 +67,6 @@ pub struct UserLookup {
     pub consistency: Consistency,
 }
 
-impl Source {
-    /// The grant as written.
-    pub fn pattern<'a>(&'a self, permission: &'a str) -> &'a str {
-        match self {
-            Source::Role { role, grant, .. } => &role.grants[*grant].pattern,
-            Source::Membership => permission,
-            Source::PlatformAdmin => "plinth:*",
-        }
-    }
-}
-
 /// Whether every member of the tenant holds the permission.
 fn held_by_membership(tenant_id: Uuid, permission: &str) -> bool {
     MEMBERSHIP.iter().any(|held| held.name == permission)

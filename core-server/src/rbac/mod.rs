@@ -6,9 +6,6 @@
 mod bindings;
 mod checks;
 mod declarations;
-pub mod grants;
-mod graph;
-mod held_roles;
 mod roles;
 
 use std::sync::Arc;
@@ -26,6 +23,9 @@ pub use bindings::{BindingListing, NewBinding, keep_last_admin};
 pub use checks::{CheckItem, Checked, CompanyLookup, Subject, UserLookup};
 pub use declarations::{Declaration, Declarations, PermissionListing};
 pub use roles::{NewRole, RoleChanges, RoleKey, RoleListing, RoleUpdate, seed_tenant};
+
+pub use plinth_platform::grants;
+use plinth_platform::grants::graph;
 
 use crate::access::Access;
 use grants::{Freshness, Grants};

@@ -153,10 +153,7 @@ mod tests {
     fn every_core_permission_is_a_distinct_valid_plinth_permission() {
         let mut names: Vec<_> = ALL.iter().map(|permission| permission.name).collect();
         for name in &names {
-            assert!(
-                plinth_platform::permission::check_permission(name).is_ok(),
-                "{name}"
-            );
+            assert!(crate::permission::check_permission(name).is_ok(), "{name}");
             assert!(name.starts_with("plinth:"), "{name}");
         }
         names.sort_unstable();

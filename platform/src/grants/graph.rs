@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use plinth_platform::{
+use crate::{
     error::ApiError,
     store::rbac::{MAX_ROLE_DEPTH, RoleRecord},
 };
@@ -142,7 +142,7 @@ impl<'a> RoleGraph<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plinth_platform::clock;
+    use crate::clock;
 
     fn new_etag() -> String {
         Uuid::now_v7().simple().to_string()

@@ -19,9 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
-use foldhash::fast::RandomState;
-use plinth_platform::{
+use crate::{
     clock,
     error::ApiError,
     invalidation::{Cache, Change},
@@ -32,11 +30,17 @@ use plinth_platform::{
         tenants::PLATFORM_TENANT_ID,
     },
 };
+use chrono::{DateTime, Utc};
+use foldhash::fast::RandomState;
 use tokio::sync::{Mutex, Notify};
 use uuid::Uuid;
 
-use super::{graph::RoleGraph, held_roles::HeldRoles};
-use crate::permissions::MEMBERSHIP;
+pub mod graph;
+mod held_roles;
+
+use crate::permission::catalog::MEMBERSHIP;
+use graph::RoleGraph;
+use held_roles::HeldRoles;
 
 /// How long a compiled set serves without news of a change: the bound on
 /// staleness when Redis (and so other replicas' messages) is unreachable.
@@ -219,6 +223,17 @@ pub enum Source {
     Membership,
     /// A super admin's `plinth:*`.
     PlatformAdmin,
+}
+
+impl Source {
+    /// The grant as written.
+    pub fn pattern<'a>(&'a self, permission: &'a str) -> &'a str {
+        match self {
+            Source::Role { role, grant, .. } => &role.grants[*grant].pattern,
+            Source::Membership => permission,
+            Source::PlatformAdmin => "plinth:*",
+        }
+    }
 }
 
 /// What one user holds in one scope, at one version.

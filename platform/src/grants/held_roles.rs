@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use plinth_platform::{
+use crate::{
     clock,
     error::ApiError,
     store::{

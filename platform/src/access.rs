@@ -5,7 +5,7 @@
 //!   `plinth:*` everywhere, platform-wide calls included;
 //! - an operator key scoped to a tenant: `*` in that tenant;
 //! - a module key: [`MODULE_KEY`] in the tenants of its scope;
-//! - a user: its effective grants (see [`crate::rbac::grants`]) in its own
+//! - a user: its effective grants (see [`crate::grants`]) in its own
 //!   tenant; a module acting for a user holds both.
 //!
 //! Every refusal is audited, and so is a super admin's use of `plinth:*` in
@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use plinth_platform::{
+use crate::{
     audit::{AuditDraft, Outcome},
     error::ApiError,
     identity::{Principal, PrincipalKind},
@@ -23,8 +23,8 @@ use plinth_platform::{
 use uuid::Uuid;
 
 use crate::{
-    permissions::{MODULE_KEY, Permission, ROLE_ESCALATE},
-    rbac::grants::{Effective, Freshness, Grants},
+    grants::{Effective, Freshness, Grants},
+    permission::catalog::{MODULE_KEY, Permission, ROLE_ESCALATE},
 };
 
 /// Where a permission is exercised: platform-wide or in one tenant (and

@@ -6,6 +6,8 @@
 //! grant is a permission or a wildcard that replaces whole trailing
 //! segments: `ns:res:*`, `ns:*`, or `*` for everything.
 
+pub mod catalog;
+
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
