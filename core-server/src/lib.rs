@@ -73,8 +73,7 @@ pub async fn run(
     if let Some(issued) = bootstrap_operator_key(&node.store).await? {
         announce_bootstrap_key(&node.config.data_dir, &issued)?;
     }
-    let mut services = core_services(&node, encryption).await?;
-    registry_server::add_services(&mut services, &node.config);
+    let services = core_services(&node, encryption).await?;
     tracing::info!(address = ?listener.local_addr().ok(), backend = ?node.store.backend(), "core-server serving");
     node.serve(services, ANONYMOUS_METHODS, listener, shutdown)
         .await?;
@@ -127,7 +126,7 @@ async fn core_services(
     let keys = auth::api_keys::KeyAdmin::new(store.clone(), access.clone(), invalidator.clone());
     let tenants = tenant::Tenants::new(
         store.clone(),
-        access,
+        access.clone(),
         passwords,
         invalidator.clone(),
         tenant::OpenSignup {
@@ -153,6 +152,7 @@ async fn core_services(
         .add(RbacServiceServer::new(grpc::RbacApi { rbac }).max_decoding_message_size(limit))
         .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
+    registry_server::add_services(&mut services, node, access);
     Ok(services)
 }
 

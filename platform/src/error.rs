@@ -134,6 +134,20 @@ pub enum ApiError {
     NamespaceViolation { module_id: String },
     #[error("role parents would form a cycle: {path}")]
     RoleCycle { path: String },
+    #[error("the manifest of {module_id} breaks its rules")]
+    InvalidManifest {
+        module_id: String,
+        violations: Violations,
+    },
+    #[error("module {module_id} {version} is registered with another manifest")]
+    VersionImmutable { module_id: String, version: String },
+    #[error("module dependencies would form a cycle: {path}")]
+    DependencyCycle { path: String },
+    #[error("no registered version of {module_id} meets {requirement}")]
+    DependencyUnsatisfied {
+        module_id: String,
+        requirement: String,
+    },
     #[error("role ancestors would be deeper than {max_depth}")]
     RoleTooDeep { max_depth: i64 },
     #[error("{resource_type} changed since it was read")]
@@ -356,6 +370,42 @@ impl From<ApiError> for Status {
                 Code::FailedPrecondition,
                 ErrorReason::RoleCycle,
                 HashMap::from([("path".to_owned(), path)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::InvalidManifest {
+                module_id,
+                violations,
+            } => (
+                Code::InvalidArgument,
+                ErrorReason::InvalidManifest,
+                HashMap::from([("module_id".to_owned(), module_id)]),
+                ErrorDetails::with_bad_request(violations.into_field_violations()),
+            ),
+            ApiError::VersionImmutable { module_id, version } => (
+                Code::AlreadyExists,
+                ErrorReason::ModuleVersionImmutable,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    ("version".to_owned(), version),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::DependencyCycle { path } => (
+                Code::FailedPrecondition,
+                ErrorReason::DependencyCycle,
+                HashMap::from([("path".to_owned(), path)]),
+                ErrorDetails::new(),
+            ),
+            ApiError::DependencyUnsatisfied {
+                module_id,
+                requirement,
+            } => (
+                Code::FailedPrecondition,
+                ErrorReason::DependencyUnsatisfied,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    ("version_requirement".to_owned(), requirement),
+                ]),
                 ErrorDetails::new(),
             ),
             ApiError::RoleTooDeep { max_depth } => (

@@ -3,59 +3,32 @@
 //! or on its own as `registry-server` against the same store.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
+mod grpc;
 pub mod manifest;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
-use plinth_client::registry::v1::{
-    ManifestViolation, ValidateManifestRequest, ValidateManifestResponse,
-    module_registry_service_server::{ModuleRegistryService, ModuleRegistryServiceServer},
-};
+use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
 use plinth_platform::{
+    access::Access,
     config::Config,
-    error::ApiError,
-    identity::{self, PrincipalKind},
+    grants::Grants,
     node::Node,
     server::{ServeError, ServiceSet},
     store::{Store, StoreError},
 };
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
 
-/// The gRPC face of the registry. Calls not built yet answer UNIMPLEMENTED.
-pub struct RegistryApi;
+pub use grpc::RegistryApi;
 
-#[tonic::async_trait]
-impl ModuleRegistryService for RegistryApi {
-    async fn validate_manifest(
-        &self,
-        request: Request<ValidateManifestRequest>,
-    ) -> Result<Response<ValidateManifestResponse>, Status> {
-        if identity::principal(&request)?.kind() == PrincipalKind::Anonymous {
-            return Err(ApiError::Unauthenticated.into());
-        }
-        let Some(manifest) = &request.get_ref().manifest else {
-            return Err(ApiError::invalid_field("manifest", "is required").into());
-        };
-        let violations: Vec<ManifestViolation> = manifest::violations(manifest)
-            .into_iter()
-            .map(|violation| ManifestViolation {
-                field: violation.field,
-                description: violation.description,
-            })
-            .collect();
-        Ok(Response::new(ValidateManifestResponse {
-            valid: violations.is_empty(),
-            violations,
-        }))
-    }
-}
-
-/// Adds the registry's services to a server.
-pub fn add_services(services: &mut ServiceSet, config: &Config) {
+/// Adds the registry's services to a server, authorizing through `access`
+/// (the core's own when the registry is mounted in `core-server`).
+pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
+    let catalog = Arc::new(catalog::Catalog::new(node.store.clone(), access));
     services.add(
-        ModuleRegistryServiceServer::new(RegistryApi)
-            .max_decoding_message_size(config.max_message_bytes),
+        ModuleRegistryServiceServer::new(RegistryApi::new(catalog))
+            .max_decoding_message_size(node.config.max_message_bytes),
     );
 }
 
@@ -78,8 +51,11 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let store = Store::connect(&config.database_url(), config.database_max_connections).await?;
     let node = Node::start(config, store).await?;
+    let grants = Grants::new(node.store.clone());
+    node.invalidator.register(grants.clone());
+    let access = Access::new(node.store.clone(), grants);
     let mut services = ServiceSet::default();
-    add_services(&mut services, &node.config);
+    add_services(&mut services, &node, access);
     tracing::info!(address = ?listener.local_addr().ok(), "registry-server serving");
     node.serve(services, &[], listener, shutdown).await?;
     Ok(())

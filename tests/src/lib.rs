@@ -329,6 +329,14 @@ pub fn error_reason(status: &tonic::Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
+/// One `ErrorInfo.metadata` entry of a status, if it carries it.
+pub fn error_metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .and_then(|info| info.metadata.get(key).cloned())
+}
+
 /// Makes keys straight in the sandbox's store, as another replica would.
 pub async fn create_key(
     sandbox: &Sandbox,

@@ -12,6 +12,8 @@ use plinth_platform::{
 };
 use uuid::Uuid;
 
+pub use plinth_platform::clock::timestamp;
+
 use crate::{auth::email, listing::PageRequest};
 
 /// Longest free-text filter or prefix accepted.
@@ -274,16 +276,6 @@ pub fn required_secret<'a>(
     let secret = fields.secret(field, value, max_bytes);
     fields.finish()?;
     Ok(secret)
-}
-
-/// A protobuf Timestamp, valid for every time the server stores (whose
-/// years all lie within 1–9999: inputs that could leave it are refused).
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    debug_assert!((1..=9999).contains(&chrono::Datelike::year(&time)));
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
 }
 
 #[cfg(test)]

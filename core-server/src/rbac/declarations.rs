@@ -14,14 +14,14 @@ use plinth_platform::{
     clock,
     error::ApiError,
     identity::Principal,
-    permission::{CORE_NAMESPACE, Grant, is_reserved_namespace},
+    permission::{self, CORE_NAMESPACE, Grant, is_reserved_namespace},
     store::{
         Store,
         permissions::{self as declared, PermissionFilter, PermissionRecord},
     },
 };
 
-use super::{MAX_DECLARED_PER_MODULE, Rbac};
+use super::Rbac;
 use crate::{
     access::Scope,
     permissions::{self, PERMISSION_READ, PERMISSION_REGISTER},
@@ -203,14 +203,7 @@ impl Rbac {
             &records,
         );
         let mut tx = self.store.begin().await?;
-        let stored = declared::declare(&mut tx, &records, event).await?;
-        // Counted after the writes, so declaring again costs nothing.
-        if declared::count_declared(&mut tx, &module_id).await? > MAX_DECLARED_PER_MODULE {
-            return Err(ApiError::FailedPrecondition {
-                resource_type: "module",
-                state: format!("at its limit of {MAX_DECLARED_PER_MODULE} permissions"),
-            });
-        }
+        let stored = permission::declare(&mut tx, &module_id, &records, event).await?;
         tx.commit().await?;
         for record in &stored {
             self.declarations.remember(&record.name);

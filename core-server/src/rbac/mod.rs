@@ -46,8 +46,6 @@ pub const MAX_BINDINGS_PER_USER: i64 = 200;
 pub const MAX_BATCH_ITEMS: usize = 100;
 /// Most declarations in one RegisterPermissions.
 pub const MAX_DECLARATIONS: usize = 500;
-/// Most permissions one module may declare.
-pub const MAX_DECLARED_PER_MODULE: i64 = 5000;
 /// Longest permission description, in characters.
 pub const MAX_PERMISSION_DESCRIPTION: usize = 500;
 

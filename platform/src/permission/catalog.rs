@@ -95,6 +95,11 @@ pub const PERMISSION_READ: Permission =
     permission("plinth:permission:read", "List declared permissions");
 
 /// Every core permission, declared under `plinth:` at start-up.
+pub const MODULE_MANAGE: Permission = permission(
+    "plinth:module:manage",
+    "Register any module's versions and manage the module catalog",
+);
+
 pub const ALL: &[Permission] = &[
     TENANT_CREATE,
     TENANT_READ,
@@ -129,6 +134,7 @@ pub const ALL: &[Permission] = &[
     RBAC_CHECK,
     PERMISSION_REGISTER,
     PERMISSION_READ,
+    MODULE_MANAGE,
 ];
 
 /// What every user holds in its own tenant, as a member.

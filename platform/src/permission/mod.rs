@@ -226,6 +226,31 @@ impl<'a> FromIterator<Grant<'a>> for Matcher<()> {
     }
 }
 
+/// Most permissions one module may declare.
+pub const MAX_DECLARED_PER_MODULE: i64 = 5000;
+
+/// Declares `records` (every name already checked to lie in `module_id`'s
+/// namespace) with their audit event, in the caller's transaction; refuses
+/// a module past [`MAX_DECLARED_PER_MODULE`]. RegisterPermissions and
+/// RegisterModule both declare through it.
+pub async fn declare(
+    tx: &mut crate::store::Tx,
+    module_id: &str,
+    records: &[crate::store::permissions::PermissionRecord],
+    audit: crate::audit::AuditDraft,
+) -> Result<Vec<crate::store::permissions::PermissionRecord>, crate::error::ApiError> {
+    use crate::store::permissions;
+    let stored = permissions::declare(tx, records, audit).await?;
+    // Counted after the writes, so declaring again costs nothing.
+    if permissions::count_declared(tx, module_id).await? > MAX_DECLARED_PER_MODULE {
+        return Err(crate::error::ApiError::FailedPrecondition {
+            resource_type: "module",
+            state: format!("at its limit of {MAX_DECLARED_PER_MODULE} permissions"),
+        });
+    }
+    Ok(stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

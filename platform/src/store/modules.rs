@@ -103,6 +103,9 @@ pub trait ModuleStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ModuleVersionRecord>, StoreError>;
 
+    /// Every registered version number of a module not deleted.
+    async fn version_numbers(&self, module_id: &str) -> Result<Vec<String>, StoreError>;
+
     /// What the current version (the active one, else the latest) of every
     /// module not deleted depends on: the graph the catalog keeps acyclic.
     async fn current_dependencies(&self) -> Result<Vec<DependencyRecord>, StoreError>;
@@ -119,31 +122,6 @@ macro_rules! version_columns {
     () => {
         "module_id, version, manifest, digest, registered_at"
     };
-}
-
-/// Adds a module to the catalog; its first version, written next in the
-/// same transaction, carries the audit event of both.
-pub async fn insert_module(tx: &mut Tx, module: &ModuleRecord) -> Result<(), StoreError> {
-    in_tx!(tx, connection => {
-        sqlx::query(concat!(
-            "INSERT INTO modules (",
-            module_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&module.module_id)
-        .bind(&module.display_name)
-        .bind(&module.description)
-        .bind(&module.category)
-        .bind(module.status.as_str())
-        .bind(&module.active_version)
-        .bind(&module.latest_version)
-        .bind(module.created_at)
-        .bind(module.updated_at)
-        .bind(module.deleted_at)
-        .execute(connection)
-        .await?;
-    });
-    Ok(())
 }
 
 /// Writes everything of an existing module but its id and creation.
@@ -174,15 +152,42 @@ pub async fn update_module(
     super::audited(tx, changed, audit).await
 }
 
-/// Adds a version and its dependencies; a version already registered is a
-/// conflict (versions never change).
-pub async fn insert_version(
+/// Registers a version with its dependencies, and writes its module: added
+/// when `first`, else updated (the latest version, maybe metadata). A
+/// version already registered is a conflict: versions never change.
+pub async fn register_version(
     tx: &mut Tx,
+    module: &ModuleRecord,
+    first: bool,
     version: &ModuleVersionRecord,
     dependencies: &[DependencyRecord],
     audit: AuditDraft,
 ) -> Result<(), StoreError> {
     in_tx!(tx, connection => {
+        let module_sql = if first {
+            concat!(
+                "INSERT INTO modules (",
+                module_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            )
+        } else {
+            "UPDATE modules SET display_name = $2, description = $3, category = $4, \
+             status = $5, active_version = $6, latest_version = $7, created_at = $8, \
+             updated_at = $9, deleted_at = $10 WHERE module_id = $1"
+        };
+        sqlx::query(module_sql)
+            .bind(&module.module_id)
+            .bind(&module.display_name)
+            .bind(&module.description)
+            .bind(&module.category)
+            .bind(module.status.as_str())
+            .bind(&module.active_version)
+            .bind(&module.latest_version)
+            .bind(module.created_at)
+            .bind(module.updated_at)
+            .bind(module.deleted_at)
+            .execute(&mut *connection)
+            .await?;
         sqlx::query(concat!(
             "INSERT INTO module_versions (",
             version_columns!(),
@@ -300,6 +305,17 @@ macro_rules! impl_module_store {
                 .bind(before_time)
                 .bind(before_version)
                 .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn version_numbers(&self, module_id: &str) -> Result<Vec<String>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT v.version FROM module_versions v \
+                     JOIN modules m ON m.module_id = v.module_id \
+                     WHERE v.module_id = $1 AND m.deleted_at IS NULL ORDER BY v.version",
+                )
+                .bind(module_id)
                 .fetch_all(&self.pool)
                 .await?)
             }

@@ -1,3 +1,4 @@
 //! The module registry: manifests and their dry run.
 
+mod catalog;
 mod manifests;

@@ -66,14 +66,15 @@ async fn stored(
     depends_on: &[&str],
 ) {
     committed(store, async |tx| {
-        modules::insert_module(tx, record).await?;
-        for version in versions {
+        for (index, version) in versions.iter().enumerate() {
             let dependencies: Vec<DependencyRecord> = depends_on
                 .iter()
                 .map(|target| dependency(version, target))
                 .collect();
-            modules::insert_version(
+            modules::register_version(
                 tx,
+                record,
+                index == 0,
                 version,
                 &dependencies,
                 event("registry.module.registered", None),
@@ -141,6 +142,10 @@ async fn a_module_and_its_versions_read_back_as_written(backend: Backend) {
         None
     );
     assert_eq!(store.modules.module("nothing").await.unwrap(), None);
+    assert_eq!(
+        store.modules.version_numbers("inventory").await.unwrap(),
+        ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+    );
 }
 
 async fn a_version_is_registered_once(backend: Backend) {
@@ -157,7 +162,9 @@ async fn a_version_is_registered_once(backend: Backend) {
     again.digest = "another manifest".to_owned();
 
     let refused = committed(&store, async |tx| {
-        modules::insert_version(tx, &again, &[], event("registry.module.registered", None)).await
+        let module = module("inventory", "", "");
+        let event = event("registry.module.registered", None);
+        modules::register_version(tx, &module, false, &again, &[], event).await
     })
     .await;
 
@@ -254,21 +261,15 @@ async fn current_dependencies_follow_the_active_version_else_the_latest(backend:
     let old = version("crm", "1.0.0", 2);
     let new = version("crm", "2.0.0", 1);
     stored(&store, &module("crm", "", ""), &[old], &["finance"]).await;
+    let mut crm = store.modules.module("crm").await.unwrap().unwrap();
+    crm.latest_version = "2.0.0".to_owned();
     committed(&store, async |tx| {
         let dependencies = [dependency(&new, "billing")];
-        modules::insert_version(
-            tx,
-            &new,
-            &dependencies,
-            event("registry.module.registered", None),
-        )
-        .await
+        let event = event("registry.module.registered", None);
+        modules::register_version(tx, &crm, false, &new, &dependencies, event).await
     })
     .await
     .unwrap();
-    let mut crm = store.modules.module("crm").await.unwrap().unwrap();
-    crm.latest_version = "2.0.0".to_owned();
-    updated(&store, &crm).await;
     let targets = |store: Store| async move {
         store
             .modules
@@ -310,6 +311,10 @@ async fn a_deleted_module_leaves_listings_and_the_graph(backend: Backend) {
         .unwrap();
     assert_eq!(listed, []);
     assert_eq!(store.modules.current_dependencies().await.unwrap(), []);
+    assert_eq!(
+        store.modules.version_numbers("crm").await.unwrap(),
+        Vec::<String>::new()
+    );
     let kept = store.modules.module("crm").await.unwrap().unwrap();
     assert!(kept.deleted_at.is_some());
 }

@@ -1,0 +1,185 @@
+//! The gRPC face of the registry: read the request, ask the catalog, map
+//! the answer. Calls not built yet answer UNIMPLEMENTED.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use plinth_client::registry::v1::{
+    GetModuleRequest, GetModuleResponse, ListModuleVersionsRequest, ListModuleVersionsResponse,
+    ManifestViolation, Module, ModuleManifest, ModuleStatus as ProtoModuleStatus, ModuleVersion,
+    RegisterModuleRequest, RegisterModuleResponse, ValidateManifestRequest,
+    ValidateManifestResponse, module_registry_service_server::ModuleRegistryService,
+};
+use plinth_platform::{
+    clock::timestamp,
+    error::ApiError,
+    identity,
+    store::modules::{ModuleRecord, ModuleStatus, ModuleVersionRecord, VersionCursor},
+    text,
+};
+use tonic::{Request, Response, Status};
+
+use crate::catalog::Catalog;
+
+/// Versions per page when the request does not say.
+const DEFAULT_PAGE_SIZE: i32 = 50;
+const MAX_PAGE_SIZE: i32 = 500;
+/// Longest page token accepted (hex of a time and a version).
+const MAX_PAGE_TOKEN: usize = 300;
+
+pub struct RegistryApi {
+    catalog: Arc<Catalog>,
+}
+
+impl RegistryApi {
+    pub fn new(catalog: Arc<Catalog>) -> RegistryApi {
+        RegistryApi { catalog }
+    }
+}
+
+#[tonic::async_trait]
+impl ModuleRegistryService for RegistryApi {
+    async fn validate_manifest(
+        &self,
+        request: Request<ValidateManifestRequest>,
+    ) -> Result<Response<ValidateManifestResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let manifest = required_manifest(request.get_ref().manifest.as_ref())?;
+        let violations: Vec<ManifestViolation> = self
+            .catalog
+            .dry_run(principal, manifest)
+            .await?
+            .into_iter()
+            .map(|violation| ManifestViolation {
+                field: violation.field,
+                description: violation.description,
+            })
+            .collect();
+        Ok(Response::new(ValidateManifestResponse {
+            valid: violations.is_empty(),
+            violations,
+        }))
+    }
+
+    async fn register_module(
+        &self,
+        request: Request<RegisterModuleRequest>,
+    ) -> Result<Response<RegisterModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let manifest = required_manifest(request.get_ref().manifest.as_ref())?.clone();
+        let registered = self.catalog.register(principal, manifest.clone()).await?;
+        Ok(Response::new(RegisterModuleResponse {
+            module: Some(module(&registered.module)),
+            version: Some(version(&registered.version, manifest)),
+        }))
+    }
+
+    async fn get_module(
+        &self,
+        request: Request<GetModuleRequest>,
+    ) -> Result<Response<GetModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let module_id = module_id(&request.get_ref().module_id)?;
+        let view = self.catalog.module(principal, module_id).await?;
+        Ok(Response::new(GetModuleResponse {
+            module: Some(module(&view.module)),
+            manifest: Some(view.manifest),
+        }))
+    }
+
+    async fn list_module_versions(
+        &self,
+        request: Request<ListModuleVersionsRequest>,
+    ) -> Result<Response<ListModuleVersionsResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let asked = request.get_ref();
+        let module_id = module_id(&asked.module_id)?;
+        let size = page_size(asked.page_size)?;
+        let before = version_cursor(&asked.page_token)?;
+        let (versions, more) = self
+            .catalog
+            .versions(principal, module_id, before, size)
+            .await?;
+        let next_page_token = match (more, versions.last()) {
+            (true, Some((last, _))) => cursor_token(last.registered_at, &last.version),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListModuleVersionsResponse {
+            versions: versions
+                .into_iter()
+                .map(|(record, manifest)| version(&record, manifest))
+                .collect(),
+            next_page_token,
+        }))
+    }
+}
+
+fn required_manifest(manifest: Option<&ModuleManifest>) -> Result<&ModuleManifest, ApiError> {
+    manifest.ok_or_else(|| ApiError::invalid_field("manifest", "is required"))
+}
+
+fn module_id(value: &str) -> Result<&str, ApiError> {
+    if text::is_module_id(value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid_field("module_id", text::MODULE_ID_RULE))
+    }
+}
+
+fn page_size(asked: i32) -> Result<i64, ApiError> {
+    match asked {
+        0 => Ok(DEFAULT_PAGE_SIZE.into()),
+        1..=MAX_PAGE_SIZE => Ok(asked.into()),
+        _ => Err(ApiError::invalid_field(
+            "page_size",
+            format!("must be 0 to {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+/// Hex of `<microseconds since the epoch>/<version>`.
+fn cursor_token(registered_at: DateTime<Utc>, version: &str) -> String {
+    hex::encode(format!("{}/{version}", registered_at.timestamp_micros()))
+}
+
+fn version_cursor(token: &str) -> Result<Option<VersionCursor>, ApiError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let malformed = || ApiError::invalid_field("page_token", "is not a token this call gave");
+    if token.len() > MAX_PAGE_TOKEN {
+        return Err(malformed());
+    }
+    let decoded = hex::decode(token).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (micros, version) = decoded.split_once('/').ok_or_else(malformed)?;
+    let micros: i64 = micros.parse().map_err(|_| malformed())?;
+    let registered_at = DateTime::from_timestamp_micros(micros).ok_or_else(malformed)?;
+    Ok(Some((registered_at, version.to_owned())))
+}
+
+fn module(record: &ModuleRecord) -> Module {
+    Module {
+        module_id: record.module_id.clone(),
+        display_name: record.display_name.clone(),
+        category: record.category.clone(),
+        status: match record.status {
+            ModuleStatus::Inactive => ProtoModuleStatus::Inactive,
+            ModuleStatus::Active => ProtoModuleStatus::Active,
+        }
+        .into(),
+        active_version: record.active_version.clone().unwrap_or_default(),
+        latest_version: record.latest_version.clone(),
+        created_at: Some(timestamp(record.created_at)),
+        updated_at: Some(timestamp(record.updated_at)),
+    }
+}
+
+fn version(record: &ModuleVersionRecord, manifest: ModuleManifest) -> ModuleVersion {
+    ModuleVersion {
+        module_id: record.module_id.clone(),
+        version: record.version.clone(),
+        manifest: Some(manifest),
+        registered_at: Some(timestamp(record.registered_at)),
+    }
+}
