@@ -148,6 +148,11 @@ pub enum ApiError {
         module_id: String,
         requirement: String,
     },
+    #[error("modules {} depend on {module_id}", .dependents.join(", "))]
+    ModuleHasDependents {
+        module_id: String,
+        dependents: Vec<String>,
+    },
     #[error("role ancestors would be deeper than {max_depth}")]
     RoleTooDeep { max_depth: i64 },
     #[error("{resource_type} changed since it was read")]
@@ -405,6 +410,27 @@ impl From<ApiError> for Status {
                 HashMap::from([
                     ("module_id".to_owned(), module_id),
                     ("version_requirement".to_owned(), requirement),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::ModuleHasDependents {
+                module_id,
+                dependents,
+            } => (
+                Code::FailedPrecondition,
+                ErrorReason::ModuleHasDependents,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    // Bounded: the first few name the problem.
+                    (
+                        "dependents".to_owned(),
+                        dependents
+                            .iter()
+                            .take(10)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
                 ]),
                 ErrorDetails::new(),
             ),

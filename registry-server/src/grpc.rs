@@ -5,21 +5,32 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use plinth_client::registry::v1::{
-    GetModuleRequest, GetModuleResponse, ListModuleVersionsRequest, ListModuleVersionsResponse,
-    ManifestViolation, Module, ModuleManifest, ModuleStatus as ProtoModuleStatus, ModuleVersion,
-    RegisterModuleRequest, RegisterModuleResponse, ValidateManifestRequest,
+    ActivateModuleRequest, ActivateModuleResponse, DeactivateModuleRequest,
+    DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, GetModuleRequest,
+    GetModuleResponse, ListModuleVersionsRequest, ListModuleVersionsResponse, ListModulesRequest,
+    ListModulesResponse, ManifestViolation, Module, ModuleManifest,
+    ModuleStatus as ProtoModuleStatus, ModuleVersion, RegisterModuleRequest,
+    RegisterModuleResponse, UpdateModuleRequest, UpdateModuleResponse, ValidateManifestRequest,
     ValidateManifestResponse, module_registry_service_server::ModuleRegistryService,
 };
 use plinth_platform::{
     clock::timestamp,
-    error::ApiError,
+    error::{ApiError, Violations},
     identity,
-    store::modules::{ModuleRecord, ModuleStatus, ModuleVersionRecord, VersionCursor},
+    store::modules::{
+        ModuleFilter, ModuleRecord, ModuleStatus, ModuleVersionRecord, VersionCursor,
+    },
     text,
 };
 use tonic::{Request, Response, Status};
 
-use crate::catalog::Catalog;
+use crate::{
+    catalog::{Catalog, ModuleChanges},
+    manifest::{MAX_DESCRIPTION, MAX_NAME, MAX_VERSION},
+};
+
+/// Longest text query of a module listing.
+const MAX_QUERY: usize = 100;
 
 /// Versions per page when the request does not say.
 const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -94,7 +105,8 @@ impl ModuleRegistryService for RegistryApi {
         let principal = identity::principal(&request)?;
         let asked = request.get_ref();
         let module_id = module_id(&asked.module_id)?;
-        let size = page_size(asked.page_size)?;
+        let size = page_size(asked.page_size)
+            .map_err(|problem| ApiError::invalid_field("page_size", problem))?;
         let before = version_cursor(&asked.page_token)?;
         let (versions, more) = self
             .catalog
@@ -112,6 +124,165 @@ impl ModuleRegistryService for RegistryApi {
             next_page_token,
         }))
     }
+
+    async fn list_modules(
+        &self,
+        request: Request<ListModulesRequest>,
+    ) -> Result<Response<ListModulesResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let asked = request.get_ref();
+        let mut violations = Violations::default();
+        let status = match ProtoModuleStatus::try_from(asked.status) {
+            Ok(ProtoModuleStatus::Unspecified) => None,
+            Ok(ProtoModuleStatus::Inactive) => Some(ModuleStatus::Inactive),
+            Ok(ProtoModuleStatus::Active) => Some(ModuleStatus::Active),
+            Err(_) => {
+                violations.push("status", "must be a ModuleStatus");
+                None
+            }
+        };
+        if !asked.category.is_empty() && !text::is_slug(&asked.category) {
+            violations.push("category", text::SLUG_RULE);
+        }
+        if let Some(problem) = text::text_problem(&asked.query, MAX_QUERY) {
+            violations.push("query", problem);
+        }
+        let size = page_size(asked.page_size).unwrap_or_else(|problem| {
+            violations.push("page_size", problem);
+            0
+        });
+        let after = module_cursor(&asked.page_token).unwrap_or_else(|problem| {
+            violations.push("page_token", problem);
+            None
+        });
+        violations.into_result()?;
+        let filter = ModuleFilter {
+            status,
+            category: (!asked.category.is_empty()).then(|| asked.category.clone()),
+            text: (!asked.query.trim().is_empty()).then(|| asked.query.trim().to_owned()),
+            after,
+        };
+        let (modules, more) = self.catalog.list(principal, filter, size).await?;
+        let next_page_token = match (more, modules.last()) {
+            (true, Some(last)) => hex::encode(&last.module_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListModulesResponse {
+            modules: modules.iter().map(module).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_module(
+        &self,
+        request: Request<UpdateModuleRequest>,
+    ) -> Result<Response<UpdateModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let asked = request.get_ref();
+        let mut violations = Violations::default();
+        if !text::is_module_id(&asked.module_id) {
+            violations.push("module_id", text::MODULE_ID_RULE);
+        }
+        if let Some(name) = &asked.display_name {
+            if name.trim().is_empty() {
+                violations.push("display_name", "is required");
+            } else if let Some(problem) = text::text_problem(name, MAX_NAME) {
+                violations.push("display_name", problem);
+            }
+        }
+        if let Some(problem) = asked
+            .description
+            .as_deref()
+            .and_then(|description| text::text_problem(description, MAX_DESCRIPTION))
+        {
+            violations.push("description", problem);
+        }
+        if asked
+            .category
+            .as_deref()
+            .is_some_and(|category| !category.is_empty() && !text::is_slug(category))
+        {
+            violations.push("category", text::SLUG_RULE);
+        }
+        violations.into_result()?;
+        let changes = ModuleChanges {
+            display_name: asked
+                .display_name
+                .as_deref()
+                .map(|name| name.trim().to_owned()),
+            description: asked
+                .description
+                .as_deref()
+                .map(|text| text.trim().to_owned()),
+            category: asked.category.clone(),
+        };
+        let updated = self
+            .catalog
+            .update(principal, &asked.module_id, changes)
+            .await?;
+        Ok(Response::new(UpdateModuleResponse {
+            module: Some(module(&updated)),
+        }))
+    }
+
+    async fn activate_module(
+        &self,
+        request: Request<ActivateModuleRequest>,
+    ) -> Result<Response<ActivateModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let asked = request.get_ref();
+        let module_id = module_id(&asked.module_id)?;
+        if !asked.version.is_empty()
+            && (asked.version.len() > MAX_VERSION
+                || semver::Version::parse(&asked.version).is_err())
+        {
+            return Err(
+                ApiError::invalid_field("version", "must be a semantic version, or empty").into(),
+            );
+        }
+        let activated = self
+            .catalog
+            .activate(principal, module_id, &asked.version)
+            .await?;
+        Ok(Response::new(ActivateModuleResponse {
+            module: Some(module(&activated)),
+        }))
+    }
+
+    async fn deactivate_module(
+        &self,
+        request: Request<DeactivateModuleRequest>,
+    ) -> Result<Response<DeactivateModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let module_id = module_id(&request.get_ref().module_id)?;
+        let deactivated = self.catalog.deactivate(principal, module_id).await?;
+        Ok(Response::new(DeactivateModuleResponse {
+            module: Some(module(&deactivated)),
+        }))
+    }
+
+    async fn delete_module(
+        &self,
+        request: Request<DeleteModuleRequest>,
+    ) -> Result<Response<DeleteModuleResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let module_id = module_id(&request.get_ref().module_id)?;
+        self.catalog.delete(principal, module_id).await?;
+        Ok(Response::new(DeleteModuleResponse {}))
+    }
+}
+
+/// Hex of the last module id of the previous page.
+fn module_cursor(token: &str) -> Result<Option<String>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    hex::decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|module_id| text::is_module_id(module_id))
+        .map(Some)
+        .ok_or_else(|| "is not a token this call gave".to_owned())
 }
 
 fn required_manifest(manifest: Option<&ModuleManifest>) -> Result<&ModuleManifest, ApiError> {
@@ -126,14 +297,11 @@ fn module_id(value: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn page_size(asked: i32) -> Result<i64, ApiError> {
+fn page_size(asked: i32) -> Result<i64, String> {
     match asked {
         0 => Ok(DEFAULT_PAGE_SIZE.into()),
         1..=MAX_PAGE_SIZE => Ok(asked.into()),
-        _ => Err(ApiError::invalid_field(
-            "page_size",
-            format!("must be 0 to {MAX_PAGE_SIZE}"),
-        )),
+        _ => Err(format!("must be 0 to {MAX_PAGE_SIZE}")),
     }
 }
 
@@ -162,6 +330,7 @@ fn module(record: &ModuleRecord) -> Module {
     Module {
         module_id: record.module_id.clone(),
         display_name: record.display_name.clone(),
+        description: record.description.clone(),
         category: record.category.clone(),
         status: match record.status {
             ModuleStatus::Inactive => ProtoModuleStatus::Inactive,

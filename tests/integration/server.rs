@@ -200,16 +200,39 @@ async fn the_registry_serves_on_its_own_against_the_core_store() {
             channel,
             Credentials::api_key(&core.operator_key),
         );
+    let manifest = plinth_client::registry::v1::ModuleManifest {
+        id: "crm".to_owned(),
+        version: "1.0.0".to_owned(),
+        display_name: "CRM".to_owned(),
+        ..Default::default()
+    };
+    registry_client
+        .register_module(plinth_client::registry::v1::RegisterModuleRequest {
+            manifest: Some(manifest),
+        })
+        .await
+        .expect("the core's operator key registers through the standalone registry");
+    let through_core = core
+        .operator()
+        .await
+        .registry
+        .get_module(plinth_client::registry::v1::GetModuleRequest {
+            module_id: "crm".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let not_built = registry_client
-        .list_modules(plinth_client::registry::v1::ListModulesRequest::default())
+        .heartbeat(plinth_client::registry::v1::HeartbeatRequest::default())
         .await
         .unwrap_err();
 
     assert_eq!(health.status(), ServingStatus::Serving);
+    assert_eq!(through_core.module.unwrap().display_name, "CRM");
     assert_eq!(
         error_reason(&not_built).as_deref(),
         Some("ERROR_REASON_UNIMPLEMENTED"),
-        "the core's operator key is accepted; the call itself is not built yet"
+        "calls of later increments are not built yet"
     );
     stop.send(()).unwrap();
     registry.await.unwrap().unwrap();
