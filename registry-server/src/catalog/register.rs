@@ -1,38 +1,26 @@
-//! The module catalog: versions registered from manifests (with the
-//! permissions they declare, in one transaction), the rules the catalog
-//! adds to a manifest's own, and reading modules and versions.
+//! Registering versions: the manifest's own rules, then the catalog's
+//! (dependencies met, no cycle), then the version, its module and its
+//! permissions in one transaction.
 
 use std::collections::{HashMap, HashSet};
 
-use plinth_client::{
-    prost::Message,
-    registry::v1::{ModuleDependency, ModuleManifest},
-};
+use plinth_client::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{
-    access::{Access, Scope},
     audit::AuditDraft,
     clock,
     error::{ApiError, Violations},
-    identity::{Principal, PrincipalKind},
-    permission::{self, catalog::MODULE_MANAGE},
+    identity::Principal,
+    permission,
     store::{
-        Store, StoreError,
-        modules::{
-            self, DependencyRecord, ModuleFilter, ModuleRecord, ModuleStatus, ModuleVersionRecord,
-            VersionCursor,
-        },
+        StoreError,
+        modules::{self, DependencyRecord, ModuleRecord, ModuleStatus, ModuleVersionRecord},
         permissions::PermissionRecord,
     },
 };
 use sha2::{Digest, Sha256};
 
+use super::{Catalog, authenticated};
 use crate::manifest::{self, Violation};
-
-/// A module with the manifest of its current version.
-pub struct ModuleView {
-    pub module: ModuleRecord,
-    pub manifest: ModuleManifest,
-}
 
 /// What registering answered: the module and the version, new or (for a
 /// retry with the same manifest) as registered before.
@@ -41,16 +29,8 @@ pub struct Registered {
     pub version: ModuleVersionRecord,
 }
 
-/// Metadata changes of a module; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct ModuleChanges {
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-    pub category: Option<String>,
-}
-
 /// A rule of the catalog a manifest breaks.
-enum Problem {
+pub(super) enum Problem {
     Cycle {
         index: usize,
         path: String,
@@ -76,7 +56,7 @@ impl Problem {
         }
     }
 
-    fn error(self) -> ApiError {
+    pub(super) fn error(self) -> ApiError {
         match self {
             Problem::Cycle { path, .. } => ApiError::DependencyCycle { path },
             Problem::Unsatisfied {
@@ -91,16 +71,7 @@ impl Problem {
     }
 }
 
-pub struct Catalog {
-    store: Store,
-    access: Access,
-}
-
 impl Catalog {
-    pub fn new(store: Store, access: Access) -> Catalog {
-        Catalog { store, access }
-    }
-
     /// Every rule `manifest` breaks: its own, then (when it keeps those)
     /// the catalog's. Stores nothing.
     pub async fn dry_run(
@@ -258,287 +229,6 @@ impl Catalog {
         Ok(Some(Registered { module, version }))
     }
 
-    /// A module (not deleted) with its current version's manifest.
-    pub async fn module(
-        &self,
-        principal: &Principal,
-        module_id: &str,
-    ) -> Result<ModuleView, ApiError> {
-        authenticated(principal)?;
-        let module = self
-            .store
-            .modules
-            .module(module_id)
-            .await?
-            .filter(|module| module.deleted_at.is_none())
-            .ok_or(ApiError::NotFound {
-                resource_type: "module",
-            })?;
-        let current = module
-            .active_version
-            .as_deref()
-            .unwrap_or(&module.latest_version);
-        let version = self
-            .store
-            .modules
-            .version(module_id, current)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource_type: "module version",
-            })?;
-        Ok(ModuleView {
-            manifest: decode(&version)?,
-            module,
-        })
-    }
-
-    /// A page of a module's versions, newest registration first, and
-    /// whether more follow.
-    pub async fn versions(
-        &self,
-        principal: &Principal,
-        module_id: &str,
-        before: Option<VersionCursor>,
-        size: i64,
-    ) -> Result<(Vec<(ModuleVersionRecord, ModuleManifest)>, bool), ApiError> {
-        self.module(principal, module_id).await?;
-        let mut rows = self
-            .store
-            .modules
-            .list_versions(module_id, before, size + 1)
-            .await?;
-        let more = rows.len() as i64 > size;
-        rows.truncate(size as usize);
-        let versions = rows
-            .into_iter()
-            .map(|version| decode(&version).map(|manifest| (version, manifest)))
-            .collect::<Result<_, _>>()?;
-        Ok((versions, more))
-    }
-
-    /// A page of modules (not deleted) by id, and whether more follow.
-    pub async fn list(
-        &self,
-        principal: &Principal,
-        filter: ModuleFilter,
-        size: i64,
-    ) -> Result<(Vec<ModuleRecord>, bool), ApiError> {
-        authenticated(principal)?;
-        let mut rows = self.store.modules.list_modules(&filter, size + 1).await?;
-        let more = rows.len() as i64 > size;
-        rows.truncate(size as usize);
-        Ok((rows, more))
-    }
-
-    /// Changes a module's metadata.
-    pub async fn update(
-        &self,
-        principal: &Principal,
-        module_id: &str,
-        changes: ModuleChanges,
-    ) -> Result<ModuleRecord, ApiError> {
-        self.require_manage(principal).await?;
-        let module = self.current(module_id).await?;
-        let updated = ModuleRecord {
-            display_name: changes.display_name.unwrap_or(module.display_name),
-            description: changes.description.unwrap_or(module.description),
-            category: changes.category.unwrap_or(module.category),
-            updated_at: clock::now(),
-            ..module
-        };
-        self.save(principal, &updated, "registry.module.updated")
-            .await?;
-        Ok(updated)
-    }
-
-    /// Makes `version` (empty: the latest) the one tenants get.
-    pub async fn activate(
-        &self,
-        principal: &Principal,
-        module_id: &str,
-        version: &str,
-    ) -> Result<ModuleRecord, ApiError> {
-        self.require_manage(principal).await?;
-        let module = self.current(module_id).await?;
-        let version = if version.is_empty() {
-            module.latest_version.clone()
-        } else {
-            version.to_owned()
-        };
-        let record = self
-            .store
-            .modules
-            .version(module_id, &version)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource_type: "module version",
-            })?;
-        let manifest = decode(&record)?;
-        for dependency in &manifest.dependencies {
-            self.active_dependency_met(dependency).await?;
-        }
-        if let Some(cycle) = self.cycle(&manifest).await? {
-            return Err(cycle.error());
-        }
-        let activated = ModuleRecord {
-            status: ModuleStatus::Active,
-            active_version: Some(version),
-            updated_at: clock::now(),
-            ..module
-        };
-        self.save(principal, &activated, "registry.module.activated")
-            .await?;
-        Ok(activated)
-    }
-
-    /// Makes a module inactive, unless an active module requires it.
-    pub async fn deactivate(
-        &self,
-        principal: &Principal,
-        module_id: &str,
-    ) -> Result<ModuleRecord, ApiError> {
-        self.require_manage(principal).await?;
-        let module = self.current(module_id).await?;
-        let mut active_dependents = Vec::new();
-        for dependent in self.dependents(module_id).await? {
-            let active = self
-                .store
-                .modules
-                .module(&dependent)
-                .await?
-                .is_some_and(|module| module.status == ModuleStatus::Active);
-            if active {
-                active_dependents.push(dependent);
-            }
-        }
-        if !active_dependents.is_empty() {
-            return Err(ApiError::ModuleHasDependents {
-                module_id: module_id.to_owned(),
-                dependents: active_dependents,
-            });
-        }
-        let deactivated = ModuleRecord {
-            status: ModuleStatus::Inactive,
-            updated_at: clock::now(),
-            ..module
-        };
-        self.save(principal, &deactivated, "registry.module.deactivated")
-            .await?;
-        Ok(deactivated)
-    }
-
-    /// Deletes an inactive module nothing requires and no instance serves.
-    pub async fn delete(&self, principal: &Principal, module_id: &str) -> Result<(), ApiError> {
-        self.require_manage(principal).await?;
-        let module = self.current(module_id).await?;
-        if module.status == ModuleStatus::Active {
-            return Err(ApiError::FailedPrecondition {
-                resource_type: "module",
-                state: "active".to_owned(),
-            });
-        }
-        let dependents = self.dependents(module_id).await?;
-        if !dependents.is_empty() {
-            return Err(ApiError::ModuleHasDependents {
-                module_id: module_id.to_owned(),
-                dependents,
-            });
-        }
-        let now = clock::now();
-        if self.store.modules.live_instances(module_id, now).await? > 0 {
-            return Err(ApiError::FailedPrecondition {
-                resource_type: "module",
-                state: "served by live instances".to_owned(),
-            });
-        }
-        let deleted = ModuleRecord {
-            deleted_at: Some(now),
-            updated_at: now,
-            ..module
-        };
-        self.save(principal, &deleted, "registry.module.deleted")
-            .await
-    }
-
-    /// A module not deleted.
-    async fn current(&self, module_id: &str) -> Result<ModuleRecord, ApiError> {
-        self.store
-            .modules
-            .module(module_id)
-            .await?
-            .filter(|module| module.deleted_at.is_none())
-            .ok_or(ApiError::NotFound {
-                resource_type: "module",
-            })
-    }
-
-    async fn save(
-        &self,
-        principal: &Principal,
-        module: &ModuleRecord,
-        action: &str,
-    ) -> Result<(), ApiError> {
-        let event = AuditDraft::new(principal.actor(), action, "module", &module.module_id)
-            .in_tenant(None)
-            .with_request_id(&principal.request_id)
-            .with_details(serde_json::json!({
-                "status": module.status.as_str(),
-                "active_version": module.active_version,
-            }));
-        let mut tx = self.store.begin().await?;
-        modules::update_module(&mut tx, module, event).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Modules whose current version requires `module_id`.
-    async fn dependents(&self, module_id: &str) -> Result<Vec<String>, ApiError> {
-        Ok(self
-            .store
-            .modules
-            .current_dependencies()
-            .await?
-            .into_iter()
-            .filter(|edge| edge.depends_on == module_id && !edge.optional)
-            .map(|edge| edge.module_id)
-            .collect())
-    }
-
-    /// A dependency of a version being activated: an active module whose
-    /// active version meets the requirement (an optional one only when it
-    /// is active).
-    async fn active_dependency_met(&self, dependency: &ModuleDependency) -> Result<(), ApiError> {
-        let target = self
-            .store
-            .modules
-            .module(&dependency.module_id)
-            .await?
-            .filter(|module| module.deleted_at.is_none() && module.status == ModuleStatus::Active);
-        let met = match target.and_then(|module| module.active_version) {
-            None => dependency.optional,
-            Some(active) => semver::VersionReq::parse(&dependency.version_requirement).is_ok_and(
-                |requirement| {
-                    semver::Version::parse(&active)
-                        .is_ok_and(|version| requirement.matches(&version))
-                },
-            ),
-        };
-        if met {
-            Ok(())
-        } else {
-            Err(ApiError::DependencyUnsatisfied {
-                module_id: dependency.module_id.clone(),
-                requirement: dependency.version_requirement.clone(),
-            })
-        }
-    }
-
-    async fn require_manage(&self, principal: &Principal) -> Result<(), ApiError> {
-        self.access
-            .require(principal, MODULE_MANAGE, Scope::platform())
-            .await
-    }
-
     /// A module key publishes its own module only; others need
     /// `plinth:module:manage`.
     async fn may_publish(&self, principal: &Principal, module_id: &str) -> Result<(), ApiError> {
@@ -547,11 +237,7 @@ impl Catalog {
             Some(_) => Err(ApiError::NamespaceViolation {
                 module_id: module_id.to_owned(),
             }),
-            None => {
-                self.access
-                    .require(principal, MODULE_MANAGE, Scope::platform())
-                    .await
-            }
+            None => self.require_manage(principal).await,
         }
     }
 
@@ -589,7 +275,10 @@ impl Catalog {
 
     /// The cycle `manifest`'s dependencies would close through the current
     /// versions of the other modules, if any.
-    async fn cycle(&self, manifest: &ModuleManifest) -> Result<Option<Problem>, ApiError> {
+    pub(super) async fn cycle(
+        &self,
+        manifest: &ModuleManifest,
+    ) -> Result<Option<Problem>, ApiError> {
         let mut graph: HashMap<String, Vec<String>> = HashMap::new();
         for edge in self.store.modules.current_dependencies().await? {
             if edge.module_id != manifest.id {
@@ -693,16 +382,4 @@ fn with_version(
             }
         }
     }
-}
-
-fn decode(version: &ModuleVersionRecord) -> Result<ModuleManifest, ApiError> {
-    ModuleManifest::decode(version.manifest.as_slice())
-        .map_err(|error| ApiError::Internal(Box::new(error)))
-}
-
-fn authenticated(principal: &Principal) -> Result<(), ApiError> {
-    if principal.kind() == PrincipalKind::Anonymous {
-        return Err(ApiError::Unauthenticated);
-    }
-    Ok(())
 }
