@@ -309,12 +309,19 @@ impl Check {
                 "must describe an object (\"type\": \"object\")",
             );
         }
-        let validator = match jsonschema::draft202012::new(&schema) {
+        // Linear-time patterns: a schema's `pattern` cannot make validation
+        // (here or when tenants write their configuration) backtrack.
+        let validator = match jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .build(&schema)
+        {
             Ok(validator) => validator,
             Err(_) => {
                 self.add(
                     "config_schema",
-                    "must be a JSON Schema (draft 2020-12) without external references",
+                    "must be a JSON Schema (draft 2020-12) without external references, \
+                     its patterns without lookaround or backreferences",
                 );
                 return;
             }

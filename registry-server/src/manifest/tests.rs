@@ -94,6 +94,7 @@ refused! {
     a_config_schema_describes_an_object: "config_schema" => |m| m.config_schema = Some(config(serde_json::json!({"type": "array"})));
     a_config_schema_has_no_external_references: "config_schema" => |m| m.config_schema = Some(config(serde_json::json!({"type": "object", "$ref": "https://example.com/schema.json"})));
     a_config_schema_is_bounded: "config_schema" => |m| m.config_schema = Some(config(serde_json::json!({"type": "object", "description": "x".repeat(65 * 1024)})));
+    a_config_pattern_cannot_backtrack: "config_schema" => |m| m.config_schema = Some(config(serde_json::json!({"type": "object", "properties": {"code": {"type": "string", "pattern": "^(?=a)a$"}}})));
     config_defaults_must_validate: "config_defaults.low_stock_threshold" => |m| m.config_defaults = Some(config(serde_json::json!({"low_stock_threshold": "many"})));
     config_defaults_need_a_schema: "config_defaults" => |m| m.config_schema = None;
     a_feature_key_must_be_a_slug: "features[0].key" => |m| m.features[0].key = "Barcodes".into();
