@@ -26,3 +26,9 @@ CREATE TABLE module_dependencies (
     FOREIGN KEY (module_id, version) REFERENCES module_versions (module_id, version) ON DELETE CASCADE
 );
 CREATE INDEX module_dependencies_depends_on ON module_dependencies (depends_on);
+
+-- An instance is found again by the key it registers with; expired leases
+-- are swept by time.
+ALTER TABLE module_instances ADD COLUMN instance_key TEXT NOT NULL;
+CREATE UNIQUE INDEX module_instances_key ON module_instances (module_id, instance_key);
+CREATE INDEX module_instances_lease ON module_instances (lease_expires_at);

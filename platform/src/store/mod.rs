@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod companies;
+pub mod instances;
 pub mod modules;
 pub mod permissions;
 pub mod rbac;
@@ -33,6 +34,7 @@ use sqlx::{
 pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
 pub use companies::CompanyStore;
+pub use instances::InstanceStore;
 pub use modules::ModuleStore;
 pub use permissions::PermissionStore;
 pub use rbac::RbacStore;
@@ -340,6 +342,7 @@ pub struct Store {
     pub rbac: Arc<dyn RbacStore>,
     pub permissions: Arc<dyn PermissionStore>,
     pub modules: Arc<dyn ModuleStore>,
+    pub instances: Arc<dyn InstanceStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
@@ -398,6 +401,7 @@ impl Store {
             + RbacStore
             + PermissionStore
             + ModuleStore
+            + InstanceStore
             + SessionStore
             + SigningKeyStore
             + StoreAdmin
@@ -413,6 +417,7 @@ impl Store {
             rbac: sql.clone(),
             permissions: sql.clone(),
             modules: sql.clone(),
+            instances: sql.clone(),
             sessions: sql.clone(),
             signing_keys: sql.clone(),
             admin: sql,

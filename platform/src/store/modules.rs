@@ -103,9 +103,6 @@ pub trait ModuleStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ModuleVersionRecord>, StoreError>;
 
-    /// Instances of the module whose lease runs past `now`.
-    async fn live_instances(&self, module_id: &str, now: DateTime<Utc>) -> Result<i64, StoreError>;
-
     /// Every registered version number of a module not deleted.
     async fn version_numbers(&self, module_id: &str) -> Result<Vec<String>, StoreError>;
 
@@ -309,21 +306,6 @@ macro_rules! impl_module_store {
                 .bind(before_version)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await?)
-            }
-
-            async fn live_instances(
-                &self,
-                module_id: &str,
-                now: DateTime<Utc>,
-            ) -> Result<i64, StoreError> {
-                Ok(sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM module_instances \
-                     WHERE module_id = $1 AND lease_expires_at > $2",
-                )
-                .bind(module_id)
-                .bind(now)
-                .fetch_one(&self.pool)
                 .await?)
             }
 

@@ -137,7 +137,13 @@ impl Catalog {
             });
         }
         let now = clock::now();
-        if self.store.modules.live_instances(module_id, now).await? > 0 {
+        if !self
+            .store
+            .instances
+            .live_instances_of(module_id, now)
+            .await?
+            .is_empty()
+        {
             return Err(ApiError::FailedPrecondition {
                 resource_type: "module",
                 state: "served by live instances".to_owned(),

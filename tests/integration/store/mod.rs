@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod companies;
 mod composition;
+mod instances;
 mod modules;
 mod rbac;
 mod schema;

@@ -1,0 +1,219 @@
+//! Module instances in the store.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use plinth_platform::{
+    clock,
+    store::{
+        Store, StoreError,
+        instances::{self, InstanceRecord, InstanceStatus, Renewal},
+        modules::{self, ModuleRecord, ModuleStatus, ModuleVersionRecord},
+    },
+};
+use plinth_tests::Backend;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{committed, event, fresh_store, platform_events};
+
+crate::on_both_backends!(
+    the_same_key_again_is_the_same_instance,
+    renewals_extend_leases_and_never_shorten_them,
+    live_and_lapsed_instances_follow_their_lease,
+    status_changes_are_written,
+);
+
+async fn with_module(store: &Store) {
+    let now = clock::now();
+    let module = ModuleRecord {
+        module_id: "crm".to_owned(),
+        display_name: "CRM".to_owned(),
+        description: String::new(),
+        category: String::new(),
+        status: ModuleStatus::Active,
+        active_version: Some("1.0.0".to_owned()),
+        latest_version: "1.0.0".to_owned(),
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    let version = ModuleVersionRecord {
+        module_id: "crm".to_owned(),
+        version: "1.0.0".to_owned(),
+        manifest: Vec::new(),
+        digest: "d".to_owned(),
+        registered_at: now,
+    };
+    committed(store, async |tx| {
+        let event = event("registry.module.registered", None);
+        modules::register_version(tx, &module, true, &version, &[], event).await
+    })
+    .await
+    .unwrap();
+}
+
+fn instance(key: &str, lease_until: DateTime<Utc>) -> InstanceRecord {
+    let now = clock::now();
+    InstanceRecord {
+        instance_id: Uuid::now_v7(),
+        module_id: "crm".to_owned(),
+        instance_key: key.to_owned(),
+        version: "1.0.0".to_owned(),
+        endpoint: "https://10.0.0.7:7443".to_owned(),
+        labels: Json(BTreeMap::from([("zone".to_owned(), "a".to_owned())])),
+        status: InstanceStatus::Starting,
+        registered_at: now,
+        last_heartbeat_at: now,
+        lease_expires_at: lease_until,
+    }
+}
+
+async fn registered(store: &Store, record: &InstanceRecord) -> InstanceRecord {
+    committed(store, async |tx| {
+        instances::register(tx, record, event("registry.instance.registered", None)).await
+    })
+    .await
+    .unwrap()
+}
+
+async fn the_same_key_again_is_the_same_instance(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let first = registered(
+        &store,
+        &instance("host-1", clock::now() + Duration::seconds(30)),
+    )
+    .await;
+    let mut again = instance("host-1", clock::now() + Duration::seconds(60));
+    again.endpoint = "https://10.0.0.8:7443".to_owned();
+
+    let second = registered(&store, &again).await;
+
+    assert_eq!(second.instance_id, first.instance_id);
+    assert_eq!(second.registered_at, first.registered_at);
+    assert_eq!(second.endpoint, "https://10.0.0.8:7443");
+    assert_eq!(second.lease_expires_at, again.lease_expires_at);
+    assert_eq!(platform_events(&store).await.len(), 3);
+}
+
+async fn renewals_extend_leases_and_never_shorten_them(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let now = clock::now();
+    let stored = registered(&store, &instance("host-1", now + Duration::seconds(10))).await;
+    let renewal = |seconds: i64| Renewal {
+        instance_id: stored.instance_id,
+        last_heartbeat_at: now,
+        lease_expires_at: now + Duration::seconds(seconds),
+    };
+    let lease = |store: Store| async move {
+        store
+            .instances
+            .instance(stored.instance_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_expires_at
+    };
+
+    committed(&store, async |tx| {
+        instances::renew(tx, &[renewal(20)]).await
+    })
+    .await
+    .unwrap();
+    let extended = lease(store.clone()).await;
+    let unknown = Renewal {
+        instance_id: Uuid::now_v7(),
+        ..renewal(30)
+    };
+    committed(&store, async |tx| {
+        instances::renew(tx, &[renewal(5), unknown]).await
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(extended, now + Duration::seconds(20));
+    assert_eq!(lease(store.clone()).await, now + Duration::seconds(20));
+}
+
+async fn live_and_lapsed_instances_follow_their_lease(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let now = clock::now();
+    let lapsed = registered(&store, &instance("gone", now - Duration::seconds(1))).await;
+    let live = registered(&store, &instance("here", now + Duration::seconds(30))).await;
+    let removal = |instance_id: Uuid, lapsed_before: Option<DateTime<Utc>>| {
+        let store = store.clone();
+        async move {
+            committed(&store, async |tx| {
+                let event = event("registry.instance.expired", None);
+                instances::remove(tx, instance_id, lapsed_before, event).await
+            })
+            .await
+        }
+    };
+
+    let found: Vec<Uuid> = store
+        .instances
+        .live_instances_of("crm", now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|instance| instance.instance_id)
+        .collect();
+    let swept = store.instances.lapsed(now, 10).await.unwrap();
+    let kept_live = removal(live.instance_id, Some(now)).await.unwrap();
+    let removed = removal(lapsed.instance_id, Some(now)).await.unwrap();
+    let again = removal(lapsed.instance_id, None).await.unwrap();
+    let deregistered = removal(live.instance_id, None).await.unwrap();
+
+    assert_eq!(found, [live.instance_id]);
+    assert_eq!(swept, [lapsed.instance_id]);
+    assert_eq!(
+        (kept_live, removed, again, deregistered),
+        (false, true, false, true)
+    );
+    assert!(
+        store
+            .instances
+            .live_instances_of("crm", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn status_changes_are_written(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let stored = registered(
+        &store,
+        &instance("host-1", clock::now() + Duration::seconds(30)),
+    )
+    .await;
+    let change = |instance_id: Uuid, status: InstanceStatus| {
+        let store = store.clone();
+        async move {
+            committed(&store, async |tx| {
+                let event = event("registry.instance.status_changed", None);
+                instances::set_status(tx, instance_id, status, event).await
+            })
+            .await
+        }
+    };
+
+    change(stored.instance_id, InstanceStatus::Draining)
+        .await
+        .unwrap();
+    let unknown = change(Uuid::now_v7(), InstanceStatus::Serving).await;
+
+    let read = store
+        .instances
+        .instance(stored.instance_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, InstanceStatus::Draining);
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
