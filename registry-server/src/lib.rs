@@ -5,6 +5,7 @@
 
 pub mod catalog;
 mod grpc;
+pub mod instances;
 pub mod manifest;
 
 use std::{future::Future, sync::Arc};
@@ -26,8 +27,9 @@ pub use grpc::RegistryApi;
 /// (the core's own when the registry is mounted in `core-server`).
 pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
     let catalog = Arc::new(catalog::Catalog::new(node.store.clone(), access));
+    let instances = instances::Instances::start(node.store.clone(), catalog.clone());
     services.add(
-        ModuleRegistryServiceServer::new(RegistryApi::new(catalog))
+        ModuleRegistryServiceServer::new(RegistryApi::new(catalog, instances))
             .max_decoding_message_size(node.config.max_message_bytes),
     );
 }

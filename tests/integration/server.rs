@@ -223,7 +223,7 @@ async fn the_registry_serves_on_its_own_against_the_core_store() {
         .unwrap()
         .into_inner();
     let not_built = registry_client
-        .heartbeat(plinth_client::registry::v1::HeartbeatRequest::default())
+        .watch_instances(plinth_client::registry::v1::WatchInstancesRequest::default())
         .await
         .unwrap_err();
 

@@ -29,7 +29,8 @@ pub struct InstanceRecord {
     pub instance_key: String,
     pub version: String,
     pub endpoint: String,
-    pub labels: Json<BTreeMap<String, String>>,
+    #[sqlx(json)]
+    pub labels: BTreeMap<String, String>,
     #[sqlx(try_from = "String")]
     pub status: InstanceStatus,
     pub registered_at: DateTime<Utc>,
@@ -94,7 +95,7 @@ pub async fn register(
         .bind(&instance.instance_key)
         .bind(&instance.version)
         .bind(&instance.endpoint)
-        .bind(&instance.labels)
+        .bind(Json(&instance.labels))
         .bind(instance.status.as_str())
         .bind(instance.registered_at)
         .bind(instance.last_heartbeat_at)

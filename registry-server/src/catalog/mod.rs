@@ -37,6 +37,43 @@ impl Catalog {
         Catalog { store, access }
     }
 
+    /// A module key acts for its own module only (publishing its versions,
+    /// running its instances); others need `plinth:module:manage`.
+    pub(crate) async fn may_act_for(
+        &self,
+        principal: &Principal,
+        module_id: &str,
+    ) -> Result<(), ApiError> {
+        match principal.module_id() {
+            Some(own) if own == module_id => Ok(()),
+            Some(_) => Err(ApiError::NamespaceViolation {
+                module_id: module_id.to_owned(),
+            }),
+            None => self.require_manage(principal).await,
+        }
+    }
+
+    /// A registered version of a module not deleted.
+    pub(crate) async fn registered_version(
+        &self,
+        module_id: &str,
+        version: &str,
+    ) -> Result<ModuleVersionRecord, ApiError> {
+        let module_exists = self
+            .store
+            .modules
+            .module(module_id)
+            .await?
+            .is_some_and(|module| module.deleted_at.is_none());
+        let version = match module_exists {
+            true => self.store.modules.version(module_id, version).await?,
+            false => None,
+        };
+        version.ok_or(ApiError::NotFound {
+            resource_type: "module version",
+        })
+    }
+
     /// Managing the catalog needs `plinth:module:manage` platform-wide.
     async fn require_manage(&self, principal: &Principal) -> Result<(), ApiError> {
         self.access

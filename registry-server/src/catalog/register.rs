@@ -96,7 +96,7 @@ impl Catalog {
         principal: &Principal,
         manifest: ModuleManifest,
     ) -> Result<Registered, ApiError> {
-        self.may_publish(principal, &manifest.id).await?;
+        self.may_act_for(principal, &manifest.id).await?;
         let broken = manifest::violations(&manifest);
         if !broken.is_empty() {
             let mut violations = Violations::default();
@@ -227,18 +227,6 @@ impl Catalog {
                 resource_type: "module",
             })?;
         Ok(Some(Registered { module, version }))
-    }
-
-    /// A module key publishes its own module only; others need
-    /// `plinth:module:manage`.
-    async fn may_publish(&self, principal: &Principal, module_id: &str) -> Result<(), ApiError> {
-        match principal.module_id() {
-            Some(own) if own == module_id => Ok(()),
-            Some(_) => Err(ApiError::NamespaceViolation {
-                module_id: module_id.to_owned(),
-            }),
-            None => self.require_manage(principal).await,
-        }
     }
 
     /// The catalog's rules: every required dependency registered, each

@@ -41,6 +41,17 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_FAILURE_THRESHOLD: u32 = 10;
 
+/// An absolute http(s) URL with a host, of at most [`MAX_URL`] characters.
+pub fn is_http_url(value: &str) -> bool {
+    let host = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    value.len() <= MAX_URL
+        && host.is_some_and(|host| !host.is_empty())
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// A broken rule: where, and what the rule is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -114,17 +125,7 @@ impl Check {
     }
 
     fn url(&mut self, field: &str, value: &str) {
-        if value.is_empty() {
-            return;
-        }
-        let host = value
-            .strip_prefix("https://")
-            .or_else(|| value.strip_prefix("http://"))
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
-        let well_formed = value.len() <= MAX_URL
-            && host.is_some_and(|host| !host.is_empty())
-            && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !well_formed {
+        if !value.is_empty() && !is_http_url(value) {
             self.add(
                 field,
                 format!("must be an absolute http(s) URL of at most {MAX_URL} characters"),

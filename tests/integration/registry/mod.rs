@@ -1,5 +1,6 @@
 //! The module registry: manifests and their dry run.
 
 mod catalog;
+mod instances;
 mod lifecycle;
 mod manifests;

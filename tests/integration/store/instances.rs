@@ -12,7 +12,6 @@ use plinth_platform::{
     },
 };
 use plinth_tests::Backend;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{committed, event, fresh_store, platform_events};
@@ -61,7 +60,7 @@ fn instance(key: &str, lease_until: DateTime<Utc>) -> InstanceRecord {
         instance_key: key.to_owned(),
         version: "1.0.0".to_owned(),
         endpoint: "https://10.0.0.7:7443".to_owned(),
-        labels: Json(BTreeMap::from([("zone".to_owned(), "a".to_owned())])),
+        labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
         status: InstanceStatus::Starting,
         registered_at: now,
         last_heartbeat_at: now,

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use plinth_client::registry::v1::{
     ActivateModuleRequest, ActivateModuleResponse, DeactivateModuleRequest,
-    DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, GetModuleRequest,
-    GetModuleResponse, ListModuleVersionsRequest, ListModuleVersionsResponse, ListModulesRequest,
-    ListModulesResponse, ManifestViolation, Module, ModuleManifest,
-    ModuleStatus as ProtoModuleStatus, ModuleVersion, RegisterModuleRequest,
+    DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, DeregisterInstanceRequest,
+    DeregisterInstanceResponse, DiscoverInstancesRequest, DiscoverInstancesResponse,
+    GetModuleRequest, GetModuleResponse, HeartbeatRequest, HeartbeatResponse,
+    ListModuleVersionsRequest, ListModuleVersionsResponse, ListModulesRequest, ListModulesResponse,
+    ManifestViolation, Module, ModuleManifest, ModuleStatus as ProtoModuleStatus, ModuleVersion,
+    RegisterInstanceRequest, RegisterInstanceResponse, RegisterModuleRequest,
     RegisterModuleResponse, UpdateModuleRequest, UpdateModuleResponse, ValidateManifestRequest,
     ValidateManifestResponse, module_registry_service_server::ModuleRegistryService,
 };
@@ -24,8 +26,11 @@ use plinth_platform::{
 };
 use tonic::{Request, Response, Status};
 
+mod instances;
+
 use crate::{
     catalog::{Catalog, ModuleChanges},
+    instances::Instances,
     manifest::{MAX_DESCRIPTION, MAX_NAME, MAX_VERSION},
 };
 
@@ -40,11 +45,12 @@ const MAX_PAGE_TOKEN: usize = 300;
 
 pub struct RegistryApi {
     catalog: Arc<Catalog>,
+    instances: Arc<Instances>,
 }
 
 impl RegistryApi {
-    pub fn new(catalog: Arc<Catalog>) -> RegistryApi {
-        RegistryApi { catalog }
+    pub fn new(catalog: Arc<Catalog>, instances: Arc<Instances>) -> RegistryApi {
+        RegistryApi { catalog, instances }
     }
 }
 
@@ -269,6 +275,60 @@ impl ModuleRegistryService for RegistryApi {
         let module_id = module_id(&request.get_ref().module_id)?;
         self.catalog.delete(principal, module_id).await?;
         Ok(Response::new(DeleteModuleResponse {}))
+    }
+
+    async fn register_instance(
+        &self,
+        request: Request<RegisterInstanceRequest>,
+    ) -> Result<Response<RegisterInstanceResponse>, Status> {
+        let principal = identity::principal(&request)?.clone();
+        let asked = instances::new_instance(request.into_inner())?;
+        let lease = asked.lease;
+        let registered = self.instances.register(&principal, asked).await?;
+        Ok(Response::new(RegisterInstanceResponse {
+            instance: Some(instances::instance(registered)),
+            lease_ttl: Some(instances::duration(lease)),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let asked = request.get_ref();
+        let instance_id = instances::instance_id(&asked.instance_id)?;
+        let reported = instances::reported(asked.status)?;
+        let (lease_expires_at, status) = self
+            .instances
+            .heartbeat(principal, instance_id, reported)
+            .await?;
+        Ok(Response::new(HeartbeatResponse {
+            lease_expires_at: Some(timestamp(lease_expires_at)),
+            status: instances::proto_status(status).into(),
+        }))
+    }
+
+    async fn deregister_instance(
+        &self,
+        request: Request<DeregisterInstanceRequest>,
+    ) -> Result<Response<DeregisterInstanceResponse>, Status> {
+        let principal = identity::principal(&request)?;
+        let instance_id = instances::instance_id(&request.get_ref().instance_id)?;
+        self.instances.deregister(principal, instance_id).await?;
+        Ok(Response::new(DeregisterInstanceResponse {}))
+    }
+
+    async fn discover_instances(
+        &self,
+        request: Request<DiscoverInstancesRequest>,
+    ) -> Result<Response<DiscoverInstancesResponse>, Status> {
+        let principal = identity::principal(&request)?.clone();
+        let discovery = instances::discovery(request.into_inner())?;
+        let found = self.instances.discover(&principal, discovery).await?;
+        Ok(Response::new(DiscoverInstancesResponse {
+            instances: found.into_iter().map(instances::instance).collect(),
+        }))
     }
 }
 

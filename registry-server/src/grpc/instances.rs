@@ -1,0 +1,210 @@
+//! Reading the instance calls: every field bounded, every bad field
+//! reported at once.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use plinth_client::{
+    prost_types,
+    registry::v1::{
+        DiscoverInstancesRequest, Instance, InstanceStatus as ProtoStatus, RegisterInstanceRequest,
+    },
+};
+use plinth_platform::{
+    clock::timestamp,
+    error::{ApiError, Violations},
+    store::instances::{InstanceRecord, InstanceStatus},
+    text,
+};
+use uuid::Uuid;
+
+use crate::{
+    instances::{DEFAULT_LEASE, Discovery, MAX_LEASE, MIN_LEASE, NewInstance},
+    manifest::{self, MAX_REQUIREMENT, MAX_URL, MAX_VERSION},
+};
+
+const MAX_LABELS: usize = 32;
+const MAX_LABEL_VALUE: usize = 200;
+const MAX_INSTANCE_KEY: usize = 128;
+const MAX_STATUSES: usize = 4;
+
+pub fn new_instance(asked: RegisterInstanceRequest) -> Result<NewInstance, ApiError> {
+    let mut violations = Violations::default();
+    if !text::is_module_id(&asked.module_id) {
+        violations.push("module_id", text::MODULE_ID_RULE);
+    }
+    if asked.version.len() > MAX_VERSION || semver::Version::parse(&asked.version).is_err() {
+        violations.push("version", "must be a semantic version");
+    }
+    if !manifest::is_http_url(&asked.endpoint) {
+        violations.push(
+            "endpoint",
+            format!("must be an absolute http(s) URL of at most {MAX_URL} characters"),
+        );
+    }
+    let key_ok = (1..=MAX_INSTANCE_KEY).contains(&asked.instance_key.len())
+        && asked
+            .instance_key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if !key_ok {
+        violations.push(
+            "instance_key",
+            format!("must be 1 to {MAX_INSTANCE_KEY} characters of [A-Za-z0-9._:-]"),
+        );
+    }
+    labels(&mut violations, "labels", &asked.labels);
+    let lease = match asked.lease_ttl.map(Duration::try_from) {
+        None => DEFAULT_LEASE,
+        Some(Ok(lease)) if (MIN_LEASE..=MAX_LEASE).contains(&lease) => lease,
+        Some(_) => {
+            violations.push("lease_ttl", "must be 5 s to 5 min");
+            DEFAULT_LEASE
+        }
+    };
+    violations.into_result()?;
+    Ok(NewInstance {
+        module_id: asked.module_id,
+        version: asked.version,
+        endpoint: asked.endpoint,
+        labels: asked.labels.into_iter().collect(),
+        lease,
+        instance_key: asked.instance_key,
+    })
+}
+
+pub fn discovery(asked: DiscoverInstancesRequest) -> Result<Discovery, ApiError> {
+    let mut violations = Violations::default();
+    if !text::is_module_id(&asked.module_id) {
+        violations.push("module_id", text::MODULE_ID_RULE);
+    }
+    let version_requirement = if asked.version_requirement.is_empty() {
+        None
+    } else if asked.version_requirement.len() > MAX_REQUIREMENT {
+        violations.push(
+            "version_requirement",
+            format!("must be at most {MAX_REQUIREMENT} characters"),
+        );
+        None
+    } else {
+        semver::VersionReq::parse(&asked.version_requirement)
+            .map_err(|_| violations.push("version_requirement", "must be a semver requirement"))
+            .ok()
+    };
+    let mut statuses = Vec::new();
+    if asked.statuses.len() > MAX_STATUSES {
+        violations.push(
+            "statuses",
+            format!("must have at most {MAX_STATUSES} entries"),
+        );
+    } else {
+        for (index, value) in asked.statuses.iter().enumerate() {
+            match ProtoStatus::try_from(*value).ok().and_then(status) {
+                Some(found) if !statuses.contains(&found) => statuses.push(found),
+                Some(_) => violations.push(&format!("statuses[{index}]"), "is listed twice"),
+                None => violations.push(&format!("statuses[{index}]"), "must be an InstanceStatus"),
+            }
+        }
+    }
+    if statuses.is_empty() {
+        statuses.push(InstanceStatus::Serving);
+    }
+    labels(&mut violations, "labels", &asked.labels);
+    violations.into_result()?;
+    Ok(Discovery {
+        module_id: asked.module_id,
+        version_requirement,
+        statuses,
+        labels: asked.labels.into_iter().collect(),
+    })
+}
+
+/// What a heartbeat reports: serving, draining or not serving; nothing
+/// when unspecified.
+pub fn reported(value: i32) -> Result<Option<InstanceStatus>, ApiError> {
+    let refused = || ApiError::invalid_field("status", "must be SERVING, DRAINING or NOT_SERVING");
+    match ProtoStatus::try_from(value).map_err(|_| refused())? {
+        ProtoStatus::Unspecified => Ok(None),
+        ProtoStatus::Starting => Err(refused()),
+        other => Ok(status(other)),
+    }
+}
+
+pub fn instance_id(value: &str) -> Result<Uuid, ApiError> {
+    (value.len() <= 45)
+        .then(|| Uuid::try_parse(value).ok())
+        .flatten()
+        .ok_or_else(|| ApiError::invalid_field("instance_id", "must be a UUID"))
+}
+
+fn labels(
+    violations: &mut Violations,
+    field: &str,
+    labels: &std::collections::HashMap<String, String>,
+) {
+    if labels.len() > MAX_LABELS {
+        violations.push(field, format!("must have at most {MAX_LABELS} entries"));
+        return;
+    }
+    let mut sorted: BTreeMap<&str, &str> = BTreeMap::new();
+    sorted.extend(
+        labels
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+    );
+    for (key, value) in sorted {
+        let bytes = key.as_bytes();
+        let key_ok = (1..=63).contains(&bytes.len())
+            && bytes[0].is_ascii_lowercase()
+            && bytes.iter().all(|&b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b'/' | b'-')
+            });
+        if !key_ok {
+            violations.push(field, "keys must match ^[a-z][a-z0-9._/-]{0,62}$");
+        } else if let Some(problem) = text::text_problem(value, MAX_LABEL_VALUE) {
+            violations.push(&format!("{field}[{key}]"), problem);
+        }
+    }
+}
+
+fn status(value: ProtoStatus) -> Option<InstanceStatus> {
+    match value {
+        ProtoStatus::Unspecified => None,
+        ProtoStatus::Starting => Some(InstanceStatus::Starting),
+        ProtoStatus::Serving => Some(InstanceStatus::Serving),
+        ProtoStatus::NotServing => Some(InstanceStatus::NotServing),
+        ProtoStatus::Draining => Some(InstanceStatus::Draining),
+    }
+}
+
+pub fn proto_status(value: InstanceStatus) -> ProtoStatus {
+    match value {
+        InstanceStatus::Starting => ProtoStatus::Starting,
+        InstanceStatus::Serving => ProtoStatus::Serving,
+        InstanceStatus::NotServing => ProtoStatus::NotServing,
+        InstanceStatus::Draining => ProtoStatus::Draining,
+    }
+}
+
+pub fn instance(record: InstanceRecord) -> Instance {
+    Instance {
+        instance_id: record.instance_id.to_string(),
+        module_id: record.module_id,
+        version: record.version,
+        endpoint: record.endpoint,
+        labels: record.labels.into_iter().collect(),
+        status: proto_status(record.status).into(),
+        registered_at: Some(timestamp(record.registered_at)),
+        last_heartbeat_at: Some(timestamp(record.last_heartbeat_at)),
+        lease_expires_at: Some(timestamp(record.lease_expires_at)),
+        instance_key: record.instance_key,
+    }
+}
+
+pub fn duration(value: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: value.as_secs() as i64,
+        nanos: value.subsec_nanos() as i32,
+    }
+}
