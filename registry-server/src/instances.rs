@@ -61,6 +61,8 @@ pub struct Discovery {
 #[derive(Debug, Clone)]
 struct Known {
     module_id: String,
+    version: String,
+    endpoint: String,
     lease: Duration,
     status: InstanceStatus,
     /// The end of the lease as this replica last saw or renewed it.
@@ -125,6 +127,8 @@ impl Instances {
             stored.instance_id,
             Known {
                 module_id: stored.module_id.clone(),
+                version: stored.version.clone(),
+                endpoint: stored.endpoint.clone(),
                 lease: asked.lease,
                 status: stored.status,
                 lease_expires_at: stored.lease_expires_at,
@@ -262,12 +266,55 @@ impl Instances {
             .clamp(MIN_LEASE, MAX_LEASE);
         let known = Known {
             module_id: stored.module_id,
+            version: stored.version,
+            endpoint: stored.endpoint,
             lease,
             status: stored.status,
             lease_expires_at: stored.lease_expires_at,
         };
         lock(&self.known).insert(instance_id, known.clone());
         Ok(known)
+    }
+
+    /// Instances whose lease this replica last saw running, to probe: id,
+    /// module, version and endpoint.
+    pub fn heard_from(&self) -> Vec<(Uuid, String, String, String)> {
+        let now = clock::now();
+        lock(&self.known)
+            .iter()
+            .filter(|(_, known)| known.lease_expires_at > now)
+            .map(|(instance_id, known)| {
+                (
+                    *instance_id,
+                    known.module_id.clone(),
+                    known.version.clone(),
+                    known.endpoint.clone(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records what probing found (audited as the registry's own act).
+    pub async fn probed(&self, instance_id: Uuid, status: InstanceStatus) -> Result<(), ApiError> {
+        let draft = AuditDraft::new(
+            Actor::default(),
+            "registry.instance.probed",
+            "instance",
+            &instance_id.to_string(),
+        )
+        .in_tenant(None)
+        .with_details(serde_json::json!({ "status": status.as_str() }));
+        let mut tx = self.store.begin().await?;
+        instances::set_status(&mut tx, instance_id, status, draft).await?;
+        tx.commit().await?;
+        if let Some(entry) = lock(&self.known).get_mut(&instance_id) {
+            entry.status = status;
+        }
+        Ok(())
     }
 
     fn forget(&self, instance_id: Uuid) {

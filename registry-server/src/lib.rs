@@ -7,6 +7,7 @@ pub mod catalog;
 mod grpc;
 pub mod instances;
 pub mod manifest;
+mod probing;
 
 use std::{future::Future, sync::Arc};
 
@@ -28,6 +29,7 @@ pub use grpc::RegistryApi;
 pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
     let catalog = Arc::new(catalog::Catalog::new(node.store.clone(), access));
     let instances = instances::Instances::start(node.store.clone(), catalog.clone());
+    probing::Prober::start(instances.clone(), &node.config);
     services.add(
         ModuleRegistryServiceServer::new(RegistryApi::new(catalog, instances))
             .max_decoding_message_size(node.config.max_message_bytes),
