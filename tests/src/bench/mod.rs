@@ -13,6 +13,7 @@ use std::{
 use hdrhistogram::Histogram;
 
 pub mod rbac;
+pub mod registry;
 pub mod report;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -185,6 +186,7 @@ where
             workers.push(tokio::spawn(async move {
                 let mut latency = new_histogram();
                 let (mut calls, mut errors) = (0_u64, 0_u64);
+                let mut first_error = None;
                 loop {
                     let began = Instant::now();
                     if began >= until {
@@ -201,10 +203,13 @@ where
                                 began.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                             latency.saturating_record(micros.max(1));
                         }
-                        Err(_) => errors += 1,
+                        Err(status) => {
+                            errors += 1;
+                            first_error.get_or_insert(status);
+                        }
                     }
                 }
-                (calls, errors, latency)
+                (calls, errors, latency, first_error)
             }));
         }
     }
@@ -220,14 +225,24 @@ where
         latency: new_histogram(),
         server_cpu,
     };
+    let mut first_error = None;
     for worker in workers {
-        let (calls, errors, latency) = worker.await.expect("bench worker");
+        let (calls, errors, latency, error) = worker.await.expect("bench worker");
+        first_error = first_error.or(error);
         measurement.calls += calls;
         measurement.errors += errors;
         measurement
             .latency
             .add(&latency)
             .expect("histograms share bounds");
+    }
+    if let Some(status) = first_error {
+        eprintln!(
+            "{name}: {} errors, the first: {:?} {}",
+            measurement.errors,
+            status.code(),
+            status.message()
+        );
     }
     measurement
 }

@@ -109,7 +109,12 @@ struct Fixture {
     mint: TokenMint,
     rbac_tenant_id: String,
     population: Population,
+    /// Serving instances of the bench module.
+    instance_ids: Vec<String>,
 }
+
+/// The module of the bench's module key (its permissions, its instances).
+const BENCH_MODULE: &str = bench::rbac::MODULE;
 
 /// Signs fresh tokens for a live session with the server's own key.
 struct TokenMint {
@@ -296,12 +301,19 @@ async fn prepare(
     let module_key = auth
         .create_api_key(CreateApiKeyRequest {
             name: "bench module".to_owned(),
-            module_id: "bench".to_owned(),
+            module_id: BENCH_MODULE.to_owned(),
             ..Default::default()
         })
         .await?
         .into_inner()
         .secret;
+    let instance_ids = bench::registry::populate(
+        bench::connect(core.address, 1).await?.remove(0),
+        BENCH_MODULE,
+        &module_key,
+        &format!("http://{}", echo.address),
+    )
+    .await?;
     let (mint, store) = token_mint(data_dir, &seen_token).await?;
     let imported = Instant::now();
     let population = bench::rbac::populate(
@@ -324,6 +336,7 @@ async fn prepare(
             mint,
             rbac_tenant_id,
             population,
+            instance_ids,
         },
         cold_start,
         idle,
@@ -463,6 +476,17 @@ async fn measure_round(
             &fixture.module_key,
             &fixture.rbac_tenant_id,
             &fixture.population,
+        )
+        .await,
+    );
+    measurements.extend(
+        bench::registry::measure(
+            load,
+            &fixture.core,
+            &core_channels,
+            BENCH_MODULE,
+            &fixture.module_key,
+            &fixture.instance_ids,
         )
         .await,
     );
