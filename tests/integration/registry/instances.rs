@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 use plinth_client::{
     prost_types,
     registry::v1::{
-        DeleteModuleRequest, DeregisterInstanceRequest, DiscoverInstancesRequest, HealthCheck,
-        HeartbeatRequest, InstanceStatus, ModuleManifest, RegisterInstanceRequest,
-        RegisterModuleRequest,
+        DeleteModuleRequest, DeregisterInstanceRequest, DiscoverInstancesRequest, HeartbeatRequest,
+        InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
     },
 };
 use plinth_platform::identity::api_keys::NewApiKey;
@@ -22,11 +21,10 @@ crate::on_both_backends!(
     deregistering_removes_at_once,
     module_keys_run_only_their_own_instances,
     bad_instance_inputs_are_field_violations,
-    a_stopped_instance_is_probed_not_serving_within_three_intervals,
 );
 
 /// The sandbox with module `crm` 1.0.0 registered, and the crm module key.
-async fn with_crm(sandbox: &Sandbox) -> Clients {
+pub async fn with_crm(sandbox: &Sandbox) -> Clients {
     let mut operator = sandbox.operator().await;
     operator
         .registry
@@ -43,7 +41,7 @@ async fn with_crm(sandbox: &Sandbox) -> Clients {
     module_clients(sandbox, "crm").await
 }
 
-async fn module_clients(sandbox: &Sandbox, module_id: &str) -> Clients {
+pub async fn module_clients(sandbox: &Sandbox, module_id: &str) -> Clients {
     let key = create_key(
         sandbox,
         NewApiKey {
@@ -57,7 +55,7 @@ async fn module_clients(sandbox: &Sandbox, module_id: &str) -> Clients {
     sandbox.clients(&key).await
 }
 
-fn registration(key: &str) -> RegisterInstanceRequest {
+pub fn registration(key: &str) -> RegisterInstanceRequest {
     RegisterInstanceRequest {
         module_id: "crm".to_owned(),
         version: "1.0.0".to_owned(),
@@ -68,7 +66,7 @@ fn registration(key: &str) -> RegisterInstanceRequest {
     }
 }
 
-async fn register(clients: &mut Clients, request: RegisterInstanceRequest) -> String {
+pub async fn register(clients: &mut Clients, request: RegisterInstanceRequest) -> String {
     clients
         .registry
         .register_instance(request)
@@ -80,7 +78,7 @@ async fn register(clients: &mut Clients, request: RegisterInstanceRequest) -> St
         .instance_id
 }
 
-async fn heartbeat(
+pub async fn heartbeat(
     clients: &mut Clients,
     instance_id: &str,
     status: InstanceStatus,
@@ -95,7 +93,7 @@ async fn heartbeat(
         .map(|answer| answer.into_inner().status())
 }
 
-fn discovery(statuses: &[InstanceStatus]) -> DiscoverInstancesRequest {
+pub fn discovery(statuses: &[InstanceStatus]) -> DiscoverInstancesRequest {
     DiscoverInstancesRequest {
         module_id: "crm".to_owned(),
         statuses: statuses.iter().map(|status| (*status).into()).collect(),
@@ -103,7 +101,7 @@ fn discovery(statuses: &[InstanceStatus]) -> DiscoverInstancesRequest {
     }
 }
 
-async fn discovered(clients: &mut Clients, request: DiscoverInstancesRequest) -> Vec<String> {
+pub async fn discovered(clients: &mut Clients, request: DiscoverInstancesRequest) -> Vec<String> {
     clients
         .registry
         .discover_instances(request)
@@ -464,93 +462,4 @@ async fn bad_instance_inputs_are_field_violations(backend: Backend) {
         let refused = crm.registry.discover_instances(request).await.unwrap_err();
         assert_eq!(violated_fields(&refused), [field]);
     }
-}
-
-/// A `grpc.health.v1` server answering SERVING until `stop` is sent.
-async fn healthy_instance() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _reporter = reporter;
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-    });
-    (format!("http://{address}"), stop)
-}
-
-async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend: Backend) {
-    let sandbox = Sandbox::start(backend).await;
-    let interval = Duration::from_secs(1);
-    let mut operator = sandbox.operator().await;
-    operator
-        .registry
-        .register_module(RegisterModuleRequest {
-            manifest: Some(ModuleManifest {
-                id: "crm".to_owned(),
-                version: "1.0.0".to_owned(),
-                display_name: "CRM".to_owned(),
-                health_check: Some(HealthCheck {
-                    interval: Some(prost_types::Duration {
-                        seconds: 1,
-                        nanos: 0,
-                    }),
-                    timeout: Some(prost_types::Duration {
-                        seconds: 0,
-                        nanos: 300_000_000,
-                    }),
-                    failure_threshold: 2,
-                    service: String::new(),
-                }),
-                ..ModuleManifest::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let mut crm = module_clients(&sandbox, "crm").await;
-    let (endpoint, stop) = healthy_instance().await;
-    let id = register(
-        &mut crm,
-        RegisterInstanceRequest {
-            endpoint,
-            ..registration("probed")
-        },
-    )
-    .await;
-    heartbeat(&mut crm, &id, InstanceStatus::Serving)
-        .await
-        .unwrap();
-    tokio::time::sleep(2 * interval).await;
-    let while_up = discovered(&mut crm, discovery(&[])).await;
-
-    stop.send(()).unwrap();
-    let stopped_at = Instant::now();
-    let not_serving = discovery(&[InstanceStatus::NotServing]);
-    while discovered(&mut crm, not_serving.clone()).await.is_empty()
-        && stopped_at.elapsed() < 10 * interval
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let marked_after = stopped_at.elapsed();
-
-    assert_eq!(
-        while_up,
-        std::slice::from_ref(&id),
-        "probes that pass keep it serving"
-    );
-    assert!(
-        marked_after <= 3 * interval,
-        "marked not serving after {marked_after:?}"
-    );
 }
