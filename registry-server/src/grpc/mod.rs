@@ -1,5 +1,5 @@
-//! The gRPC face of the registry: read the request, ask the catalog, map
-//! the answer. Calls not built yet answer UNIMPLEMENTED.
+//! The gRPC face of the registry: read the request, ask the catalog or the
+//! instances, map the answer. Calls not built yet answer UNIMPLEMENTED.
 
 use std::sync::Arc;
 
