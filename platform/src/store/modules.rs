@@ -124,31 +124,45 @@ macro_rules! version_columns {
     };
 }
 
-/// Writes everything of an existing module but its id and creation.
+/// Writes a module: added when `first`, else every field but its id
+/// replaced. The rows written.
+async fn write_module(tx: &mut Tx, module: &ModuleRecord, first: bool) -> Result<u64, StoreError> {
+    let sql = if first {
+        concat!(
+            "INSERT INTO modules (",
+            module_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )
+    } else {
+        "UPDATE modules SET display_name = $2, description = $3, category = $4, \
+         status = $5, active_version = $6, latest_version = $7, created_at = $8, \
+         updated_at = $9, deleted_at = $10 WHERE module_id = $1"
+    };
+    Ok(in_tx!(tx, connection => {
+        sqlx::query(sql)
+            .bind(&module.module_id)
+            .bind(&module.display_name)
+            .bind(&module.description)
+            .bind(&module.category)
+            .bind(module.status.as_str())
+            .bind(&module.active_version)
+            .bind(&module.latest_version)
+            .bind(module.created_at)
+            .bind(module.updated_at)
+            .bind(module.deleted_at)
+            .execute(connection)
+            .await?
+            .rows_affected()
+    }))
+}
+
+/// Writes everything of an existing module but its id.
 pub async fn update_module(
     tx: &mut Tx,
     module: &ModuleRecord,
     audit: AuditDraft,
 ) -> Result<(), StoreError> {
-    let changed = in_tx!(tx, connection => {
-        sqlx::query(
-            "UPDATE modules SET display_name = $2, description = $3, category = $4, \
-             status = $5, active_version = $6, latest_version = $7, updated_at = $8, \
-             deleted_at = $9 WHERE module_id = $1",
-        )
-        .bind(&module.module_id)
-        .bind(&module.display_name)
-        .bind(&module.description)
-        .bind(&module.category)
-        .bind(module.status.as_str())
-        .bind(&module.active_version)
-        .bind(&module.latest_version)
-        .bind(module.updated_at)
-        .bind(module.deleted_at)
-        .execute(connection)
-        .await?
-        .rows_affected()
-    });
+    let changed = write_module(tx, module, false).await?;
     super::audited(tx, changed, audit).await
 }
 
@@ -163,31 +177,8 @@ pub async fn register_version(
     dependencies: &[DependencyRecord],
     audit: AuditDraft,
 ) -> Result<(), StoreError> {
+    write_module(tx, module, first).await?;
     in_tx!(tx, connection => {
-        let module_sql = if first {
-            concat!(
-                "INSERT INTO modules (",
-                module_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            )
-        } else {
-            "UPDATE modules SET display_name = $2, description = $3, category = $4, \
-             status = $5, active_version = $6, latest_version = $7, created_at = $8, \
-             updated_at = $9, deleted_at = $10 WHERE module_id = $1"
-        };
-        sqlx::query(module_sql)
-            .bind(&module.module_id)
-            .bind(&module.display_name)
-            .bind(&module.description)
-            .bind(&module.category)
-            .bind(module.status.as_str())
-            .bind(&module.active_version)
-            .bind(&module.latest_version)
-            .bind(module.created_at)
-            .bind(module.updated_at)
-            .bind(module.deleted_at)
-            .execute(&mut *connection)
-            .await?;
         sqlx::query(concat!(
             "INSERT INTO module_versions (",
             version_columns!(),

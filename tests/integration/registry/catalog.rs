@@ -3,18 +3,18 @@
 use plinth_client::{
     rbac::v1::ListPermissionsRequest,
     registry::v1::{
-        GetModuleRequest, ListModuleVersionsRequest, ModuleDependency, ModuleManifest,
-        ModuleStatus, RegisterModuleRequest, RegisterModuleResponse, ValidateManifestRequest,
+        GetModuleRequest, ListModuleVersionsRequest, ModuleManifest, ModuleStatus,
+        RegisterModuleRequest, ValidateManifestRequest,
     },
 };
 use plinth_platform::identity::api_keys::NewApiKey;
 use plinth_tests::{
-    Backend, Clients, Credentials, Sandbox, assert_refusal, create_key, error_metadata,
-    violated_fields,
+    Backend, Credentials, Sandbox, assert_refusal, create_key, error_metadata, violated_fields,
 };
 use registry_server::manifest::document;
 use tonic::Code;
 
+use super::{manifest, register};
 use crate::rbac::tenant;
 
 crate::on_both_backends!(
@@ -32,37 +32,6 @@ fn example() -> ModuleManifest {
         "../../../registry-server/example-manifest.yaml"
     ))
     .expect("the example parses")
-}
-
-/// A manifest of `id` at `version` depending (required) on `depends_on`.
-fn bare(id: &str, version: &str, depends_on: &[&str]) -> ModuleManifest {
-    ModuleManifest {
-        id: id.to_owned(),
-        version: version.to_owned(),
-        display_name: id.to_owned(),
-        dependencies: depends_on
-            .iter()
-            .map(|target| ModuleDependency {
-                module_id: (*target).to_owned(),
-                version_requirement: ">=1".to_owned(),
-                optional: false,
-            })
-            .collect(),
-        ..ModuleManifest::default()
-    }
-}
-
-async fn register(
-    clients: &mut Clients,
-    manifest: ModuleManifest,
-) -> Result<RegisterModuleResponse, tonic::Status> {
-    clients
-        .registry
-        .register_module(RegisterModuleRequest {
-            manifest: Some(manifest),
-        })
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn a_registered_version_reads_back_and_declares_its_permissions(backend: Backend) {
@@ -146,16 +115,16 @@ async fn the_same_version_again_is_a_retry_and_other_content_is_refused(backend:
 async fn a_dependency_cycle_is_refused_naming_its_path(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    register(&mut operator, bare("alpha", "1.0.0", &[]))
+    register(&mut operator, manifest("alpha", "1.0.0", &[]))
         .await
         .unwrap();
-    register(&mut operator, bare("beta", "1.0.0", &["alpha"]))
+    register(&mut operator, manifest("beta", "1.0.0", &["alpha"]))
         .await
         .unwrap();
-    register(&mut operator, bare("gamma", "1.0.0", &["beta"]))
+    register(&mut operator, manifest("gamma", "1.0.0", &["beta"]))
         .await
         .unwrap();
-    let closing = bare("alpha", "2.0.0", &["gamma"]);
+    let closing = manifest("alpha", "2.0.0", &["gamma"]);
 
     let dry_run = operator
         .registry
@@ -183,23 +152,23 @@ async fn a_dependency_cycle_is_refused_naming_its_path(backend: Backend) {
 async fn unsatisfiable_requirements_are_refused(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    let mut needs_finance_two = bare("crm", "1.0.0", &["finance"]);
+    let mut needs_finance_two = manifest("crm", "1.0.0", &["finance"]);
     needs_finance_two.dependencies[0].version_requirement = ">=2".to_owned();
 
     let missing = register(&mut operator, needs_finance_two.clone())
         .await
         .unwrap_err();
-    register(&mut operator, bare("finance", "1.5.0", &[]))
+    register(&mut operator, manifest("finance", "1.5.0", &[]))
         .await
         .unwrap();
     let too_old = register(&mut operator, needs_finance_two.clone())
         .await
         .unwrap_err();
-    register(&mut operator, bare("finance", "2.0.0", &[]))
+    register(&mut operator, manifest("finance", "2.0.0", &[]))
         .await
         .unwrap();
     let met = register(&mut operator, needs_finance_two).await;
-    let mut future_platform = bare("billing", "1.0.0", &[]);
+    let mut future_platform = manifest("billing", "1.0.0", &[]);
     future_platform.platform_requirement = ">=99".to_owned();
     let platform = register(&mut operator, future_platform).await.unwrap_err();
 
@@ -259,7 +228,7 @@ async fn versions_list_newest_first_in_pages(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
     for version in ["1.0.0", "1.1.0", "1.2.0"] {
-        register(&mut operator, bare("crm", version, &[]))
+        register(&mut operator, manifest("crm", version, &[]))
             .await
             .unwrap();
     }
@@ -305,7 +274,7 @@ async fn versions_list_newest_first_in_pages(backend: Backend) {
 async fn bad_catalog_requests_are_field_violations(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let mut operator = sandbox.operator().await;
-    register(&mut operator, bare("crm", "1.0.0", &[]))
+    register(&mut operator, manifest("crm", "1.0.0", &[]))
         .await
         .unwrap();
     let listing = |page_size: i32, page_token: &str| ListModuleVersionsRequest {

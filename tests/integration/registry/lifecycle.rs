@@ -3,8 +3,7 @@
 
 use plinth_client::registry::v1::{
     ActivateModuleRequest, DeactivateModuleRequest, DeleteModuleRequest, GetModuleRequest,
-    ListModulesRequest, ModuleDependency, ModuleManifest, ModuleStatus, RegisterModuleRequest,
-    UpdateModuleRequest,
+    ListModulesRequest, ModuleManifest, ModuleStatus, RegisterModuleRequest, UpdateModuleRequest,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
 use plinth_tests::{
@@ -22,32 +21,17 @@ crate::on_both_backends!(
     metadata_changes_and_their_bad_fields,
 );
 
+/// A module 1.0.0 of `category` requiring each of `requires`.
 fn manifest(id: &str, category: &str, requires: &[&str]) -> ModuleManifest {
     ModuleManifest {
-        id: id.to_owned(),
-        version: "1.0.0".to_owned(),
-        display_name: format!("{id} module"),
-        description: format!("All about {id}"),
         category: category.to_owned(),
-        dependencies: requires
-            .iter()
-            .map(|target| ModuleDependency {
-                module_id: (*target).to_owned(),
-                version_requirement: "^1".to_owned(),
-                optional: false,
-            })
-            .collect(),
-        ..ModuleManifest::default()
+        ..super::manifest(id, "1.0.0", requires)
     }
 }
 
 async fn registered(clients: &mut Clients, manifests: &[ModuleManifest]) {
     for manifest in manifests {
-        clients
-            .registry
-            .register_module(RegisterModuleRequest {
-                manifest: Some(manifest.clone()),
-            })
+        super::register(clients, manifest.clone())
             .await
             .expect("module registered");
     }
