@@ -12,9 +12,11 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub mod logins;
 pub mod rbac;
 pub mod registry;
 pub mod report;
+pub mod tokens;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 

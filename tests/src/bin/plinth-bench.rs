@@ -22,30 +22,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clap::{Parser, Subcommand};
 use plinth_client::{
     auth::v1::{
-        CreateApiKeyRequest, LoginRequest, VerifyTokenRequest, WhoAmIRequest,
+        CreateApiKeyRequest, VerifyTokenRequest, WhoAmIRequest,
         auth_service_client::AuthServiceClient,
     },
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
-use plinth_platform::{
-    config::{Config, ConfigArgs},
-    identity::tokens::AccessClaims,
-    node::Node,
-    store::Store,
-};
+use plinth_platform::config::Config;
 use plinth_tests::{
     Credentials,
     bench::{
         self, Load, Measurement, ServerProcess,
+        logins::{BENCH_PASSWORD, bench_login, log_in_repeatedly, login_storm},
         rbac::Population,
         report::{
             ECHO, Footprint, StormCounts, VERIFY_IN_STORM, VERIFY_SEEN, VERIFY_UNSEEN, WHO_AM_I,
             print_table, report_targets,
         },
+        tokens::{TokenMint, token_mint},
     },
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -98,8 +94,6 @@ enum Mode {
     },
 }
 
-const BENCH_PASSWORD: &str = "benchmarks need long passphrases";
-
 /// Servers, credentials and a token mint, prepared before any measurement.
 struct Fixture {
     echo: ServerProcess,
@@ -115,26 +109,6 @@ struct Fixture {
 
 /// The module of the bench's module key (its permissions, its instances).
 const BENCH_MODULE: &str = bench::rbac::MODULE;
-
-/// Signs fresh tokens for a live session with the server's own key.
-struct TokenMint {
-    keys: core_server::SigningKeys,
-    claims: AccessClaims,
-}
-
-impl TokenMint {
-    async fn mint(&self, count: usize) -> anyhow::Result<Vec<String>> {
-        let mut tokens = Vec::with_capacity(count);
-        for _ in 0..count {
-            let claims = AccessClaims {
-                jti: uuid::Uuid::now_v7(),
-                ..self.claims.clone()
-            };
-            tokens.push(self.keys.sign(&claims).await?);
-        }
-        Ok(tokens)
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -343,66 +317,10 @@ async fn prepare(
     ))
 }
 
-/// Opens the server's own store (SQLite, in its data directory) and its
-/// key-encryption key, to sign tokens as the server does; the store serves
-/// the RBAC import too.
-async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<(TokenMint, Store)> {
-    let payload = seen_token
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("malformed token"))?;
-    let claims: AccessClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
-    let config = Config::load(&ConfigArgs {
-        data_dir: Some(data_dir.to_owned()),
-        ..ConfigArgs::default()
-    })?;
-    let store = Store::open(&config.database_url(), 2).await?;
-    let encryption = core_server::KeyEncryptionKey::load(&config, &store).await?;
-    let node = Node::start(config, store).await?;
-    let store = node.store.clone();
-    let keys = core_server::SigningKeys::new(node.store, encryption, node.tokens, node.invalidator);
-    Ok((TokenMint { keys, claims }, store))
-}
-
-fn bench_login() -> LoginRequest {
-    LoginRequest {
-        tenant_code: "bench".to_owned(),
-        email: "admin@bench.example".to_owned(),
-        password: BENCH_PASSWORD.to_owned(),
-    }
-}
-
 /// Resident memory once the process has had a second to settle.
 async fn settled_resident_bytes(server: &ServerProcess) -> u64 {
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.resident_bytes()
-}
-
-/// `count` successful logins from four clients at once.
-async fn log_in_repeatedly(core: SocketAddr, count: usize) -> anyhow::Result<()> {
-    let channel = bench::connect(core, 1).await?.remove(0);
-    let remaining = Arc::new(AtomicUsize::new(count));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let mut auth = AuthServiceClient::new(channel.clone());
-            let remaining = remaining.clone();
-            tokio::spawn(async move {
-                while remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                        left.checked_sub(1)
-                    })
-                    .is_ok()
-                {
-                    auth.login(bench_login()).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for client in clients {
-        client.await??;
-    }
-    Ok(())
 }
 
 async fn measure_round(
@@ -514,49 +432,4 @@ async fn measure_verify(name: &str, load: Load, fixture: &Fixture) -> anyhow::Re
         })
         .await,
     )
-}
-
-/// Logins at full speed for `length`: half with the right password (each a
-/// full argon2id hash), half guessing another account's password (which the
-/// per-account throttle must stop).
-async fn login_storm(
-    core: SocketAddr,
-    logins: usize,
-    length: Duration,
-    counts: Arc<StormCounts>,
-) -> anyhow::Result<()> {
-    let channel = bench::connect(core, 1).await?.remove(0);
-    let until = Instant::now() + length;
-    let workers: Vec<_> = (0..logins)
-        .map(|index| {
-            let mut client = AuthServiceClient::new(channel.clone());
-            let counts = counts.clone();
-            let guess = index % 2 == 1;
-            tokio::spawn(async move {
-                while Instant::now() < until {
-                    let request = if guess {
-                        LoginRequest {
-                            email: "victim@bench.example".to_owned(),
-                            password: "a guessed password".to_owned(),
-                            ..bench_login()
-                        }
-                    } else {
-                        bench_login()
-                    };
-                    let counter = match client.login(request).await {
-                        Ok(_) => &counts.succeeded,
-                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                            &counts.throttled
-                        }
-                        Err(_) => &counts.refused,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await?;
-    }
-    Ok(())
 }
