@@ -19,6 +19,7 @@ crate::on_both_backends!(
     a_deleted_module_leaves_the_catalog_and_keeps_its_id,
     managing_the_catalog_needs_plinth_module_manage,
     metadata_changes_and_their_bad_fields,
+    bad_lifecycle_requests_are_refused,
 );
 
 /// A module 1.0.0 of `category` requiring each of `requires`.
@@ -375,4 +376,42 @@ async fn metadata_changes_and_their_bad_fields(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+}
+
+async fn bad_lifecycle_requests_are_refused(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let mut operator = sandbox.operator().await;
+    registered(&mut operator, &[manifest("crm", "", &[])]).await;
+    let activation = |version: &str| ActivateModuleRequest {
+        module_id: "crm".to_owned(),
+        version: version.to_owned(),
+    };
+
+    let malformed = operator
+        .registry
+        .activate_module(activation("1.x"))
+        .await
+        .unwrap_err();
+    let oversized = operator
+        .registry
+        .activate_module(activation(&"1".repeat(101)))
+        .await
+        .unwrap_err();
+    let unregistered = operator
+        .registry
+        .activate_module(activation("9.9.9"))
+        .await
+        .unwrap_err();
+    let bad_ids = [
+        activate(&mut operator, "Crm").await.unwrap_err(),
+        deactivate(&mut operator, "crm;").await.unwrap_err(),
+        delete(&mut operator, "").await.unwrap_err(),
+    ];
+
+    assert_eq!(violated_fields(&malformed), ["version"]);
+    assert_eq!(violated_fields(&oversized), ["version"]);
+    assert_eq!(unregistered.code(), Code::NotFound);
+    for refused in bad_ids {
+        assert_eq!(violated_fields(&refused), ["module_id"]);
+    }
 }
