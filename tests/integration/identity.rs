@@ -74,7 +74,13 @@ async fn a_module_key_is_seen_as_its_module(backend: Backend) {
 
 async fn every_bad_key_gets_the_same_unauthenticated_answer(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
-    let (key_part, _) = sandbox.operator_key.rsplit_once('_').unwrap();
+    // `plk_<key id>_<secret>`: the secret itself may contain `_`.
+    let key_part = sandbox
+        .operator_key
+        .splitn(3, '_')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("_");
     let wrong_secret = format!("{key_part}_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     let unknown_id = format!("plk_{}_secret", uuid::Uuid::now_v7().simple());
 
