@@ -153,6 +153,8 @@ pub enum ApiError {
         module_id: String,
         dependents: Vec<String>,
     },
+    #[error("the server is shutting down; retry on another replica")]
+    ShuttingDown,
     #[error("role ancestors would be deeper than {max_depth}")]
     RoleTooDeep { max_depth: i64 },
     #[error("{resource_type} changed since it was read")]
@@ -323,6 +325,12 @@ impl From<ApiError> for Status {
             ApiError::Unavailable => (
                 Code::Unavailable,
                 ErrorReason::BackendUnavailable,
+                HashMap::new(),
+                ErrorDetails::new(),
+            ),
+            ApiError::ShuttingDown => (
+                Code::Unavailable,
+                ErrorReason::ShuttingDown,
                 HashMap::new(),
                 ErrorDetails::new(),
             ),

@@ -29,6 +29,8 @@ pub enum Change {
     SigningKeys,
     /// A tenant's roles or bindings changed, committing this RBAC version.
     Rbac { tenant_id: Uuid, version: i64 },
+    /// Module instances changed, up to this revision of their change log.
+    Instances { revision: i64 },
     /// Anything may have changed (messages may have been missed).
     Everything,
 }
@@ -40,6 +42,7 @@ impl Change {
             Change::Subjects => "subjects".to_owned(),
             Change::SigningKeys => "signing_keys".to_owned(),
             Change::Rbac { tenant_id, version } => format!("rbac:{tenant_id}:{version}"),
+            Change::Instances { revision } => format!("instances:{revision}"),
             Change::Everything => "everything".to_owned(),
         }
     }
@@ -52,6 +55,10 @@ impl Change {
             other => {
                 if let Some(id) = other.strip_prefix("api_key:") {
                     return Uuid::try_parse(id).ok().map(Change::ApiKey);
+                }
+                if let Some(revision) = other.strip_prefix("instances:") {
+                    let revision = revision.parse().ok()?;
+                    return Some(Change::Instances { revision });
                 }
                 let (tenant_id, version) = other.strip_prefix("rbac:")?.split_once(':')?;
                 Some(Change::Rbac {
@@ -175,12 +182,14 @@ mod tests {
                 tenant_id: Uuid::now_v7(),
                 version: i64::MAX,
             },
+            Change::Instances { revision: 7 },
             Change::Everything,
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));
         }
         assert_eq!(Change::decode("api_key:nonsense"), None);
         assert_eq!(Change::decode("rbac:nonsense:1"), None);
+        assert_eq!(Change::decode("instances:-x"), None);
         assert_eq!(Change::decode(&format!("rbac:{}:x", Uuid::nil())), None);
     }
 }

@@ -27,6 +27,9 @@ pub struct Node {
     pub tokens: Arc<TokenVerifier>,
     /// Caches register here to hear about changes, local and remote.
     pub invalidator: Arc<Invalidator>,
+    /// Turns true when shutdown begins, so long-lived streams end cleanly
+    /// instead of holding the drain open.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -53,7 +56,13 @@ impl Node {
             api_keys,
             tokens,
             invalidator,
+            draining: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Turns true when the server begins shutting down.
+    pub fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 
     /// Serves `services` on `listener` until `shutdown`, then drains.
@@ -65,6 +74,11 @@ impl Node {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let authentication = Authentication::new(self.api_keys, self.tokens, anonymous_methods);
+        let draining = self.draining;
+        let shutdown = async move {
+            shutdown.await;
+            draining.send_replace(true);
+        };
         server::serve(
             &self.config,
             self.store,

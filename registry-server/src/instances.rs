@@ -1,8 +1,10 @@
 //! Running instances on leases. Registration, status changes and removal
-//! are written (and audited) at once; a heartbeat only records its renewal
-//! in memory, and a background task writes the renewals gathered each
-//! [`FLUSH_EVERY`] in one transaction, then removes instances whose lease
-//! lapsed (on any replica: leases live in the shared store).
+//! are written (and audited) at once, and announced to every replica's
+//! feed; a heartbeat only records its renewal in memory, and a background
+//! task writes the renewals gathered each [`FLUSH_EVERY`] in one
+//! transaction, then removes instances whose lease lapsed (on any replica:
+//! leases live in the shared store) and forgets changes older than
+//! [`KEEP_CHANGES`].
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,14 +18,16 @@ use plinth_platform::{
     clock,
     error::ApiError,
     identity::Principal,
+    invalidation::{Change, Invalidator},
     store::{
         Store,
-        instances::{self, InstanceRecord, InstanceStatus, Renewal},
+        instances::{self, InstanceChange, InstanceRecord, InstanceStatus, Renewal},
     },
 };
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::{catalog::Catalog, feed::Feed};
 
 /// How often gathered renewals are written and lapsed leases swept.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -32,6 +36,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
 /// Lapsed instances removed per sweep.
 const SWEEP_BATCH: i64 = 100;
+/// How long instance changes are kept for watchers to resume from.
+pub const KEEP_CHANGES: Duration = Duration::from_secs(3600);
+/// How often changes older than that are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 pub const MIN_LEASE: Duration = Duration::from_secs(5);
 pub const MAX_LEASE: Duration = Duration::from_secs(300);
@@ -46,15 +54,6 @@ pub struct NewInstance {
     pub labels: BTreeMap<String, String>,
     pub lease: Duration,
     pub instance_key: String,
-}
-
-/// What discovery looks for (already validated).
-#[derive(Debug, Clone)]
-pub struct Discovery {
-    pub module_id: String,
-    pub version_requirement: Option<semver::VersionReq>,
-    pub statuses: Vec<InstanceStatus>,
-    pub labels: BTreeMap<String, String>,
 }
 
 /// What this replica knows of an instance it has seen.
@@ -72,21 +71,40 @@ struct Known {
 pub struct Instances {
     store: Store,
     catalog: Arc<Catalog>,
+    feed: Arc<Feed>,
+    invalidator: Arc<Invalidator>,
     known: Mutex<HashMap<Uuid, Known>>,
     renewals: Mutex<HashMap<Uuid, Renewal>>,
 }
 
 impl Instances {
-    /// Also starts the task that writes renewals and sweeps lapsed leases.
-    pub fn start(store: Store, catalog: Arc<Catalog>) -> Arc<Instances> {
+    /// Also starts the task that writes renewals, sweeps lapsed leases and
+    /// forgets what other replicas removed.
+    pub fn start(
+        catalog: Arc<Catalog>,
+        feed: Arc<Feed>,
+        invalidator: Arc<Invalidator>,
+    ) -> Arc<Instances> {
+        let removals = feed.subscribe();
         let instances = Arc::new(Instances {
-            store,
+            store: feed.store().clone(),
             catalog,
+            feed,
+            invalidator,
             known: Mutex::default(),
             renewals: Mutex::default(),
         });
-        tokio::spawn(keep_leases(Arc::downgrade(&instances)));
+        tokio::spawn(keep_leases(Arc::downgrade(&instances), removals));
         instances
+    }
+
+    /// Tells every replica of a committed change, and waits until this
+    /// replica's feed has it, so the caller's next read here sees it.
+    async fn announce(&self, revision: i64) {
+        self.invalidator
+            .changed(Change::Instances { revision })
+            .await;
+        self.feed.include(revision).await;
     }
 
     pub async fn register(
@@ -120,8 +138,9 @@ impl Instances {
             &record,
         );
         let mut tx = self.store.begin().await?;
-        let stored = instances::register(&mut tx, &record, event).await?;
+        let (stored, revision) = instances::register(&mut tx, &record, event).await?;
         tx.commit().await?;
+        self.announce(revision).await;
         lock(&self.renewals).remove(&stored.instance_id);
         lock(&self.known).insert(
             stored.instance_id,
@@ -161,8 +180,9 @@ impl Instances {
             .with_request_id(&principal.request_id)
             .with_details(serde_json::json!({ "status": reported.as_str() }));
             let mut tx = self.store.begin().await?;
-            instances::set_status(&mut tx, instance_id, reported, draft).await?;
+            let revision = instances::set_status(&mut tx, instance_id, reported, draft).await?;
             tx.commit().await?;
+            self.announce(revision).await;
             status = reported;
             if let Some(entry) = lock(&self.known).get_mut(&instance_id) {
                 entry.status = reported;
@@ -199,42 +219,13 @@ impl Instances {
         .in_tenant(None)
         .with_request_id(&principal.request_id);
         let mut tx = self.store.begin().await?;
-        instances::remove(&mut tx, instance_id, None, draft).await?;
+        let removed = instances::remove(&mut tx, instance_id, None, draft).await?;
         tx.commit().await?;
         self.forget(instance_id);
+        if let Some(revision) = removed {
+            self.announce(revision).await;
+        }
         Ok(())
-    }
-
-    pub async fn discover(
-        &self,
-        principal: &Principal,
-        discovery: Discovery,
-    ) -> Result<Vec<InstanceRecord>, ApiError> {
-        self.catalog.module(principal, &discovery.module_id).await?;
-        let found = self
-            .store
-            .instances
-            .live_instances_of(&discovery.module_id, clock::now())
-            .await?;
-        Ok(found
-            .into_iter()
-            .filter(|instance| discovery.statuses.contains(&instance.status))
-            .filter(|instance| {
-                discovery
-                    .version_requirement
-                    .as_ref()
-                    .is_none_or(|requirement| {
-                        semver::Version::parse(&instance.version)
-                            .is_ok_and(|version| requirement.matches(&version))
-                    })
-            })
-            .filter(|instance| {
-                discovery
-                    .labels
-                    .iter()
-                    .all(|(key, value)| instance.labels.get(key) == Some(value))
-            })
-            .collect())
     }
 
     /// What this replica knows of an instance whose lease still runs: read
@@ -309,8 +300,9 @@ impl Instances {
         .in_tenant(None)
         .with_details(serde_json::json!({ "status": status.as_str() }));
         let mut tx = self.store.begin().await?;
-        instances::set_status(&mut tx, instance_id, status, draft).await?;
+        let revision = instances::set_status(&mut tx, instance_id, status, draft).await?;
         tx.commit().await?;
+        self.announce(revision).await;
         if let Some(entry) = lock(&self.known).get_mut(&instance_id) {
             entry.status = status;
         }
@@ -344,24 +336,62 @@ impl Instances {
             )
             .in_tenant(None);
             let mut tx = self.store.begin().await?;
-            instances::remove(&mut tx, instance_id, Some(cutoff), draft).await?;
+            let removed = instances::remove(&mut tx, instance_id, Some(cutoff), draft).await?;
             tx.commit().await?;
             self.forget(instance_id);
+            if let Some(revision) = removed {
+                self.announce(revision).await;
+            }
         }
         Ok(())
+    }
+
+    /// Forgets instances another replica removed; when changes were
+    /// missed, everything this replica knew (it reads the store again).
+    fn hear(&self, change: Result<Arc<InstanceChange>, RecvError>) {
+        match change {
+            Ok(change) if change.removed => self.forget(change.instance.instance_id),
+            Ok(_) => {}
+            Err(_) => lock(&self.known).clear(),
+        }
     }
 }
 
 /// Runs while the registry lives.
-async fn keep_leases(instances: Weak<Instances>) {
-    let mut every = tokio::time::interval(FLUSH_EVERY);
+async fn keep_leases(
+    instances: Weak<Instances>,
+    mut changes: broadcast::Receiver<Arc<InstanceChange>>,
+) {
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    let mut forget = tokio::time::interval(FORGET_EVERY);
     loop {
-        every.tick().await;
-        let Some(instances) = instances.upgrade() else {
-            return;
-        };
-        if let Err(error) = instances.flush_and_sweep().await {
-            tracing::warn!(%error, "writing instance leases failed; retrying");
+        tokio::select! {
+            _ = flush.tick() => {
+                let Some(instances) = instances.upgrade() else {
+                    return;
+                };
+                if let Err(error) = instances.flush_and_sweep().await {
+                    tracing::warn!(%error, "writing instance leases failed; retrying");
+                }
+            }
+            _ = forget.tick() => {
+                let Some(instances) = instances.upgrade() else {
+                    return;
+                };
+                let before = clock::now() - KEEP_CHANGES;
+                if let Err(error) = instances.store.instances.forget_changes(before).await {
+                    tracing::warn!(%error, "forgetting old instance changes failed");
+                }
+            }
+            change = changes.recv() => {
+                if matches!(change, Err(RecvError::Closed)) {
+                    return;
+                }
+                let Some(instances) = instances.upgrade() else {
+                    return;
+                };
+                instances.hear(change);
+            }
         }
     }
 }

@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+mod discovery;
+mod feed;
 mod grpc;
 pub mod instances;
 pub mod manifest;
 mod probing;
+mod watch;
 
 use std::{future::Future, sync::Arc};
 
@@ -22,16 +25,23 @@ use plinth_platform::{
 };
 use tokio::net::TcpListener;
 
-pub use grpc::RegistryApi;
-
 /// Adds the registry's services to a server, authorizing through `access`
 /// (the core's own when the registry is mounted in `core-server`).
 pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
     let catalog = Arc::new(catalog::Catalog::new(node.store.clone(), access));
-    let instances = instances::Instances::start(node.store.clone(), catalog.clone());
+    let feed = feed::Feed::start(node.store.clone());
+    node.invalidator.register(feed.clone());
+    let instances =
+        instances::Instances::start(catalog.clone(), feed.clone(), node.invalidator.clone());
     probing::Prober::start(instances.clone(), &node.config);
+    let api = grpc::RegistryApi {
+        directory: discovery::Directory::new(catalog.clone(), feed.clone()),
+        watches: watch::Watches::new(feed, catalog.clone(), node.draining()),
+        catalog,
+        instances,
+    };
     services.add(
-        ModuleRegistryServiceServer::new(RegistryApi::new(catalog, instances))
+        ModuleRegistryServiceServer::new(api)
             .max_decoding_message_size(node.config.max_message_bytes),
     );
 }

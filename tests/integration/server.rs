@@ -1,12 +1,13 @@
 //! Health, request ids, limits and start-up behaviour of the real server.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use plinth_client::auth::v1::{
-    VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient,
+use plinth_client::{
+    auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
+    registry::v1::{WatchInstancesRequest, watch_instances_response::Event},
 };
 use plinth_platform::identity::api_keys::bootstrap_operator_key;
-use plinth_tests::{Backend, Credentials, Sandbox, error_reason};
+use plinth_tests::{Backend, Credentials, Sandbox, assert_refusal, error_reason};
 use tonic::{Code, Request};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -222,18 +223,33 @@ async fn the_registry_serves_on_its_own_against_the_core_store() {
         .await
         .unwrap()
         .into_inner();
-    let not_built = registry_client
-        .watch_instances(plinth_client::registry::v1::WatchInstancesRequest::default())
+    let mut watch = registry_client
+        .watch_instances(WatchInstancesRequest {
+            module_ids: vec!["crm".to_owned()],
+            ..Default::default()
+        })
         .await
-        .unwrap_err();
+        .expect("the standalone registry serves watches")
+        .into_inner();
+    let snapshot = watch.message().await.unwrap().unwrap();
+
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    let last = watch.message().await.unwrap().unwrap();
+    let end = watch.message().await.unwrap_err();
+    registry.await.unwrap().unwrap();
 
     assert_eq!(health.status(), ServingStatus::Serving);
     assert_eq!(through_core.module.unwrap().display_name, "CRM");
-    assert_eq!(
-        error_reason(&not_built).as_deref(),
-        Some("ERROR_REASON_UNIMPLEMENTED"),
-        "calls of later increments are not built yet"
+    assert!(matches!(snapshot.event, Some(Event::Snapshot(_))));
+    assert!(
+        matches!(last.event, Some(Event::Checkpoint(_))),
+        "a watch ends with a checkpoint: {last:?}"
     );
-    stop.send(()).unwrap();
-    registry.await.unwrap().unwrap();
+    assert_eq!(last.revision, snapshot.revision);
+    assert_refusal(&end, Code::Unavailable, "ERROR_REASON_SHUTTING_DOWN");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "open watches do not hold the shutdown"
+    );
 }

@@ -484,7 +484,7 @@ impl Cache for Grants {
             Change::Rbac { tenant_id, version } => self.learn(tenant_id, version),
             // A disabled user holds nothing; messages may have been missed.
             Change::Subjects | Change::Everything => write(&self.compiled).entries.clear(),
-            Change::ApiKey(_) | Change::SigningKeys => {}
+            Change::ApiKey(_) | Change::SigningKeys | Change::Instances { .. } => {}
         }
     }
 }

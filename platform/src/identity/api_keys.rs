@@ -185,7 +185,10 @@ impl Cache for ApiKeys {
         match change {
             Change::ApiKey(key_id) => self.evict(key_id),
             Change::Everything => self.evict_all(),
-            Change::Subjects | Change::SigningKeys | Change::Rbac { .. } => {}
+            Change::Subjects
+            | Change::SigningKeys
+            | Change::Rbac { .. }
+            | Change::Instances { .. } => {}
         }
     }
 }

@@ -379,7 +379,7 @@ impl Cache for TokenVerifier {
                 self.forget_states();
                 self.forget_keys();
             }
-            Change::ApiKey(_) | Change::Rbac { .. } => {}
+            Change::ApiKey(_) | Change::Rbac { .. } | Change::Instances { .. } => {}
         }
     }
 }

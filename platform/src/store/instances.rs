@@ -1,7 +1,8 @@
 //! Running module instances: each registered under the key it chose, on a
 //! lease. Registration, status changes and removal are written (and
-//! audited) as they happen; lease renewals are written in batches, so a
-//! heartbeat costs no transaction of its own.
+//! audited) as they happen, each numbered by the next revision in the
+//! change log that watchers follow; lease renewals are written in batches,
+//! so a heartbeat costs no transaction of its own, and are not changes.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,8 @@ use crate::audit::AuditDraft;
 
 stored_enum! {
     /// What an instance reports, or its probes found.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
     pub enum InstanceStatus {
         Starting => "starting",
         Serving => "serving",
@@ -22,7 +25,7 @@ stored_enum! {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct InstanceRecord {
     pub instance_id: Uuid,
     pub module_id: String,
@@ -46,6 +49,16 @@ pub struct Renewal {
     pub lease_expires_at: DateTime<Utc>,
 }
 
+/// A change to an instance, numbered by its revision.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InstanceChange {
+    pub revision: i64,
+    pub removed: bool,
+    /// As the change left it (as it was, for a removal).
+    #[sqlx(json)]
+    pub instance: InstanceRecord,
+}
+
 /// Reads instances.
 #[async_trait::async_trait]
 pub trait InstanceStore: Send + Sync {
@@ -60,6 +73,25 @@ pub trait InstanceStore: Send + Sync {
 
     /// Instances whose lease ended before `now`, at most `limit`.
     async fn lapsed(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>, StoreError>;
+
+    /// The revision of the last committed change (0 before any); every
+    /// change up to it has committed.
+    async fn revision(&self) -> Result<i64, StoreError>;
+
+    /// Every instance, whatever its lease, with the revision read before
+    /// them: changes after that revision may already show in the rows.
+    async fn all_instances(&self) -> Result<(i64, Vec<InstanceRecord>), StoreError>;
+
+    /// Kept changes after `revision`, in order, at most `limit`.
+    async fn changes_after(
+        &self,
+        revision: i64,
+        limit: i64,
+    ) -> Result<Vec<InstanceChange>, StoreError>;
+
+    /// Forgets changes made before `before` (the oldest first, so the kept
+    /// ones stay contiguous); how many.
+    async fn forget_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 macro_rules! instance_columns {
@@ -71,12 +103,12 @@ macro_rules! instance_columns {
 
 /// Registers an instance, or (same module and key) replaces its version,
 /// endpoint, labels and lease; returns it as stored (the first
-/// registration's id and time are kept).
+/// registration's id and time are kept) with the change's revision.
 pub async fn register(
     tx: &mut Tx,
     instance: &InstanceRecord,
     audit: AuditDraft,
-) -> Result<InstanceRecord, StoreError> {
+) -> Result<(InstanceRecord, i64), StoreError> {
     let stored: InstanceRecord = in_tx!(tx, connection => {
         sqlx::query_as(concat!(
             "INSERT INTO module_instances (",
@@ -103,26 +135,32 @@ pub async fn register(
         .fetch_one(connection)
         .await?
     });
+    let revision = record_change(tx, false, &stored).await?;
     super::audit_log::append(tx, audit).await?;
-    Ok(stored)
+    Ok((stored, revision))
 }
 
-/// Writes a status change.
+/// Writes a status change; the change's revision.
 pub async fn set_status(
     tx: &mut Tx,
     instance_id: Uuid,
     status: InstanceStatus,
     audit: AuditDraft,
-) -> Result<(), StoreError> {
-    let changed = in_tx!(tx, connection => {
-        sqlx::query("UPDATE module_instances SET status = $2 WHERE instance_id = $1")
-            .bind(instance_id)
-            .bind(status.as_str())
-            .execute(connection)
-            .await?
-            .rows_affected()
+) -> Result<i64, StoreError> {
+    let changed: Option<InstanceRecord> = in_tx!(tx, connection => {
+        sqlx::query_as(concat!(
+            "UPDATE module_instances SET status = $2 WHERE instance_id = $1 RETURNING ",
+            instance_columns!()
+        ))
+        .bind(instance_id)
+        .bind(status.as_str())
+        .fetch_optional(connection)
+        .await?
     });
-    super::audited(tx, changed, audit).await
+    let changed = changed.ok_or(StoreError::NotFound)?;
+    let revision = record_change(tx, false, &changed).await?;
+    super::audit_log::append(tx, audit).await?;
+    Ok(revision)
 }
 
 /// Writes lease renewals gathered since the last batch; a lease never
@@ -145,30 +183,60 @@ pub async fn renew(tx: &mut Tx, renewals: &[Renewal]) -> Result<(), StoreError> 
 }
 
 /// Removes an instance; with `lapsed_before`, only if its lease ended
-/// before then (so a renewal written meanwhile keeps it). Whether it was
-/// removed.
+/// before then (so a renewal written meanwhile keeps it). The removal's
+/// revision, if it was removed.
 pub async fn remove(
     tx: &mut Tx,
     instance_id: Uuid,
     lapsed_before: Option<DateTime<Utc>>,
     audit: AuditDraft,
-) -> Result<bool, StoreError> {
-    let removed = in_tx!(tx, connection => {
-        sqlx::query(
+) -> Result<Option<i64>, StoreError> {
+    let removed: Option<InstanceRecord> = in_tx!(tx, connection => {
+        sqlx::query_as(concat!(
             "DELETE FROM module_instances WHERE instance_id = $1 \
-             AND ($2 IS NULL OR lease_expires_at < $2)",
-        )
+             AND ($2 IS NULL OR lease_expires_at < $2) RETURNING ",
+            instance_columns!()
+        ))
         .bind(instance_id)
         .bind(lapsed_before)
-        .execute(connection)
+        .fetch_optional(connection)
         .await?
-        .rows_affected()
     });
-    if removed == 0 {
-        return Ok(false);
-    }
+    let Some(removed) = removed else {
+        return Ok(None);
+    };
+    let revision = record_change(tx, true, &removed).await?;
     super::audit_log::append(tx, audit).await?;
-    Ok(true)
+    Ok(Some(revision))
+}
+
+/// Numbers a change by the next revision and logs it. Taking the counter
+/// row holds other writers of changes until this transaction ends, so
+/// revisions commit in the order they are taken.
+async fn record_change(
+    tx: &mut Tx,
+    removed: bool,
+    instance: &InstanceRecord,
+) -> Result<i64, StoreError> {
+    let changed_at = crate::clock::now();
+    Ok(in_tx!(tx, connection => {
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE instance_revision SET revision = revision + 1 RETURNING revision",
+        )
+        .fetch_one(&mut *connection)
+        .await?;
+        sqlx::query(
+            "INSERT INTO instance_changes (revision, removed, instance, changed_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(revision)
+        .bind(removed)
+        .bind(Json(instance))
+        .bind(changed_at)
+        .execute(&mut *connection)
+        .await?;
+        revision
+    }))
 }
 
 macro_rules! impl_instance_store {
@@ -220,6 +288,50 @@ macro_rules! impl_instance_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn revision(&self) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT revision FROM instance_revision")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn all_instances(&self) -> Result<(i64, Vec<InstanceRecord>), StoreError> {
+                let revision = self.revision().await?;
+                let instances = sqlx::query_as(concat!(
+                    "SELECT ",
+                    instance_columns!(),
+                    " FROM module_instances ORDER BY registered_at, instance_id"
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok((revision, instances))
+            }
+
+            async fn changes_after(
+                &self,
+                revision: i64,
+                limit: i64,
+            ) -> Result<Vec<InstanceChange>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT revision, removed, instance FROM instance_changes \
+                     WHERE revision > $1 ORDER BY revision LIMIT $2",
+                )
+                .bind(revision)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn forget_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM instance_changes WHERE revision <= \
+                     (SELECT max(revision) FROM instance_changes WHERE changed_at < $1)",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
             }
         }
     };

@@ -158,8 +158,8 @@ impl Catalog {
             .await
     }
 
-    /// A module not deleted.
-    async fn current(&self, module_id: &str) -> Result<ModuleRecord, ApiError> {
+    /// A module not deleted; NOT_FOUND otherwise.
+    pub(crate) async fn current(&self, module_id: &str) -> Result<ModuleRecord, ApiError> {
         self.store
             .modules
             .module(module_id)

@@ -88,15 +88,7 @@ impl Catalog {
         module_id: &str,
     ) -> Result<ModuleView, ApiError> {
         authenticated(principal)?;
-        let module = self
-            .store
-            .modules
-            .module(module_id)
-            .await?
-            .filter(|module| module.deleted_at.is_none())
-            .ok_or(ApiError::NotFound {
-                resource_type: "module",
-            })?;
+        let module = self.current(module_id).await?;
         let current = module
             .active_version
             .as_deref()
@@ -159,7 +151,7 @@ fn decode(version: &ModuleVersionRecord) -> Result<ModuleManifest, ApiError> {
         .map_err(|error| ApiError::Internal(Box::new(error)))
 }
 
-fn authenticated(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn authenticated(principal: &Principal) -> Result<(), ApiError> {
     if principal.kind() == PrincipalKind::Anonymous {
         return Err(ApiError::Unauthenticated);
     }

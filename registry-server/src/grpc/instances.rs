@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, time::Duration};
 use plinth_client::{
     prost_types,
     registry::v1::{
-        DiscoverInstancesRequest, Instance, InstanceStatus as ProtoStatus, RegisterInstanceRequest,
+        DiscoverInstancesRequest, Instance, InstanceChange, InstanceEventKind, InstanceSnapshot,
+        InstanceStatus as ProtoStatus, RegisterInstanceRequest, WatchCheckpoint,
+        WatchInstancesRequest, WatchInstancesResponse, watch_instances_response::Event,
     },
 };
 use plinth_platform::{
@@ -18,14 +20,20 @@ use plinth_platform::{
 use uuid::Uuid;
 
 use crate::{
-    instances::{DEFAULT_LEASE, Discovery, MAX_LEASE, MIN_LEASE, NewInstance},
+    discovery::Discovery,
+    instances::{DEFAULT_LEASE, MAX_LEASE, MIN_LEASE, NewInstance},
     manifest::{self, MAX_REQUIREMENT, MAX_URL, MAX_VERSION},
+    watch::{WatchEvent, WatchRequest},
 };
 
 const MAX_LABELS: usize = 32;
 const MAX_LABEL_VALUE: usize = 200;
 const MAX_INSTANCE_KEY: usize = 128;
 const MAX_STATUSES: usize = 4;
+const MAX_WATCHED_MODULES: usize = 50;
+const MIN_CHECKPOINT: Duration = Duration::from_secs(1);
+const MAX_CHECKPOINT: Duration = Duration::from_secs(300);
+const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
 
 pub fn new_instance(asked: RegisterInstanceRequest) -> Result<NewInstance, ApiError> {
     let mut violations = Violations::default();
@@ -116,6 +124,73 @@ pub fn discovery(asked: DiscoverInstancesRequest) -> Result<Discovery, ApiError>
         statuses,
         labels: asked.labels.into_iter().collect(),
     })
+}
+
+pub fn watch_request(asked: WatchInstancesRequest) -> Result<WatchRequest, ApiError> {
+    let mut violations = Violations::default();
+    if asked.module_ids.is_empty() || asked.module_ids.len() > MAX_WATCHED_MODULES {
+        violations.push(
+            "module_ids",
+            format!("must have 1 to {MAX_WATCHED_MODULES} entries"),
+        );
+    } else {
+        for (index, module_id) in asked.module_ids.iter().enumerate() {
+            let field = format!("module_ids[{index}]");
+            if !text::is_module_id(module_id) {
+                violations.push(&field, text::MODULE_ID_RULE);
+            } else if asked.module_ids[..index].contains(module_id) {
+                violations.push(&field, "is listed twice");
+            }
+        }
+    }
+    let checkpoint_every = match asked.checkpoint_interval.map(Duration::try_from) {
+        None => DEFAULT_CHECKPOINT,
+        Some(Ok(every)) if (MIN_CHECKPOINT..=MAX_CHECKPOINT).contains(&every) => every,
+        Some(_) => {
+            violations.push("checkpoint_interval", "must be 1 s to 5 min");
+            DEFAULT_CHECKPOINT
+        }
+    };
+    violations.into_result()?;
+    Ok(WatchRequest {
+        module_ids: asked.module_ids,
+        after_revision: asked.after_revision,
+        checkpoint_every,
+    })
+}
+
+pub fn watch_event(event: WatchEvent) -> WatchInstancesResponse {
+    let (revision, event) = match event {
+        WatchEvent::Snapshot {
+            revision,
+            resync,
+            instances,
+            complete,
+        } => (
+            revision,
+            Event::Snapshot(InstanceSnapshot {
+                resync,
+                instances: instances.into_iter().map(instance).collect(),
+                complete,
+            }),
+        ),
+        WatchEvent::Change(change) => (
+            change.revision,
+            Event::Change(InstanceChange {
+                kind: match change.removed {
+                    true => InstanceEventKind::Removed,
+                    false => InstanceEventKind::Upserted,
+                }
+                .into(),
+                instance: Some(instance(change.instance.clone())),
+            }),
+        ),
+        WatchEvent::Checkpoint { revision } => (revision, Event::Checkpoint(WatchCheckpoint {})),
+    };
+    WatchInstancesResponse {
+        revision: revision.max(0) as u64,
+        event: Some(event),
+    }
 }
 
 /// What a heartbeat reports: serving, draining or not serving; nothing

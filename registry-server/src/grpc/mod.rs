@@ -1,9 +1,10 @@
-//! The gRPC face of the registry: read the request, ask the catalog or the
-//! instances, map the answer. Calls not built yet answer UNIMPLEMENTED.
+//! The gRPC face of the registry: read the request, ask the catalog, the
+//! instances, the directory or the watches, map the answer.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use plinth_client::registry::v1::{
     ActivateModuleRequest, ActivateModuleResponse, DeactivateModuleRequest,
     DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, DeregisterInstanceRequest,
@@ -13,7 +14,8 @@ use plinth_client::registry::v1::{
     ManifestViolation, Module, ModuleManifest, ModuleStatus as ProtoModuleStatus, ModuleVersion,
     RegisterInstanceRequest, RegisterInstanceResponse, RegisterModuleRequest,
     RegisterModuleResponse, UpdateModuleRequest, UpdateModuleResponse, ValidateManifestRequest,
-    ValidateManifestResponse, module_registry_service_server::ModuleRegistryService,
+    ValidateManifestResponse, WatchInstancesRequest, WatchInstancesResponse,
+    module_registry_service_server::ModuleRegistryService,
 };
 use plinth_platform::{
     clock::timestamp,
@@ -24,14 +26,16 @@ use plinth_platform::{
     },
     text,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, codegen::BoxStream};
 
 mod instances;
 
 use crate::{
     catalog::{Catalog, ModuleChanges},
+    discovery::Directory,
     instances::Instances,
     manifest::{MAX_DESCRIPTION, MAX_NAME, MAX_VERSION},
+    watch::Watches,
 };
 
 /// Longest text query of a module listing.
@@ -44,14 +48,10 @@ const MAX_PAGE_SIZE: i32 = 500;
 const MAX_PAGE_TOKEN: usize = 300;
 
 pub struct RegistryApi {
-    catalog: Arc<Catalog>,
-    instances: Arc<Instances>,
-}
-
-impl RegistryApi {
-    pub fn new(catalog: Arc<Catalog>, instances: Arc<Instances>) -> RegistryApi {
-        RegistryApi { catalog, instances }
-    }
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) instances: Arc<Instances>,
+    pub(crate) directory: Directory,
+    pub(crate) watches: Watches,
 }
 
 #[tonic::async_trait]
@@ -325,10 +325,22 @@ impl ModuleRegistryService for RegistryApi {
     ) -> Result<Response<DiscoverInstancesResponse>, Status> {
         let principal = identity::principal(&request)?.clone();
         let discovery = instances::discovery(request.into_inner())?;
-        let found = self.instances.discover(&principal, discovery).await?;
+        let found = self.directory.discover(&principal, discovery).await?;
         Ok(Response::new(DiscoverInstancesResponse {
             instances: found.into_iter().map(instances::instance).collect(),
         }))
+    }
+
+    async fn watch_instances(
+        &self,
+        request: Request<WatchInstancesRequest>,
+    ) -> Result<Response<BoxStream<WatchInstancesResponse>>, Status> {
+        let principal = identity::principal(&request)?.clone();
+        let asked = instances::watch_request(request.into_inner())?;
+        let mut events = self.watches.watch(&principal, asked).await?;
+        let stream = futures_util::stream::poll_fn(move |context| events.poll_recv(context))
+            .map(|event| event.map(instances::watch_event).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -1,11 +1,12 @@
 //! The module registry: manifests, the catalog and its lifecycle, instances
-//! on leases, and their health probes.
+//! on leases, their health probes, and watches of them.
 
 mod catalog;
 mod instances;
 mod lifecycle;
 mod manifests;
 mod probing;
+mod watch;
 
 use plinth_client::registry::v1::{
     ModuleDependency, ModuleManifest, RegisterModuleRequest, RegisterModuleResponse,

@@ -21,6 +21,10 @@ crate::on_both_backends!(
     renewals_extend_leases_and_never_shorten_them,
     live_and_lapsed_instances_follow_their_lease,
     status_changes_are_written,
+    every_change_takes_the_next_revision_and_logs_the_instance_it_left,
+    a_rolled_back_change_takes_no_revision,
+    concurrent_changes_take_contiguous_revisions,
+    forgotten_changes_leave_the_revision_and_the_newest,
 );
 
 async fn with_module(store: &Store) {
@@ -74,6 +78,7 @@ async fn registered(store: &Store, record: &InstanceRecord) -> InstanceRecord {
     })
     .await
     .unwrap()
+    .0
 }
 
 async fn the_same_key_again_is_the_same_instance(backend: Backend) {
@@ -171,7 +176,8 @@ async fn live_and_lapsed_instances_follow_their_lease(backend: Backend) {
     assert_eq!(swept, [lapsed.instance_id]);
     assert_eq!(
         (kept_live, removed, again, deregistered),
-        (false, true, false, true)
+        (None, Some(3), None, Some(4)),
+        "removals take the revisions after both registrations"
     );
     assert!(
         store
@@ -215,4 +221,146 @@ async fn status_changes_are_written(backend: Backend) {
         .unwrap();
     assert_eq!(read.status, InstanceStatus::Draining);
     assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
+async fn every_change_takes_the_next_revision_and_logs_the_instance_it_left(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let now = clock::now();
+    let stored = registered(&store, &instance("host-1", now + Duration::seconds(30))).await;
+    let drained = committed(&store, async |tx| {
+        let event = event("registry.instance.status_changed", None);
+        instances::set_status(tx, stored.instance_id, InstanceStatus::Draining, event).await
+    })
+    .await
+    .unwrap();
+    committed(&store, async |tx| {
+        let renewal = Renewal {
+            instance_id: stored.instance_id,
+            last_heartbeat_at: now,
+            lease_expires_at: now + Duration::seconds(60),
+        };
+        instances::renew(tx, &[renewal]).await
+    })
+    .await
+    .unwrap();
+    let removed = committed(&store, async |tx| {
+        let event = event("registry.instance.deregistered", None);
+        instances::remove(tx, stored.instance_id, None, event).await
+    })
+    .await
+    .unwrap();
+
+    let changes = store.instances.changes_after(0, 10).await.unwrap();
+    let summary: Vec<(i64, bool, InstanceStatus)> = changes
+        .iter()
+        .map(|change| (change.revision, change.removed, change.instance.status))
+        .collect();
+    assert_eq!((drained, removed), (2, Some(3)), "a renewal is no change");
+    assert_eq!(
+        summary,
+        [
+            (1, false, InstanceStatus::Starting),
+            (2, false, InstanceStatus::Draining),
+            (3, true, InstanceStatus::Draining),
+        ]
+    );
+    assert_eq!(changes[0].instance, stored);
+    assert_eq!(store.instances.revision().await.unwrap(), 3);
+    assert_eq!(
+        store.instances.all_instances().await.unwrap(),
+        (3, Vec::new())
+    );
+    let page = store.instances.changes_after(1, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].revision, 2);
+}
+
+async fn a_rolled_back_change_takes_no_revision(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let abandoned = instance("host-1", clock::now() + Duration::seconds(30));
+    let mut tx = store.begin().await.unwrap();
+    let (_, taken) = instances::register(
+        &mut tx,
+        &abandoned,
+        event("registry.instance.registered", None),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+
+    registered(
+        &store,
+        &instance("host-2", clock::now() + Duration::seconds(30)),
+    )
+    .await;
+
+    let revisions: Vec<i64> = store
+        .instances
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|change| change.revision)
+        .collect();
+    assert_eq!((taken, revisions), (1, vec![1]));
+}
+
+async fn concurrent_changes_take_contiguous_revisions(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let registrations = (0..12).map(|index| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let record = instance(
+                &format!("host-{index}"),
+                clock::now() + Duration::seconds(30),
+            );
+            registered(&store, &record).await
+        })
+    });
+    for registration in registrations.collect::<Vec<_>>() {
+        registration.await.unwrap();
+    }
+
+    let revisions: Vec<i64> = store
+        .instances
+        .changes_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|change| change.revision)
+        .collect();
+    assert_eq!(revisions, (1..=12).collect::<Vec<i64>>());
+}
+
+async fn forgotten_changes_leave_the_revision_and_the_newest(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    registered(
+        &store,
+        &instance("host-1", clock::now() + Duration::seconds(30)),
+    )
+    .await;
+    let cutoff = clock::now() + Duration::milliseconds(1);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    registered(
+        &store,
+        &instance("host-2", clock::now() + Duration::seconds(30)),
+    )
+    .await;
+
+    let forgotten = store.instances.forget_changes(cutoff).await.unwrap();
+
+    let kept: Vec<i64> = store
+        .instances
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|change| change.revision)
+        .collect();
+    assert_eq!((forgotten, kept), (1, vec![2]));
+    assert_eq!(store.instances.revision().await.unwrap(), 2);
 }
