@@ -46,7 +46,7 @@ pub struct Directory {
 struct ModuleView {
     revision: i64,
     loaded_at: Instant,
-    instances: Vec<InstanceRecord>,
+    instances: Vec<Arc<InstanceRecord>>,
 }
 
 impl Directory {
@@ -64,7 +64,7 @@ impl Directory {
         &self,
         principal: &Principal,
         discovery: Discovery,
-    ) -> Result<Vec<InstanceRecord>, ApiError> {
+    ) -> Result<Vec<Arc<InstanceRecord>>, ApiError> {
         catalog::authenticated(principal)?;
         let view = self.view(&discovery.module_id).await?;
         let now = clock::now();
@@ -112,7 +112,10 @@ impl Directory {
             .store()
             .instances
             .live_instances_of(module_id, clock::now())
-            .await?;
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let view = Arc::new(ModuleView {
             revision: revision.unwrap_or(-1),
             loaded_at,

@@ -7,7 +7,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    sync::{Arc, Mutex, MutexGuard, RwLock, Weak},
     time::Duration,
 };
 
@@ -37,6 +37,9 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 pub struct Feed {
     store: Store,
     view: Mutex<View>,
+    /// The revision of each module's latest change, apart from the view:
+    /// discovery reads it on every call.
+    module_revisions: RwLock<HashMap<String, i64>>,
     changes: broadcast::Sender<Arc<InstanceChange>>,
     announced: Notify,
     /// The revision the view has reached; -1 until it first caught up.
@@ -47,7 +50,6 @@ pub struct Feed {
 struct View {
     revision: i64,
     instances: HashMap<Uuid, InstanceRecord>,
-    module_revisions: HashMap<String, i64>,
 }
 
 impl Feed {
@@ -56,6 +58,7 @@ impl Feed {
         let feed = Arc::new(Feed {
             store,
             view: Mutex::default(),
+            module_revisions: RwLock::default(),
             changes: broadcast::Sender::new(BROADCAST_CAPACITY),
             announced: Notify::new(),
             reached: watch::Sender::new(-1),
@@ -91,13 +94,11 @@ impl Feed {
         if *self.reached.borrow() < 0 {
             return None;
         }
-        Some(
-            lock(&self.view)
-                .module_revisions
-                .get(module_id)
-                .copied()
-                .unwrap_or(0),
-        )
+        let revisions = self
+            .module_revisions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some(revisions.get(module_id).copied().unwrap_or(0))
     }
 
     /// The instances of `module_ids` at the view's revision (oldest
@@ -153,11 +154,16 @@ impl Feed {
                 Some(_) => {}
             }
             let mut view = lock(&self.view);
+            let mut module_revisions = self
+                .module_revisions
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             for change in changes {
                 view.apply(&change);
+                module_revisions.insert(change.instance.module_id.clone(), change.revision);
                 let _ = self.changes.send(Arc::new(change));
             }
-            drop(view);
+            drop((view, module_revisions));
             if exhausted {
                 break;
             }
@@ -193,8 +199,6 @@ impl View {
                 .insert(instance.instance_id, instance.clone());
         }
         self.revision = change.revision;
-        self.module_revisions
-            .insert(instance.module_id.clone(), change.revision);
     }
 }
 

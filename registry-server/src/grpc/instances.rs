@@ -74,7 +74,7 @@ pub fn new_instance(asked: RegisterInstanceRequest) -> Result<NewInstance, ApiEr
         module_id: asked.module_id,
         version: asked.version,
         endpoint: asked.endpoint,
-        labels: asked.labels.into_iter().collect(),
+        labels: asked.labels,
         lease,
         instance_key: asked.instance_key,
     })
@@ -122,7 +122,7 @@ pub fn discovery(asked: DiscoverInstancesRequest) -> Result<Discovery, ApiError>
         module_id: asked.module_id,
         version_requirement,
         statuses,
-        labels: asked.labels.into_iter().collect(),
+        labels: asked.labels,
     })
 }
 
@@ -170,7 +170,7 @@ pub fn watch_event(event: WatchEvent) -> WatchInstancesResponse {
             revision,
             Event::Snapshot(InstanceSnapshot {
                 resync,
-                instances: instances.into_iter().map(instance).collect(),
+                instances: instances.iter().map(instance).collect(),
                 complete,
             }),
         ),
@@ -182,7 +182,7 @@ pub fn watch_event(event: WatchEvent) -> WatchInstancesResponse {
                     false => InstanceEventKind::Upserted,
                 }
                 .into(),
-                instance: Some(instance(change.instance.clone())),
+                instance: Some(instance(&change.instance)),
             }),
         ),
         WatchEvent::Checkpoint { revision } => (revision, Event::Checkpoint(WatchCheckpoint {})),
@@ -211,22 +211,12 @@ pub fn instance_id(value: &str) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::invalid_field("instance_id", "must be a UUID"))
 }
 
-fn labels(
-    violations: &mut Violations,
-    field: &str,
-    labels: &std::collections::HashMap<String, String>,
-) {
+fn labels(violations: &mut Violations, field: &str, labels: &BTreeMap<String, String>) {
     if labels.len() > MAX_LABELS {
         violations.push(field, format!("must have at most {MAX_LABELS} entries"));
         return;
     }
-    let mut sorted: BTreeMap<&str, &str> = BTreeMap::new();
-    sorted.extend(
-        labels
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str())),
-    );
-    for (key, value) in sorted {
+    for (key, value) in labels {
         let bytes = key.as_bytes();
         let key_ok = (1..=63).contains(&bytes.len())
             && bytes[0].is_ascii_lowercase()
@@ -262,18 +252,18 @@ pub fn proto_status(value: InstanceStatus) -> ProtoStatus {
     }
 }
 
-pub fn instance(record: InstanceRecord) -> Instance {
+pub fn instance(record: &InstanceRecord) -> Instance {
     Instance {
         instance_id: record.instance_id.to_string(),
-        module_id: record.module_id,
-        version: record.version,
-        endpoint: record.endpoint,
-        labels: record.labels.into_iter().collect(),
+        module_id: record.module_id.clone(),
+        version: record.version.clone(),
+        endpoint: record.endpoint.clone(),
+        labels: record.labels.clone(),
         status: proto_status(record.status).into(),
         registered_at: Some(timestamp(record.registered_at)),
         last_heartbeat_at: Some(timestamp(record.last_heartbeat_at)),
         lease_expires_at: Some(timestamp(record.lease_expires_at)),
-        instance_key: record.instance_key,
+        instance_key: record.instance_key.clone(),
     }
 }
 

@@ -286,7 +286,7 @@ impl ModuleRegistryService for RegistryApi {
         let lease = asked.lease;
         let registered = self.instances.register(&principal, asked).await?;
         Ok(Response::new(RegisterInstanceResponse {
-            instance: Some(instances::instance(registered)),
+            instance: Some(instances::instance(&registered)),
             lease_ttl: Some(instances::duration(lease)),
         }))
     }
@@ -327,7 +327,10 @@ impl ModuleRegistryService for RegistryApi {
         let discovery = instances::discovery(request.into_inner())?;
         let found = self.directory.discover(&principal, discovery).await?;
         Ok(Response::new(DiscoverInstancesResponse {
-            instances: found.into_iter().map(instances::instance).collect(),
+            instances: found
+                .iter()
+                .map(|found| instances::instance(found))
+                .collect(),
         }))
     }
 

@@ -17,6 +17,7 @@ pub mod rbac;
 pub mod registry;
 pub mod report;
 pub mod tokens;
+pub mod watch;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Load, Measurement};
+use super::{Load, Measurement, watch::Delivery};
 
 pub const ECHO: &str = "echo baseline (health Check)";
 pub const WHO_AM_I: &str = "WhoAmI (API key)";
@@ -170,6 +170,7 @@ pub fn report_targets(
     load: &Load,
     rounds: &[(Vec<Measurement>, Arc<StormCounts>)],
     footprint: &Footprint,
+    deliveries: &[Delivery],
     logins: usize,
 ) -> bool {
     println!(
@@ -257,5 +258,19 @@ pub fn report_targets(
         "resident memory a second after the load: {} MiB",
         mebibytes(footprint.after_load)
     );
+    for delivery in deliveries {
+        let p99 = Duration::from_micros(delivery.latency.value_at_quantile(0.99));
+        println!(
+            "target a change reaches a watcher, {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+             over {} changes (p99 <= {} ms): {}",
+            delivery.name,
+            delivery.latency.value_at_quantile(0.50) as f64 / 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            delivery.latency.max() as f64 / 1000.0,
+            delivery.latency.len(),
+            delivery.max_p99.as_millis(),
+            verdict(p99 <= delivery.max_p99)
+        );
+    }
     failed
 }
