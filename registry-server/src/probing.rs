@@ -3,7 +3,8 @@
 //! interval, timeout, failure threshold), over TLS with the core's own
 //! certificate for `https://` endpoints when one is configured. After the
 //! threshold of consecutive failures the instance is NOT_SERVING; a probe
-//! that answers SERVING afterwards makes it SERVING again.
+//! that answers SERVING afterwards makes it SERVING again. Each endpoint
+//! keeps one connection across probes, re-established when it drops.
 
 use std::{
     collections::HashMap,
@@ -14,7 +15,7 @@ use std::{
 use plinth_client::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{config::Config, store::instances::InstanceStatus};
 use tokio::time::Instant;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -74,6 +75,8 @@ pub struct Prober {
     tls: Option<ClientTlsConfig>,
     states: Mutex<HashMap<Uuid, ProbeState>>,
     settings: Mutex<HashMap<(String, String), HealthSettings>>,
+    /// One connection per probed endpoint.
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Prober {
@@ -88,6 +91,7 @@ impl Prober {
             tls,
             states: Mutex::default(),
             settings: Mutex::default(),
+            channels: Mutex::default(),
         });
         tokio::spawn(probe_forever(prober));
     }
@@ -97,6 +101,8 @@ impl Prober {
         let now = Instant::now();
         let heard = self.instances.heard_from();
         lock(&self.states).retain(|instance_id, _| heard.iter().any(|(id, ..)| id == instance_id));
+        lock(&self.channels)
+            .retain(|endpoint, _| heard.iter().any(|(.., heard)| heard == endpoint));
         for (instance_id, module_id, version, endpoint) in heard {
             let due = {
                 let mut states = lock(&self.states);
@@ -145,24 +151,31 @@ impl Prober {
         Some(settings)
     }
 
-    /// Whether the instance answered SERVING within the timeout.
-    async fn probe(&self, endpoint: &str, settings: &HealthSettings) -> bool {
-        let Ok(mut target) = Endpoint::from_shared(endpoint.to_owned()) else {
-            return false;
-        };
-        target = target
-            .connect_timeout(settings.timeout)
-            .timeout(settings.timeout);
+    /// The endpoint's connection, made on first use (it connects when
+    /// first called, and again after it drops).
+    fn channel(&self, endpoint: &str, settings: &HealthSettings) -> Option<Channel> {
+        if let Some(channel) = lock(&self.channels).get(endpoint) {
+            return Some(channel.clone());
+        }
+        let mut target = Endpoint::from_shared(endpoint.to_owned())
+            .ok()?
+            .connect_timeout(settings.timeout);
         if endpoint.starts_with("https://")
             && let Some(tls) = &self.tls
         {
-            match target.tls_config(tls.clone()) {
-                Ok(with_tls) => target = with_tls,
-                Err(_) => return false,
-            }
+            target = target.tls_config(tls.clone()).ok()?;
         }
+        let channel = target.connect_lazy();
+        lock(&self.channels).insert(endpoint.to_owned(), channel.clone());
+        Some(channel)
+    }
+
+    /// Whether the instance answered SERVING within the timeout.
+    async fn probe(&self, endpoint: &str, settings: &HealthSettings) -> bool {
+        let Some(channel) = self.channel(endpoint, settings) else {
+            return false;
+        };
         let asked = async {
-            let channel = target.connect().await.ok()?;
             let answer = HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: settings.service.clone(),

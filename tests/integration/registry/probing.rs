@@ -1,24 +1,34 @@
 //! Active health probing over gRPC: a real `grpc.health.v1` server as the
 //! instance, stopped while the registry probes it.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use plinth_client::{
     prost_types,
     registry::v1::{
-        HealthCheck, InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
+        DiscoverInstancesRequest, HealthCheck, InstanceStatus, ModuleManifest,
+        RegisterInstanceRequest, RegisterModuleRequest,
     },
 };
-use plinth_tests::{Backend, Sandbox};
+use plinth_tests::{Backend, Clients, Sandbox};
 
 use super::instances::{discovered, discovery, heartbeat, module_clients, register, registration};
 
-crate::on_both_backends!(a_stopped_instance_is_probed_not_serving_within_three_intervals);
+crate::on_both_backends!(
+    a_stopped_instance_is_probed_not_serving_within_three_intervals,
+    a_probed_down_instance_that_answers_again_is_serving_within_three_intervals,
+);
 
-/// A `grpc.health.v1` server answering SERVING until `stop` is sent.
-async fn healthy_instance() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+/// Probes every second, time out after 300 ms, two failures mark down.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// A `grpc.health.v1` server on `address` answering SERVING until `stop`
+/// is sent.
+async fn healthy_instance(address: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -36,12 +46,34 @@ async fn healthy_instance() -> (String, tokio::sync::oneshot::Sender<()>) {
             )
             .await
     });
-    (format!("http://{address}"), stop)
+    stop
 }
 
-async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend: Backend) {
-    let sandbox = Sandbox::start(backend).await;
-    let interval = Duration::from_secs(1);
+/// Waits up to ten intervals for `found` to list the instance; how long.
+async fn until_listed(crm: &mut Clients, found: DiscoverInstancesRequest, id: &str) -> Duration {
+    let started = Instant::now();
+    while !discovered(crm, found.clone())
+        .await
+        .iter()
+        .any(|listed| listed == id)
+        && started.elapsed() < 10 * INTERVAL
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+/// `crm` probed as [`INTERVAL`] says, with a serving instance at a health
+/// server of its own: the module's clients, the instance's id and address,
+/// and what stops the health server.
+async fn probed_instance(
+    sandbox: &Sandbox,
+) -> (
+    Clients,
+    String,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let mut operator = sandbox.operator().await;
     operator
         .registry
@@ -67,12 +99,17 @@ async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend
         })
         .await
         .unwrap();
-    let mut crm = module_clients(&sandbox, "crm").await;
-    let (endpoint, stop) = healthy_instance().await;
+    let mut crm = module_clients(sandbox, "crm").await;
+    let address = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stop = healthy_instance(address).await;
     let id = register(
         &mut crm,
         RegisterInstanceRequest {
-            endpoint,
+            endpoint: format!("http://{address}"),
             ..registration("probed")
         },
     )
@@ -80,18 +117,17 @@ async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend
     heartbeat(&mut crm, &id, InstanceStatus::Serving)
         .await
         .unwrap();
-    tokio::time::sleep(2 * interval).await;
+    (crm, id, address, stop)
+}
+
+async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend: Backend) {
+    let sandbox = Sandbox::start(backend).await;
+    let (mut crm, id, _, stop) = probed_instance(&sandbox).await;
+    tokio::time::sleep(2 * INTERVAL).await;
     let while_up = discovered(&mut crm, discovery(&[])).await;
 
     stop.send(()).unwrap();
-    let stopped_at = Instant::now();
-    let not_serving = discovery(&[InstanceStatus::NotServing]);
-    while discovered(&mut crm, not_serving.clone()).await.is_empty()
-        && stopped_at.elapsed() < 10 * interval
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let marked_after = stopped_at.elapsed();
+    let marked_after = until_listed(&mut crm, discovery(&[InstanceStatus::NotServing]), &id).await;
 
     assert_eq!(
         while_up,
@@ -99,7 +135,28 @@ async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend
         "probes that pass keep it serving"
     );
     assert!(
-        marked_after <= 3 * interval,
+        marked_after <= 3 * INTERVAL,
         "marked not serving after {marked_after:?}"
+    );
+}
+
+async fn a_probed_down_instance_that_answers_again_is_serving_within_three_intervals(
+    backend: Backend,
+) {
+    let sandbox = Sandbox::start(backend).await;
+    let (mut crm, id, address, stop) = probed_instance(&sandbox).await;
+    stop.send(()).unwrap();
+    let marked_down = until_listed(&mut crm, discovery(&[InstanceStatus::NotServing]), &id).await;
+
+    let _answering = healthy_instance(address).await;
+    let recovered_after = until_listed(&mut crm, discovery(&[InstanceStatus::Serving]), &id).await;
+
+    assert!(
+        marked_down <= 3 * INTERVAL,
+        "marked down after {marked_down:?}"
+    );
+    assert!(
+        recovered_after <= 3 * INTERVAL,
+        "serving again after {recovered_after:?}"
     );
 }
