@@ -69,7 +69,9 @@ impl DevCa {
         &self.certificate_pem
     }
 
-    /// A server certificate for localhost, 127.0.0.1 and ::1.
+    /// A server certificate for localhost, 127.0.0.1 and ::1; it also
+    /// authenticates the server as a client, as when the core probes module
+    /// instances over mTLS.
     pub fn server_certificate(&self) -> Result<PemPair, rcgen::Error> {
         let mut params = CertificateParams::new([
             "localhost".to_owned(),
@@ -77,7 +79,10 @@ impl DevCa {
             "::1".to_owned(),
         ])?;
         params.distinguished_name = distinguished_name("plinth server");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         self.sign(params)
     }
 

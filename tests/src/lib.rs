@@ -377,7 +377,18 @@ impl Sandbox {
 
     /// Clients that present `credentials` on every call.
     pub async fn clients_with(&self, credentials: Credentials) -> Clients {
-        let channel = self.channel().await;
+        Clients::over(self.channel().await, credentials)
+    }
+
+    /// Clients with the bootstrap operator key.
+    pub async fn operator(&self) -> Clients {
+        self.clients(&self.operator_key).await
+    }
+}
+
+impl Clients {
+    /// Clients on `channel` (plaintext or TLS) presenting `credentials`.
+    pub fn over(channel: Channel, credentials: Credentials) -> Clients {
         Clients {
             auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
                 channel.clone(),
@@ -396,11 +407,6 @@ impl Sandbox {
                 credentials,
             ),
         }
-    }
-
-    /// Clients with the bootstrap operator key.
-    pub async fn operator(&self) -> Clients {
-        self.clients(&self.operator_key).await
     }
 }
 

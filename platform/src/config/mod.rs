@@ -70,7 +70,10 @@ pub struct Config {
 }
 
 /// The server certificate and, for mTLS, the CA that client certificates
-/// must chain to. Each key merges across layers on its own.
+/// must chain to. With both, the server also calls module instances (health
+/// probes) over mTLS: it trusts that CA for their certificates and presents
+/// its own, which must therefore allow client authentication too. Each key
+/// merges across layers on its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

@@ -13,7 +13,9 @@ use plinth_client::{
         RegisterInstanceRequest, RegisterModuleRequest,
     },
 };
-use plinth_tests::{Backend, Clients, Sandbox};
+use plinth_platform::{certs::DevCa, identity::certificate::CertificateIdentity};
+use plinth_tests::{Backend, Clients, Credentials, Sandbox, tls_config};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use super::instances::{discovered, discovery, heartbeat, module_clients, register, registration};
 
@@ -28,15 +30,27 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// A `grpc.health.v1` server on `address` answering SERVING until `stop`
 /// is sent.
 async fn healthy_instance(address: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+    healthy_instance_with(address, None).await
+}
+
+/// Like [`healthy_instance`], over TLS when `tls` is given.
+async fn healthy_instance_with(
+    address: SocketAddr,
+    tls: Option<ServerTlsConfig>,
+) -> tokio::sync::oneshot::Sender<()> {
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).unwrap();
+    }
     tokio::spawn(async move {
         let _reporter = reporter;
-        tonic::transport::Server::builder()
+        builder
             .add_service(health)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -74,7 +88,34 @@ async fn probed_instance(
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut operator = sandbox.operator().await;
+    register_probed_crm(&mut sandbox.operator().await).await;
+    let mut crm = module_clients(sandbox, "crm").await;
+    let address = free_address().await;
+    let stop = healthy_instance(address).await;
+    let id = register(
+        &mut crm,
+        RegisterInstanceRequest {
+            endpoint: format!("http://{address}"),
+            ..registration("probed")
+        },
+    )
+    .await;
+    heartbeat(&mut crm, &id, InstanceStatus::Serving)
+        .await
+        .unwrap();
+    (crm, id, address, stop)
+}
+
+async fn free_address() -> SocketAddr {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Registers `crm`, probed as [`INTERVAL`] says.
+async fn register_probed_crm(operator: &mut Clients) {
     operator
         .registry
         .register_module(RegisterModuleRequest {
@@ -99,25 +140,6 @@ async fn probed_instance(
         })
         .await
         .unwrap();
-    let mut crm = module_clients(sandbox, "crm").await;
-    let address = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let stop = healthy_instance(address).await;
-    let id = register(
-        &mut crm,
-        RegisterInstanceRequest {
-            endpoint: format!("http://{address}"),
-            ..registration("probed")
-        },
-    )
-    .await;
-    heartbeat(&mut crm, &id, InstanceStatus::Serving)
-        .await
-        .unwrap();
-    (crm, id, address, stop)
 }
 
 async fn a_stopped_instance_is_probed_not_serving_within_three_intervals(backend: Backend) {
@@ -158,5 +180,84 @@ async fn a_probed_down_instance_that_answers_again_is_serving_within_three_inter
     assert!(
         recovered_after <= 3 * INTERVAL,
         "serving again after {recovered_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_probed_over_mtls_with_the_cores_certificate() {
+    plinth_tests::install_crypto_provider();
+    let ca = DevCa::generate("plinth ca").unwrap();
+    let stranger = DevCa::generate("another ca").unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: &str| {
+        let path = directory.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    };
+    let server = ca.server_certificate().unwrap();
+    let tls = tls_config(
+        write("server.pem", &server.certificate),
+        write("server.key", &server.private_key),
+        Some(write("ca.pem", ca.certificate_pem())),
+    );
+    let sandbox = Sandbox::start_with(Backend::Sqlite, |config| config.tls = tls).await;
+    let operator_certificate = ca
+        .client_certificate(&CertificateIdentity::Operator("ops".to_owned()))
+        .unwrap();
+    let channel = Endpoint::from_shared(format!("https://{}", sandbox.address))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca.certificate_pem()))
+                .domain_name("localhost")
+                .identity(Identity::from_pem(
+                    operator_certificate.certificate,
+                    operator_certificate.private_key,
+                )),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut operator = Clients::over(channel, Credentials::api_key(&sandbox.operator_key));
+    register_probed_crm(&mut operator).await;
+    let mut instances = Vec::new();
+    for (key, trusted) in [("trusts-the-core", &ca), ("trusts-another-ca", &stranger)] {
+        let address = free_address().await;
+        let instance = ca.server_certificate().unwrap();
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                instance.certificate,
+                instance.private_key,
+            ))
+            .client_ca_root(Certificate::from_pem(trusted.certificate_pem()));
+        let stop = healthy_instance_with(address, Some(tls)).await;
+        let id = register(
+            &mut operator,
+            RegisterInstanceRequest {
+                endpoint: format!("https://{address}"),
+                ..registration(key)
+            },
+        )
+        .await;
+        heartbeat(&mut operator, &id, InstanceStatus::Serving)
+            .await
+            .unwrap();
+        instances.push((id, stop));
+    }
+
+    tokio::time::sleep(3 * INTERVAL + Duration::from_millis(500)).await;
+
+    let serving = discovered(&mut operator, discovery(&[InstanceStatus::Serving])).await;
+    let not_serving = discovered(&mut operator, discovery(&[InstanceStatus::NotServing])).await;
+    assert_eq!(
+        serving,
+        [instances[0].0.clone()],
+        "the instance that trusts the core's CA answers its probes"
+    );
+    assert_eq!(
+        not_serving,
+        [instances[1].0.clone()],
+        "one that trusts another CA refuses the core's certificate"
     );
 }
