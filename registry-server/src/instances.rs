@@ -41,6 +41,10 @@ pub const KEEP_CHANGES: Duration = Duration::from_secs(3600);
 /// How often changes older than that are forgotten.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
 
+/// Instances one module runs at once (registered, lease running or not
+/// yet swept).
+pub const MAX_INSTANCES_PER_MODULE: usize = 1_000;
+
 pub const MIN_LEASE: Duration = Duration::from_secs(5);
 pub const MAX_LEASE: Duration = Duration::from_secs(300);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -118,6 +122,15 @@ impl Instances {
         self.catalog
             .registered_version(&asked.module_id, &asked.version)
             .await?;
+        let (running, again) = self
+            .feed
+            .instances_of(&asked.module_id, &asked.instance_key);
+        if running >= MAX_INSTANCES_PER_MODULE && !again {
+            return Err(ApiError::FailedPrecondition {
+                resource_type: "module",
+                state: format!("running its limit of {MAX_INSTANCES_PER_MODULE} instances"),
+            });
+        }
         let now = clock::now();
         let record = InstanceRecord {
             instance_id: Uuid::now_v7(),

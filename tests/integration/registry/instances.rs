@@ -463,3 +463,44 @@ async fn bad_instance_inputs_are_field_violations(backend: Backend) {
         assert_eq!(violated_fields(&refused), [field]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_runs_at_most_a_thousand_instances() {
+    let sandbox = Sandbox::start(Backend::Sqlite).await;
+    let crm = with_crm(&sandbox).await;
+    let (registered, refused) = plinth_tests::all_at_once(1_000, |index| {
+        let mut crm = crm.clone();
+        async move {
+            crm.registry
+                .register_instance(registration(&format!("host-{index}")))
+                .await
+        }
+    })
+    .await;
+    let mut crm = crm.clone();
+
+    let beyond = crm
+        .registry
+        .register_instance(registration("host-1000"))
+        .await
+        .unwrap_err();
+    let again = crm.registry.register_instance(registration("host-7")).await;
+    let first = register(&mut crm, registration("host-0")).await;
+    crm.registry
+        .deregister_instance(DeregisterInstanceRequest { instance_id: first })
+        .await
+        .unwrap();
+    let after_one_left = crm
+        .registry
+        .register_instance(registration("host-1000"))
+        .await;
+
+    assert_eq!((registered, refused.len()), (1_000, 0));
+    assert_refusal(
+        &beyond,
+        Code::FailedPrecondition,
+        "ERROR_REASON_FAILED_PRECONDITION",
+    );
+    assert!(again.is_ok(), "a known key registers again: {again:?}");
+    assert!(after_one_left.is_ok(), "{after_one_left:?}");
+}
