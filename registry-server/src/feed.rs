@@ -28,7 +28,7 @@ pub const POLL_EVERY: Duration = Duration::from_secs(1);
 pub const CHANGES_PER_READ: i64 = 500;
 /// Changes a watcher may fall behind the broadcast before it catches up
 /// from the store instead.
-const BROADCAST_CAPACITY: usize = 4096;
+const BROADCAST_CAPACITY: usize = 1024;
 /// How long a write waits for this replica's view to include it.
 const OWN_WRITE_WAIT: Duration = Duration::from_secs(2);
 /// Wait before reading the log again after a failure.

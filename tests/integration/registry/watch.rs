@@ -30,6 +30,7 @@ crate::on_both_backends!(
     a_forgotten_revision_gets_a_resync,
     a_large_snapshot_comes_in_parts,
     a_silent_watch_gets_checkpoints_that_advance,
+    a_watcher_that_stops_reading_holds_no_writer_and_later_gets_every_change_once,
     bad_watch_requests_are_refused,
 );
 
@@ -299,6 +300,56 @@ async fn a_silent_watch_gets_checkpoints_that_advance(backend: Backend) {
         at + 1,
         "the other module's change moves the checkpoint"
     );
+}
+
+async fn a_watcher_that_stops_reading_holds_no_writer_and_later_gets_every_change_once(
+    backend: Backend,
+) {
+    // 2,000 changes of about 7 kB each (the labels) while the stream is not
+    // read: more than HTTP/2 flow control, the stream's queue and the
+    // feed's broadcast (1,024 changes) hold together, so the watcher falls
+    // behind and catches up from the log.
+    const FLIPS: u64 = 2_000;
+    let sandbox = Sandbox::start(backend).await;
+    let mut crm = with_crm(&sandbox).await;
+    let labelled = RegisterInstanceRequest {
+        labels: (0..32)
+            .map(|index| (format!("label-{index}"), "v".repeat(200)))
+            .collect(),
+        ..registration("host-1")
+    };
+    let id = register(&mut crm, labelled).await;
+    let mut stream = watch(&mut crm, watching(&["crm"], None)).await;
+    let (at, _, _, _) = snapshot(&mut stream).await;
+
+    let writes = async {
+        for flip in 0..FLIPS {
+            let status = match flip % 2 {
+                0 => InstanceStatus::Draining,
+                _ => InstanceStatus::Serving,
+            };
+            heartbeat(&mut crm, &id, status).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), writes)
+        .await
+        .expect("writers never wait for a watcher");
+    let mut received = Vec::new();
+    for _ in 0..FLIPS {
+        let (revision, _, _, status) = next_change(&mut stream).await;
+        received.push((revision, status));
+    }
+
+    let expected: Vec<(u64, InstanceStatus)> = (1..=FLIPS)
+        .map(|flip| {
+            let status = match flip % 2 {
+                1 => InstanceStatus::Draining,
+                _ => InstanceStatus::Serving,
+            };
+            (at + flip, status)
+        })
+        .collect();
+    assert!(received == expected, "every change once, in order");
 }
 
 async fn bad_watch_requests_are_refused(backend: Backend) {
