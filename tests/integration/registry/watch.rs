@@ -473,3 +473,78 @@ async fn an_instance_deregistered_on_one_replica_is_gone_from_the_other() {
         "the other replica forgot it after {delay:?}"
     );
 }
+
+/// A `registry-server` of its own against `core`'s store and Redis; its
+/// address, and what stops it when dropped.
+async fn standalone_registry(core: &Sandbox) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(registry_server::run(core.config.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    (format!("http://{address}"), stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_standalone_registries_agree_on_leases_and_changes() {
+    let redis = TestRedis::new();
+    let core = Sandbox::start_with(Backend::Postgres, |config| redis.configure(config)).await;
+    with_crm(&core).await;
+    let key = plinth_tests::create_key(
+        &core,
+        plinth_platform::identity::api_keys::NewApiKey {
+            name: "crm".to_owned(),
+            module_id: Some("crm".to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+    .secret;
+    let (first, _stop_first) = standalone_registry(&core).await;
+    let (second, _stop_second) = standalone_registry(&core).await;
+    let mut registries = Vec::new();
+    for address in [first, second] {
+        let channel = tonic::transport::Endpoint::from_shared(address)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        registries.push(Clients::over(channel, Credentials::api_key(&key)));
+    }
+    let mut on_second = registries.pop().unwrap();
+    let mut on_first = registries.pop().unwrap();
+    let mut stream = watch(&mut on_second, watching(&["crm"], None)).await;
+    snapshot(&mut stream).await;
+
+    let registered_at = Instant::now();
+    let id = register(&mut on_first, registration("host-1")).await;
+    let (_, _, seen, _) = next_change(&mut stream).await;
+    let delay = registered_at.elapsed();
+    let renewed = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
+    let (_, _, _, reported) = next_change(&mut stream).await;
+    on_first
+        .registry
+        .deregister_instance(DeregisterInstanceRequest {
+            instance_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let (_, removal, _, _) = next_change(&mut stream).await;
+    let removed_at = Instant::now();
+    let mut after_removal = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
+    while after_removal.is_ok() && removed_at.elapsed() < ACROSS_REPLICAS {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        after_removal = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
+    }
+
+    assert_eq!(seen, id);
+    assert!(
+        delay < ACROSS_REPLICAS,
+        "reached the other registry after {delay:?}"
+    );
+    assert_eq!(renewed.unwrap(), InstanceStatus::Serving);
+    assert_eq!(reported, InstanceStatus::Serving);
+    assert_eq!(removal, InstanceEventKind::Removed);
+    assert_eq!(after_removal.unwrap_err().code(), Code::NotFound);
+}
