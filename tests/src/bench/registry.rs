@@ -1,5 +1,6 @@
 //! The registry's hot calls: heartbeats of a module's instances, and
-//! discovery of them, both by the module's own key.
+//! discovery of them, both by the module's own key; and, for scale, the
+//! same discovery answer from a bare tonic server.
 
 use std::sync::{
     Arc,
@@ -7,14 +8,16 @@ use std::sync::{
 };
 
 use plinth_client::registry::v1::{
-    DiscoverInstancesRequest, HeartbeatRequest, ModuleManifest, RegisterInstanceRequest,
-    RegisterModuleRequest, module_registry_service_client::ModuleRegistryServiceClient,
+    DiscoverInstancesRequest, DiscoverInstancesResponse, HeartbeatRequest, Instance,
+    InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
+    module_registry_service_client::ModuleRegistryServiceClient,
+    module_registry_service_server::ModuleRegistryService,
 };
 use tonic::transport::Channel;
 
 use super::{
     Load, Measurement, ServerProcess,
-    report::{DISCOVER, HEARTBEAT},
+    report::{DISCOVER, DISCOVER_BARE, HEARTBEAT},
 };
 use crate::Credentials;
 
@@ -73,8 +76,46 @@ pub async fn populate(
     Ok(ids)
 }
 
+/// What the echo process answers DiscoverInstances with: as many instances
+/// as core-server's answer, of the same shape and about the same size, with
+/// no identity, store or view behind it.
+pub struct SameAnswer(DiscoverInstancesResponse);
+
+impl SameAnswer {
+    pub fn new(module_id: &str, endpoint: &str) -> SameAnswer {
+        let now = plinth_platform::clock::timestamp(chrono::Utc::now());
+        SameAnswer(DiscoverInstancesResponse {
+            instances: (0..INSTANCES)
+                .map(|index| Instance {
+                    instance_id: uuid::Uuid::now_v7().to_string(),
+                    module_id: module_id.to_owned(),
+                    version: "1.0.0".to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    labels: Default::default(),
+                    status: InstanceStatus::Serving.into(),
+                    registered_at: Some(now),
+                    last_heartbeat_at: Some(now),
+                    lease_expires_at: Some(now),
+                    instance_key: format!("bench-{index}"),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl ModuleRegistryService for SameAnswer {
+    async fn discover_instances(
+        &self,
+        _request: tonic::Request<DiscoverInstancesRequest>,
+    ) -> Result<tonic::Response<DiscoverInstancesResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+}
+
 pub async fn measure(
     load: Load,
+    (echo, echo_channels): (&ServerProcess, &[Channel]),
     core: &ServerProcess,
     channels: &[Channel],
     module_id: &str,
@@ -102,27 +143,29 @@ pub async fn measure(
         }
     })
     .await;
-    let module_id = module_id.to_owned();
-    let discover = super::measure(DISCOVER, core, channels, load, |channel| {
-        let (client, module_id) = (client_of(channel), module_id.clone());
-        move || {
-            let mut client = client.clone();
-            let request = DiscoverInstancesRequest {
-                module_id: module_id.clone(),
-                ..DiscoverInstancesRequest::default()
-            };
-            async move {
-                let found = client.discover_instances(request).await?.into_inner();
-                if found.instances.len() == INSTANCES {
-                    Ok(())
-                } else {
-                    Err(tonic::Status::internal(
-                        "discovery missed serving instances",
-                    ))
+    let discover = |name, server, channels| {
+        super::measure(name, server, channels, load, |channel| {
+            let (client, module_id) = (client_of(channel), module_id.to_owned());
+            move || {
+                let mut client = client.clone();
+                let request = DiscoverInstancesRequest {
+                    module_id: module_id.clone(),
+                    ..DiscoverInstancesRequest::default()
+                };
+                async move {
+                    let found = client.discover_instances(request).await?.into_inner();
+                    if found.instances.len() == INSTANCES {
+                        Ok(())
+                    } else {
+                        Err(tonic::Status::internal(
+                            "discovery missed serving instances",
+                        ))
+                    }
                 }
             }
-        }
-    })
-    .await;
-    vec![heartbeat, discover]
+        })
+    };
+    let discovered = discover(DISCOVER, core, channels).await;
+    let bare = discover(DISCOVER_BARE, echo, echo_channels).await;
+    vec![heartbeat, discovered, bare]
 }

@@ -22,6 +22,7 @@ pub const LIST_PERMISSIONS: &str = "ListUserPermissions";
 pub const CHECK_COMPILED: &str = "Check (compiled from the store)";
 pub const HEARTBEAT: &str = "Heartbeat";
 pub const DISCOVER: &str = "DiscoverInstances (8 serving)";
+pub const DISCOVER_BARE: &str = "bare tonic, same 8-instance answer";
 
 /// A target an RPC must meet, relative to the baseline.
 struct Target {
@@ -226,6 +227,23 @@ pub fn report_targets(
                     / find(round, VERIFY_SEEN).latency_micros(0.99) as f64
             })
             .collect(),
+    );
+    let same_answer = |ratio: fn(&Ratios) -> f64| {
+        median(
+            rounds
+                .iter()
+                .map(|(round, _)| {
+                    let bare = Ratios::of(find(round, DISCOVER_BARE), &round[0]);
+                    ratio(&Ratios::of(find(round, DISCOVER), &round[0])) / ratio(&bare)
+                })
+                .collect(),
+        )
+    };
+    println!(
+        "for scale: {DISCOVER} against a bare tonic server giving the same answer: \
+         throughput {:.3} x, server cpu/call {:.3} x",
+        same_answer(|ratio| ratio.throughput),
+        same_answer(|ratio| ratio.cpu),
     );
     println!(
         "target VerifyToken p99 during a login storm: {storm_p99:.3} x idle (<= 2.00): {}",

@@ -26,6 +26,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
+use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
 use plinth_client::{
     auth::v1::{
         CreateApiKeyRequest, VerifyTokenRequest, WhoAmIRequest,
@@ -194,14 +195,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The bare tonic server the RPCs are compared with: same transport
-/// settings as core-server, no identity, no store.
+/// settings as core-server, no identity, no store. It also answers
+/// DiscoverInstances with a fixed answer of the bench's size.
 fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let (_reporter, health) = tonic_health::server::health_reporter();
+        let same_answer =
+            bench::registry::SameAnswer::new(BENCH_MODULE, &format!("http://{listen}"));
         tonic::transport::Server::builder()
             .max_concurrent_streams(Config::default().max_concurrent_calls_per_connection)
             .add_service(health)
+            .add_service(ModuleRegistryServiceServer::new(same_answer))
             .serve_with_incoming(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             )
@@ -487,6 +492,7 @@ async fn measure_round(
     measurements.extend(
         bench::registry::measure(
             load,
+            (&fixture.echo, &echo_channels),
             &fixture.core,
             &core_channels,
             BENCH_MODULE,
