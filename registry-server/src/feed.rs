@@ -122,21 +122,6 @@ impl Feed {
         (view.revision, instances, self.changes.subscribe())
     }
 
-    /// How many instances of `module_id` the view holds, and whether one of
-    /// them registered under `instance_key`.
-    pub fn instances_of(&self, module_id: &str, instance_key: &str) -> (usize, bool) {
-        lock(&self.view)
-            .instances
-            .values()
-            .filter(|instance| instance.module_id == module_id)
-            .fold((0, false), |(count, holds_key), instance| {
-                (
-                    count + 1,
-                    holds_key || instance.instance_key == instance_key,
-                )
-            })
-    }
-
     /// A receiver of every change read from now on: each change after the
     /// store's current revision, at least.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<InstanceChange>> {

@@ -43,7 +43,7 @@ const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// Instances one module runs at once (registered, lease running or not
 /// yet swept).
-pub const MAX_INSTANCES_PER_MODULE: usize = 1_000;
+pub const MAX_INSTANCES_PER_MODULE: i64 = 1_000;
 
 pub const MIN_LEASE: Duration = Duration::from_secs(5);
 pub const MAX_LEASE: Duration = Duration::from_secs(300);
@@ -122,15 +122,6 @@ impl Instances {
         self.catalog
             .registered_version(&asked.module_id, &asked.version)
             .await?;
-        let (running, again) = self
-            .feed
-            .instances_of(&asked.module_id, &asked.instance_key);
-        if running >= MAX_INSTANCES_PER_MODULE && !again {
-            return Err(ApiError::FailedPrecondition {
-                resource_type: "module",
-                state: format!("running its limit of {MAX_INSTANCES_PER_MODULE} instances"),
-            });
-        }
         let now = clock::now();
         let record = InstanceRecord {
             instance_id: Uuid::now_v7(),
@@ -151,7 +142,13 @@ impl Instances {
             &record,
         );
         let mut tx = self.store.begin().await?;
-        let (stored, revision) = instances::register(&mut tx, &record, event).await?;
+        let (stored, revision) =
+            instances::register(&mut tx, &record, MAX_INSTANCES_PER_MODULE, event)
+                .await?
+                .ok_or_else(|| ApiError::FailedPrecondition {
+                    resource_type: "module",
+                    state: format!("running its limit of {MAX_INSTANCES_PER_MODULE} instances"),
+                })?;
         tx.commit().await?;
         self.announce(revision).await;
         lock(&self.renewals).remove(&stored.instance_id);

@@ -103,12 +103,32 @@ macro_rules! instance_columns {
 
 /// Registers an instance, or (same module and key) replaces its version,
 /// endpoint, labels and lease; returns it as stored (the first
-/// registration's id and time are kept) with the change's revision.
+/// registration's id and time are kept) with the change's revision. None
+/// when the module already runs `max_per_module` instances under other
+/// keys: the module's row is locked first, so registrations running at
+/// once count each other.
 pub async fn register(
     tx: &mut Tx,
     instance: &InstanceRecord,
+    max_per_module: i64,
     audit: AuditDraft,
-) -> Result<(InstanceRecord, i64), StoreError> {
+) -> Result<Option<(InstanceRecord, i64)>, StoreError> {
+    let others: i64 = in_tx!(tx, connection => {
+        sqlx::query("UPDATE modules SET updated_at = updated_at WHERE module_id = $1")
+            .bind(&instance.module_id)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM module_instances WHERE module_id = $1 AND instance_key <> $2",
+        )
+        .bind(&instance.module_id)
+        .bind(&instance.instance_key)
+        .fetch_one(&mut *connection)
+        .await?
+    });
+    if others >= max_per_module {
+        return Ok(None);
+    }
     let stored: InstanceRecord = in_tx!(tx, connection => {
         sqlx::query_as(concat!(
             "INSERT INTO module_instances (",
@@ -137,7 +157,7 @@ pub async fn register(
     });
     let revision = record_change(tx, false, &stored).await?;
     super::audit_log::append(tx, audit).await?;
-    Ok((stored, revision))
+    Ok(Some((stored, revision)))
 }
 
 /// Writes a status change; the change's revision.

@@ -25,6 +25,7 @@ crate::on_both_backends!(
     a_rolled_back_change_takes_no_revision,
     concurrent_changes_take_contiguous_revisions,
     forgotten_changes_leave_the_revision_and_the_newest,
+    registrations_beyond_the_modules_limit_are_refused,
 );
 
 async fn with_module(store: &Store) {
@@ -74,10 +75,11 @@ fn instance(key: &str, lease_until: DateTime<Utc>) -> InstanceRecord {
 
 async fn registered(store: &Store, record: &InstanceRecord) -> InstanceRecord {
     committed(store, async |tx| {
-        instances::register(tx, record, event("registry.instance.registered", None)).await
+        instances::register(tx, record, 100, event("registry.instance.registered", None)).await
     })
     .await
     .unwrap()
+    .expect("under the limit")
     .0
 }
 
@@ -284,9 +286,11 @@ async fn a_rolled_back_change_takes_no_revision(backend: Backend) {
     let (_, taken) = instances::register(
         &mut tx,
         &abandoned,
+        100,
         event("registry.instance.registered", None),
     )
     .await
+    .unwrap()
     .unwrap();
     drop(tx);
 
@@ -363,4 +367,36 @@ async fn forgotten_changes_leave_the_revision_and_the_newest(backend: Backend) {
         .collect();
     assert_eq!((forgotten, kept), (1, vec![2]));
     assert_eq!(store.instances.revision().await.unwrap(), 2);
+}
+
+async fn registrations_beyond_the_modules_limit_are_refused(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    with_module(&store).await;
+    let attempt = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            committed(&store, async |tx| {
+                let record = instance(key, clock::now() + Duration::seconds(30));
+                let event = event("registry.instance.registered", None);
+                instances::register(tx, &record, 2, event).await
+            })
+            .await
+            .unwrap()
+            .is_some()
+        }
+    };
+
+    let outcomes = [
+        attempt("host-1").await,
+        attempt("host-2").await,
+        attempt("host-3").await,
+        attempt("host-1").await,
+    ];
+
+    assert_eq!(
+        outcomes,
+        [true, true, false, true],
+        "a third key is refused, a known one registers again"
+    );
+    assert_eq!(store.instances.revision().await.unwrap(), 3);
 }
