@@ -8,9 +8,9 @@ use plinth_client::auth::v1::{
 };
 use plinth_platform::{
     certs::{DevCa, write_dev_certificates},
-    identity::{api_keys::NewApiKey, certificate::CertificateIdentity},
+    identity::certificate::CertificateIdentity,
 };
-use plinth_tests::{Backend, Credentials, Sandbox, create_key, error_reason, tls_config};
+use plinth_tests::{Backend, Credentials, Sandbox, error_reason, module_key, tls_config};
 use tonic::{
     Code,
     transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
@@ -83,19 +83,6 @@ fn operator_identity(ca: &DevCa) -> Identity {
         .client_certificate(&CertificateIdentity::Operator("ops".to_owned()))
         .unwrap();
     Identity::from_pem(pair.certificate, pair.private_key)
-}
-
-async fn module_key(sandbox: &Sandbox, module: &str) -> String {
-    create_key(
-        sandbox,
-        NewApiKey {
-            name: module.to_owned(),
-            module_id: Some(module.to_owned()),
-            ..NewApiKey::default()
-        },
-    )
-    .await
-    .secret
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,14 +13,11 @@ use plinth_client::tenant::v1::{SetTenantStatusRequest, SignupRequest, TenantSta
 use plinth_platform::{
     audit::Actor,
     clock,
-    identity::{
-        api_keys::NewApiKey,
-        tokens::{AccessClaims, encode},
-    },
+    identity::tokens::{AccessClaims, encode},
     store::signing_keys::SigningKeyRecord,
 };
 use plinth_tests::{
-    Backend, Credentials, Sandbox, all_at_once, create_key, error_reason, violated_fields,
+    Backend, Credentials, Sandbox, all_at_once, error_reason, module_key, violated_fields,
 };
 use ring::{
     rand::SystemRandom,
@@ -90,19 +87,6 @@ pub async fn tokens(sandbox: &Sandbox, tenant_code: &str, email: &str) -> TokenP
         .unwrap()
 }
 
-async fn module_key(sandbox: &Sandbox) -> String {
-    create_key(
-        sandbox,
-        NewApiKey {
-            name: "crm".to_owned(),
-            module_id: Some("crm".to_owned()),
-            ..NewApiKey::default()
-        },
-    )
-    .await
-    .secret
-}
-
 async fn verify(
     sandbox: &Sandbox,
     key: &str,
@@ -146,7 +130,7 @@ async fn the_whole_flow_from_signup_to_logout(backend: Backend) {
         .expect("a tenant admin creates users in its tenant");
 
     let session = tokens(&sandbox, "initech", "milton@initech.example").await;
-    let key = module_key(&sandbox).await;
+    let key = module_key(&sandbox, "crm").await;
     let verified = verify(&sandbox, &key, &session.access_token).await.unwrap();
     assert_eq!(verified.tenant_id, initech);
     assert_eq!(verified.email, "milton@initech.example");
@@ -259,7 +243,7 @@ async fn forged_and_broken_tokens_are_refused(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     sign_up(&sandbox, "initech").await;
     let session = tokens(&sandbox, "initech", "admin@initech.example").await;
-    let key = module_key(&sandbox).await;
+    let key = module_key(&sandbox, "crm").await;
     let genuine = verify(&sandbox, &key, &session.access_token).await.unwrap();
 
     // Publish two keys the test holds: one rotated out an hour ago (long past
@@ -383,7 +367,7 @@ async fn suspending_a_tenant_stops_its_logins_and_its_tokens(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let tenant_id = sign_up(&sandbox, "initech").await;
     let session = tokens(&sandbox, "initech", "admin@initech.example").await;
-    let key = module_key(&sandbox).await;
+    let key = module_key(&sandbox, "crm").await;
     verify(&sandbox, &key, &session.access_token).await.unwrap();
 
     let mut operator = sandbox.operator().await;
@@ -494,7 +478,7 @@ async fn disabling_a_user_ends_its_sessions(backend: Backend) {
         .await
         .unwrap();
     let session = tokens(&sandbox, "initech", "milton@initech.example").await;
-    let key = module_key(&sandbox).await;
+    let key = module_key(&sandbox, "crm").await;
     let me = verify(&sandbox, &key, &session.access_token).await.unwrap();
 
     operator

@@ -1,7 +1,7 @@
 //! Reading the instance calls: every field bounded, every bad field
 //! reported at once.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
 use plinth_client::{
     prost_types,
@@ -61,14 +61,13 @@ pub fn new_instance(asked: RegisterInstanceRequest) -> Result<NewInstance, ApiEr
         );
     }
     labels(&mut violations, "labels", &asked.labels);
-    let lease = match asked.lease_ttl.map(Duration::try_from) {
-        None => DEFAULT_LEASE,
-        Some(Ok(lease)) if (MIN_LEASE..=MAX_LEASE).contains(&lease) => lease,
-        Some(_) => {
-            violations.push("lease_ttl", "must be 5 s to 5 min");
-            DEFAULT_LEASE
-        }
-    };
+    let lease = bounded_duration(
+        &mut violations,
+        "lease_ttl",
+        asked.lease_ttl,
+        (MIN_LEASE..=MAX_LEASE, DEFAULT_LEASE),
+        "must be 5 s to 5 min",
+    );
     violations.into_result()?;
     Ok(NewInstance {
         module_id: asked.module_id,
@@ -143,20 +142,38 @@ pub fn watch_request(asked: WatchInstancesRequest) -> Result<WatchRequest, ApiEr
             }
         }
     }
-    let checkpoint_every = match asked.checkpoint_interval.map(Duration::try_from) {
-        None => DEFAULT_CHECKPOINT,
-        Some(Ok(every)) if (MIN_CHECKPOINT..=MAX_CHECKPOINT).contains(&every) => every,
-        Some(_) => {
-            violations.push("checkpoint_interval", "must be 1 s to 5 min");
-            DEFAULT_CHECKPOINT
-        }
-    };
+    let checkpoint_every = bounded_duration(
+        &mut violations,
+        "checkpoint_interval",
+        asked.checkpoint_interval,
+        (MIN_CHECKPOINT..=MAX_CHECKPOINT, DEFAULT_CHECKPOINT),
+        "must be 1 s to 5 min",
+    );
     violations.into_result()?;
     Ok(WatchRequest {
         module_ids: asked.module_ids,
         after_revision: asked.after_revision,
         checkpoint_every,
     })
+}
+
+/// The duration asked when it lies within `bounds` (the default when
+/// unset); a violation of `field` saying `rule` otherwise.
+fn bounded_duration(
+    violations: &mut Violations,
+    field: &str,
+    asked: Option<prost_types::Duration>,
+    (bounds, default): (RangeInclusive<Duration>, Duration),
+    rule: &str,
+) -> Duration {
+    match asked.map(Duration::try_from) {
+        None => default,
+        Some(Ok(asked)) if bounds.contains(&asked) => asked,
+        Some(_) => {
+            violations.push(field, rule);
+            default
+        }
+    }
 }
 
 pub fn watch_event(event: WatchEvent) -> WatchInstancesResponse {

@@ -10,8 +10,7 @@ use plinth_client::{
         InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
     },
 };
-use plinth_platform::identity::api_keys::NewApiKey;
-use plinth_tests::{Backend, Clients, Sandbox, assert_refusal, create_key, violated_fields};
+use plinth_tests::{Backend, Clients, Sandbox, assert_refusal, module_key, violated_fields};
 use tonic::Code;
 
 crate::on_both_backends!(
@@ -43,17 +42,7 @@ pub async fn with_crm(sandbox: &Sandbox) -> Clients {
 }
 
 pub async fn module_clients(sandbox: &Sandbox, module_id: &str) -> Clients {
-    let key = create_key(
-        sandbox,
-        NewApiKey {
-            name: module_id.to_owned(),
-            module_id: Some(module_id.to_owned()),
-            ..NewApiKey::default()
-        },
-    )
-    .await
-    .secret;
-    sandbox.clients(&key).await
+    sandbox.clients(&module_key(sandbox, module_id).await).await
 }
 
 pub fn registration(key: &str) -> RegisterInstanceRequest {

@@ -12,7 +12,7 @@ use plinth_client::{
     },
 };
 use plinth_tests::{
-    Backend, Clients, Credentials, Sandbox, TestRedis, assert_refusal, violated_fields,
+    Backend, Clients, Credentials, Sandbox, TestRedis, assert_refusal, module_key, violated_fields,
 };
 use tonic::{Code, codec::Streaming};
 
@@ -146,12 +146,7 @@ async fn a_watch_starts_with_a_snapshot_then_follows_its_modules_changes(backend
     heartbeat(&mut crm, &first, InstanceStatus::Serving)
         .await
         .unwrap();
-    crm.registry
-        .deregister_instance(DeregisterInstanceRequest {
-            instance_id: second.clone(),
-        })
-        .await
-        .unwrap();
+    deregister(&mut crm, &second).await;
 
     assert_eq!((resync, held, parts), (false, vec![first.clone()], 1));
     assert_eq!(
@@ -402,6 +397,31 @@ async fn bad_watch_requests_are_refused(backend: Backend) {
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 }
 
+async fn deregister(clients: &mut Clients, instance_id: &str) {
+    clients
+        .registry
+        .deregister_instance(DeregisterInstanceRequest {
+            instance_id: instance_id.to_owned(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Heartbeats until one is refused (or [`WAIT`] passes): the last answer
+/// and how long that took.
+async fn until_refused(
+    clients: &mut Clients,
+    instance_id: &str,
+) -> (Result<InstanceStatus, tonic::Status>, Duration) {
+    let started = Instant::now();
+    let mut answer = heartbeat(clients, instance_id, InstanceStatus::Serving).await;
+    while answer.is_ok() && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        answer = heartbeat(clients, instance_id, InstanceStatus::Serving).await;
+    }
+    (answer, started.elapsed())
+}
+
 /// Two replicas on one PostgreSQL database and one Redis, with `crm`
 /// registered; the crm module's clients of each.
 async fn two_replicas(redis: &TestRedis) -> (Sandbox, Sandbox, Clients, Clients) {
@@ -450,20 +470,8 @@ async fn an_instance_deregistered_on_one_replica_is_gone_from_the_other() {
         .expect("the other replica renews the lease");
     let listed = discovered(&mut on_second, discovery(&[])).await;
 
-    on_first
-        .registry
-        .deregister_instance(DeregisterInstanceRequest {
-            instance_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    let deregistered_at = Instant::now();
-    let mut refused = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
-    while refused.is_ok() && deregistered_at.elapsed() < WAIT {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        refused = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
-    }
-    let delay = deregistered_at.elapsed();
+    deregister(&mut on_first, &id).await;
+    let (refused, delay) = until_refused(&mut on_second, &id).await;
 
     assert_eq!(listed, [id]);
     assert!(discovered(&mut on_second, discovery(&[])).await.is_empty());
@@ -491,16 +499,7 @@ async fn two_standalone_registries_agree_on_leases_and_changes() {
     let redis = TestRedis::new();
     let core = Sandbox::start_with(Backend::Postgres, |config| redis.configure(config)).await;
     with_crm(&core).await;
-    let key = plinth_tests::create_key(
-        &core,
-        plinth_platform::identity::api_keys::NewApiKey {
-            name: "crm".to_owned(),
-            module_id: Some("crm".to_owned()),
-            ..Default::default()
-        },
-    )
-    .await
-    .secret;
+    let key = module_key(&core, "crm").await;
     let (first, _stop_first) = standalone_registry(&core).await;
     let (second, _stop_second) = standalone_registry(&core).await;
     let mut registries = Vec::new();
@@ -523,20 +522,9 @@ async fn two_standalone_registries_agree_on_leases_and_changes() {
     let delay = registered_at.elapsed();
     let renewed = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
     let (_, _, _, reported) = next_change(&mut stream).await;
-    on_first
-        .registry
-        .deregister_instance(DeregisterInstanceRequest {
-            instance_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    deregister(&mut on_first, &id).await;
     let (_, removal, _, _) = next_change(&mut stream).await;
-    let removed_at = Instant::now();
-    let mut after_removal = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
-    while after_removal.is_ok() && removed_at.elapsed() < ACROSS_REPLICAS {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        after_removal = heartbeat(&mut on_second, &id, InstanceStatus::Serving).await;
-    }
+    let (after_removal, _) = until_refused(&mut on_second, &id).await;
 
     assert_eq!(seen, id);
     assert!(

@@ -83,6 +83,18 @@ async fn registered(store: &Store, record: &InstanceRecord) -> InstanceRecord {
     .0
 }
 
+/// The revisions of the changes the log keeps, oldest first.
+async fn logged_revisions(store: &Store) -> Vec<i64> {
+    store
+        .instances
+        .changes_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|change| change.revision)
+        .collect()
+}
+
 async fn the_same_key_again_is_the_same_instance(backend: Backend) {
     let (_database, store) = fresh_store(backend).await;
     with_module(&store).await;
@@ -300,14 +312,7 @@ async fn a_rolled_back_change_takes_no_revision(backend: Backend) {
     )
     .await;
 
-    let revisions: Vec<i64> = store
-        .instances
-        .changes_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|change| change.revision)
-        .collect();
+    let revisions = logged_revisions(&store).await;
     assert_eq!((taken, revisions), (1, vec![1]));
 }
 
@@ -328,14 +333,7 @@ async fn concurrent_changes_take_contiguous_revisions(backend: Backend) {
         registration.await.unwrap();
     }
 
-    let revisions: Vec<i64> = store
-        .instances
-        .changes_after(0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|change| change.revision)
-        .collect();
+    let revisions = logged_revisions(&store).await;
     assert_eq!(revisions, (1..=12).collect::<Vec<i64>>());
 }
 
@@ -357,14 +355,7 @@ async fn forgotten_changes_leave_the_revision_and_the_newest(backend: Backend) {
 
     let forgotten = store.instances.forget_changes(cutoff).await.unwrap();
 
-    let kept: Vec<i64> = store
-        .instances
-        .changes_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|change| change.revision)
-        .collect();
+    let kept = logged_revisions(&store).await;
     assert_eq!((forgotten, kept), (1, vec![2]));
     assert_eq!(store.instances.revision().await.unwrap(), 2);
 }

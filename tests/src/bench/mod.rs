@@ -253,3 +253,21 @@ where
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
+
+/// A key of the bench module, made by the operator.
+pub async fn module_key(channel: Channel, operator_key: &str) -> anyhow::Result<String> {
+    let mut auth =
+        plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
+            channel,
+            crate::Credentials::api_key(operator_key),
+        );
+    Ok(auth
+        .create_api_key(plinth_client::auth::v1::CreateApiKeyRequest {
+            name: "bench module".to_owned(),
+            module_id: rbac::MODULE.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .secret)
+}

@@ -2,7 +2,12 @@
 //! flipped on one server, paced, and each flip is timed from the start of
 //! its Heartbeat call to its arrival on every watcher's stream.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use hdrhistogram::Histogram;
 use plinth_client::registry::v1::{
@@ -12,8 +17,8 @@ use plinth_client::registry::v1::{
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use super::new_histogram;
-use crate::Credentials;
+use super::{ServerProcess, new_histogram, rbac::MODULE};
+use crate::{Backend, Credentials, TestDatabase, TestRedis, random_key_encryption_key};
 
 /// Status flips timed per watcher.
 pub const CHANGES: usize = 200;
@@ -150,4 +155,82 @@ async fn watch(
         }
         Ok(arrivals)
     }))
+}
+
+/// A change reaches a watcher on the replica written to within this.
+const SAME_REPLICA_P99: Duration = Duration::from_millis(50);
+/// And one on another replica (through Redis) within this.
+const OTHER_REPLICA_P99: Duration = Duration::from_millis(200);
+
+/// Watch deliveries on the embedded server (at `embedded`, whose module
+/// key is `module_key`), then on two replicas of `core_server` on
+/// PostgreSQL and Redis started for the purpose; instances point at `echo`.
+pub async fn deliveries(
+    core_server: &Path,
+    embedded: SocketAddr,
+    echo: SocketAddr,
+    module_key: &str,
+) -> anyhow::Result<Vec<Delivery>> {
+    let endpoint = format!("http://{echo}");
+    let embedded = super::connect(embedded, 1).await?.remove(0);
+    let mut deliveries = measure(
+        embedded.clone(),
+        vec![(
+            "same replica, embedded".to_owned(),
+            embedded,
+            SAME_REPLICA_P99,
+        )],
+        MODULE,
+        module_key,
+        &endpoint,
+    )
+    .await?;
+
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let redis = TestRedis::new();
+    let key_encryption_key = random_key_encryption_key();
+    let directories = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let mut replicas = Vec::with_capacity(directories.len());
+    for directory in &directories {
+        let address = super::free_address()?;
+        let mut command = Command::new(core_server);
+        command
+            .args(["--listen", &address.to_string()])
+            .arg("--data-dir")
+            .arg(directory.path())
+            .args(["--database-url", &database.url])
+            .args(["--redis-url", &redis.url, "--redis-prefix", &redis.prefix])
+            .env("PLINTH_KEY_ENCRYPTION_KEY", &key_encryption_key)
+            .env("RUST_LOG", "warn");
+        replicas.push(ServerProcess::start(command, address).await?.0);
+    }
+    let operator_key =
+        std::fs::read_to_string(directories[0].path().join(core_server::BOOTSTRAP_KEY_FILE))?;
+    let written = super::connect(replicas[0].address, 1).await?.remove(0);
+    let other = super::connect(replicas[1].address, 1).await?.remove(0);
+    let module_key = super::module_key(written.clone(), &operator_key).await?;
+    super::registry::populate(written.clone(), MODULE, &module_key, &endpoint).await?;
+    deliveries.extend(
+        measure(
+            written.clone(),
+            vec![
+                (
+                    "same replica, PostgreSQL + Redis".to_owned(),
+                    written,
+                    SAME_REPLICA_P99,
+                ),
+                (
+                    "other replica, PostgreSQL + Redis".to_owned(),
+                    other,
+                    OTHER_REPLICA_P99,
+                ),
+            ],
+            MODULE,
+            &module_key,
+            &endpoint,
+        )
+        .await?,
+    );
+    drop(replicas);
+    Ok(deliveries)
 }

@@ -28,15 +28,12 @@ use std::{
 use clap::{Parser, Subcommand};
 use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
 use plinth_client::{
-    auth::v1::{
-        CreateApiKeyRequest, VerifyTokenRequest, WhoAmIRequest,
-        auth_service_client::AuthServiceClient,
-    },
+    auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
 use plinth_platform::config::Config;
 use plinth_tests::{
-    Backend, Credentials, TestDatabase, TestRedis,
+    Credentials,
     bench::{
         self, Load, Measurement, ServerProcess,
         logins::{BENCH_PASSWORD, bench_login, log_in_repeatedly, login_storm},
@@ -46,9 +43,7 @@ use plinth_tests::{
             print_table, report_targets,
         },
         tokens::{TokenMint, token_mint},
-        watch::Delivery,
     },
-    random_key_encryption_key,
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -184,7 +179,12 @@ fn main() -> anyhow::Result<()> {
         after_logins,
         after_load: load_generator.block_on(settled_resident_bytes(&fixture.core)),
     };
-    let deliveries = load_generator.block_on(watch_deliveries(&fixture, &core_server))?;
+    let deliveries = load_generator.block_on(bench::watch::deliveries(
+        &core_server,
+        fixture.core.address,
+        fixture.echo.address,
+        &fixture.module_key,
+    ))?;
     let failed = report_targets(&load, &rounds, &footprint, &deliveries, args.logins);
     // The servers stop here: exiting skips destructors.
     drop(fixture);
@@ -283,7 +283,7 @@ async fn prepare(
         .tokens
         .ok_or_else(|| anyhow::anyhow!("login returned no tokens"))?
         .access_token;
-    let module_key = module_key(channel.clone(), &operator_key).await?;
+    let module_key = bench::module_key(channel.clone(), &operator_key).await?;
     let instance_ids = bench::registry::populate(
         bench::connect(core.address, 1).await?.remove(0),
         BENCH_MODULE,
@@ -318,95 +318,6 @@ async fn prepare(
         cold_start,
         idle,
     ))
-}
-
-/// A key of the bench module, made by the operator.
-async fn module_key(
-    channel: tonic::transport::Channel,
-    operator_key: &str,
-) -> anyhow::Result<String> {
-    let mut auth = AuthServiceClient::with_interceptor(channel, Credentials::api_key(operator_key));
-    Ok(auth
-        .create_api_key(CreateApiKeyRequest {
-            name: "bench module".to_owned(),
-            module_id: BENCH_MODULE.to_owned(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .secret)
-}
-
-/// A change reaches a watcher on the replica written to within this.
-const SAME_REPLICA_P99: Duration = Duration::from_millis(50);
-/// And one on another replica (through Redis) within this.
-const OTHER_REPLICA_P99: Duration = Duration::from_millis(200);
-
-/// Watch deliveries on the embedded server, then on two replicas on
-/// PostgreSQL and Redis started for the purpose.
-async fn watch_deliveries(fixture: &Fixture, core_server: &Path) -> anyhow::Result<Vec<Delivery>> {
-    let endpoint = format!("http://{}", fixture.echo.address);
-    let embedded = bench::connect(fixture.core.address, 1).await?.remove(0);
-    let mut deliveries = bench::watch::measure(
-        embedded.clone(),
-        vec![(
-            "same replica, embedded".to_owned(),
-            embedded,
-            SAME_REPLICA_P99,
-        )],
-        BENCH_MODULE,
-        &fixture.module_key,
-        &endpoint,
-    )
-    .await?;
-
-    let database = TestDatabase::create(Backend::Postgres).await;
-    let redis = TestRedis::new();
-    let key_encryption_key = random_key_encryption_key();
-    let directories = [tempfile::tempdir()?, tempfile::tempdir()?];
-    let mut replicas = Vec::with_capacity(directories.len());
-    for directory in &directories {
-        let address = bench::free_address()?;
-        let mut command = Command::new(core_server);
-        command
-            .args(["--listen", &address.to_string()])
-            .arg("--data-dir")
-            .arg(directory.path())
-            .args(["--database-url", &database.url])
-            .args(["--redis-url", &redis.url, "--redis-prefix", &redis.prefix])
-            .env("PLINTH_KEY_ENCRYPTION_KEY", &key_encryption_key)
-            .env("RUST_LOG", "warn");
-        replicas.push(ServerProcess::start(command, address).await?.0);
-    }
-    let operator_key =
-        std::fs::read_to_string(directories[0].path().join(core_server::BOOTSTRAP_KEY_FILE))?;
-    let written = bench::connect(replicas[0].address, 1).await?.remove(0);
-    let other = bench::connect(replicas[1].address, 1).await?.remove(0);
-    let module_key = module_key(written.clone(), &operator_key).await?;
-    bench::registry::populate(written.clone(), BENCH_MODULE, &module_key, &endpoint).await?;
-    deliveries.extend(
-        bench::watch::measure(
-            written.clone(),
-            vec![
-                (
-                    "same replica, PostgreSQL + Redis".to_owned(),
-                    written,
-                    SAME_REPLICA_P99,
-                ),
-                (
-                    "other replica, PostgreSQL + Redis".to_owned(),
-                    other,
-                    OTHER_REPLICA_P99,
-                ),
-            ],
-            BENCH_MODULE,
-            &module_key,
-            &endpoint,
-        )
-        .await?,
-    );
-    drop(replicas);
-    Ok(deliveries)
 }
 
 /// Resident memory once the process has had a second to settle.
