@@ -2,6 +2,9 @@
 //! while the feed has read no change to the module's instances since it
 //! was loaded, and for at most [`VIEW_LIFETIME`], so the lease ends it
 //! filters on trail the renewals (written each second) by about as much.
+//! Each view keeps its instances encoded as they go out, once: building
+//! and encoding an answer's messages per call costs more than the rest of
+//! the call together.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use plinth_platform::{
     clock,
     error::ApiError,
@@ -35,9 +39,13 @@ pub struct Discovery {
     pub labels: BTreeMap<String, String>,
 }
 
+/// How an answer carries an instance.
+pub type Encode = fn(&InstanceRecord) -> Bytes;
+
 pub struct Directory {
     catalog: Arc<Catalog>,
     feed: Arc<Feed>,
+    encode: Encode,
     views: RwLock<HashMap<String, Arc<ModuleView>>>,
 }
 
@@ -46,34 +54,43 @@ pub struct Directory {
 struct ModuleView {
     revision: i64,
     loaded_at: Instant,
-    instances: Vec<Arc<InstanceRecord>>,
+    instances: Vec<Listed>,
+}
+
+/// An instance of a view, with its encoding.
+struct Listed {
+    record: InstanceRecord,
+    encoded: Bytes,
 }
 
 impl Directory {
-    pub fn new(catalog: Arc<Catalog>, feed: Arc<Feed>) -> Directory {
+    pub fn new(catalog: Arc<Catalog>, feed: Arc<Feed>, encode: Encode) -> Directory {
         Directory {
             catalog,
             feed,
+            encode,
             views: RwLock::default(),
         }
     }
 
-    /// The module's instances whose lease runs, as `discovery` asks;
-    /// NOT_FOUND when the module is not registered (or deleted).
+    /// The encodings of the module's instances whose lease runs, as
+    /// `discovery` asks; NOT_FOUND when the module is not registered (or
+    /// deleted).
     pub async fn discover(
         &self,
         principal: &Principal,
         discovery: Discovery,
-    ) -> Result<Vec<Arc<InstanceRecord>>, ApiError> {
+    ) -> Result<Vec<Bytes>, ApiError> {
         catalog::authenticated(principal)?;
         let view = self.view(&discovery.module_id).await?;
         let now = clock::now();
         Ok(view
             .instances
             .iter()
-            .filter(|instance| instance.lease_expires_at > now)
-            .filter(|instance| discovery.statuses.contains(&instance.status))
-            .filter(|instance| {
+            .map(|listed| (&listed.record, &listed.encoded))
+            .filter(|(instance, _)| instance.lease_expires_at > now)
+            .filter(|(instance, _)| discovery.statuses.contains(&instance.status))
+            .filter(|(instance, _)| {
                 discovery
                     .version_requirement
                     .as_ref()
@@ -82,13 +99,13 @@ impl Directory {
                             .is_ok_and(|version| requirement.matches(&version))
                     })
             })
-            .filter(|instance| {
+            .filter(|(instance, _)| {
                 discovery
                     .labels
                     .iter()
                     .all(|(key, value)| instance.labels.get(key) == Some(value))
             })
-            .cloned()
+            .map(|(_, encoded)| encoded.clone())
             .collect())
     }
 
@@ -114,7 +131,10 @@ impl Directory {
             .live_instances_of(module_id, clock::now())
             .await?
             .into_iter()
-            .map(Arc::new)
+            .map(|record| Listed {
+                encoded: (self.encode)(&record),
+                record,
+            })
             .collect();
         let view = Arc::new(ModuleView {
             revision: revision.unwrap_or(-1),

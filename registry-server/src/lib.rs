@@ -14,7 +14,6 @@ mod watch;
 
 use std::{future::Future, sync::Arc};
 
-use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
 use plinth_platform::{
     access::Access,
     config::Config,
@@ -34,16 +33,21 @@ pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
     let instances =
         instances::Instances::start(catalog.clone(), feed.clone(), node.invalidator.clone());
     probing::Prober::start(instances.clone(), &node.config);
+    let directory = Arc::new(discovery::Directory::new(
+        catalog.clone(),
+        feed.clone(),
+        grpc::encoded_instance,
+    ));
     let api = grpc::RegistryApi {
-        directory: discovery::Directory::new(catalog.clone(), feed.clone()),
         watches: watch::Watches::new(feed, catalog.clone(), node.draining()),
         catalog,
         instances,
     };
-    services.add(
-        ModuleRegistryServiceServer::new(api)
-            .max_decoding_message_size(node.config.max_message_bytes),
-    );
+    services.add(grpc::RegistryService::new(
+        api,
+        directory,
+        node.config.max_message_bytes,
+    ));
 }
 
 #[derive(Debug, thiserror::Error)]

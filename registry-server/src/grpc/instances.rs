@@ -284,6 +284,11 @@ pub fn instance(record: &InstanceRecord) -> Instance {
     }
 }
 
+/// An instance as DiscoverInstances answers carry it.
+pub fn encoded_instance(record: &InstanceRecord) -> bytes::Bytes {
+    plinth_client::prost::Message::encode_to_vec(&instance(record)).into()
+}
+
 pub fn duration(value: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: value.as_secs() as i64,

@@ -8,14 +8,13 @@ use futures_util::StreamExt;
 use plinth_client::registry::v1::{
     ActivateModuleRequest, ActivateModuleResponse, DeactivateModuleRequest,
     DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, DeregisterInstanceRequest,
-    DeregisterInstanceResponse, DiscoverInstancesRequest, DiscoverInstancesResponse,
-    GetModuleRequest, GetModuleResponse, HeartbeatRequest, HeartbeatResponse,
-    ListModuleVersionsRequest, ListModuleVersionsResponse, ListModulesRequest, ListModulesResponse,
-    ManifestViolation, Module, ModuleManifest, ModuleStatus as ProtoModuleStatus, ModuleVersion,
-    RegisterInstanceRequest, RegisterInstanceResponse, RegisterModuleRequest,
-    RegisterModuleResponse, UpdateModuleRequest, UpdateModuleResponse, ValidateManifestRequest,
-    ValidateManifestResponse, WatchInstancesRequest, WatchInstancesResponse,
-    module_registry_service_server::ModuleRegistryService,
+    DeregisterInstanceResponse, GetModuleRequest, GetModuleResponse, HeartbeatRequest,
+    HeartbeatResponse, ListModuleVersionsRequest, ListModuleVersionsResponse, ListModulesRequest,
+    ListModulesResponse, ManifestViolation, Module, ModuleManifest,
+    ModuleStatus as ProtoModuleStatus, ModuleVersion, RegisterInstanceRequest,
+    RegisterInstanceResponse, RegisterModuleRequest, RegisterModuleResponse, UpdateModuleRequest,
+    UpdateModuleResponse, ValidateManifestRequest, ValidateManifestResponse, WatchInstancesRequest,
+    WatchInstancesResponse, module_registry_service_server::ModuleRegistryService,
 };
 use plinth_platform::{
     clock::timestamp,
@@ -28,11 +27,14 @@ use plinth_platform::{
 };
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
+mod discover;
 mod instances;
+
+pub use discover::RegistryService;
+pub use instances::encoded_instance;
 
 use crate::{
     catalog::{Catalog, ModuleChanges},
-    discovery::Directory,
     instances::Instances,
     manifest::{MAX_DESCRIPTION, MAX_NAME, MAX_VERSION},
     watch::Watches,
@@ -50,10 +52,10 @@ const MAX_PAGE_TOKEN: usize = 300;
 pub struct RegistryApi {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) instances: Arc<Instances>,
-    pub(crate) directory: Directory,
     pub(crate) watches: Watches,
 }
 
+/// Every call but DiscoverInstances, which [`RegistryService`] serves.
 #[tonic::async_trait]
 impl ModuleRegistryService for RegistryApi {
     async fn validate_manifest(
@@ -317,21 +319,6 @@ impl ModuleRegistryService for RegistryApi {
         let instance_id = instances::instance_id(&request.get_ref().instance_id)?;
         self.instances.deregister(principal, instance_id).await?;
         Ok(Response::new(DeregisterInstanceResponse {}))
-    }
-
-    async fn discover_instances(
-        &self,
-        request: Request<DiscoverInstancesRequest>,
-    ) -> Result<Response<DiscoverInstancesResponse>, Status> {
-        let principal = identity::principal(&request)?.clone();
-        let discovery = instances::discovery(request.into_inner())?;
-        let found = self.directory.discover(&principal, discovery).await?;
-        Ok(Response::new(DiscoverInstancesResponse {
-            instances: found
-                .iter()
-                .map(|found| instances::instance(found))
-                .collect(),
-        }))
     }
 
     async fn watch_instances(

@@ -13,7 +13,9 @@ use plinth_client::registry::v1::{
     module_registry_service_client::ModuleRegistryServiceClient,
     module_registry_service_server::ModuleRegistryService,
 };
-use tonic::transport::Channel;
+use tonic::{
+    codegen::http::uri::PathAndQuery, service::interceptor::InterceptedService, transport::Channel,
+};
 
 use super::{
     Load, Measurement, ServerProcess,
@@ -75,6 +77,23 @@ pub async fn populate(
     }
     Ok(ids)
 }
+
+const DISCOVER_PATH: &str = "/plinth.registry.v1.ModuleRegistryService/DiscoverInstances";
+
+/// A DiscoverInstances answer as the load generator reads it: the
+/// instances counted, their fields skipped unread. A load generator that
+/// decodes every field spends its CPU (on the cores the server shares)
+/// in proportion to the answer's size, which the echo's tiny answer does
+/// not; h2load reads no message either.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CountedInstances {
+    #[prost(message, repeated, tag = "1")]
+    instances: Vec<Unread>,
+}
+
+/// A message whose fields are all skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Unread {}
 
 /// What the echo process answers DiscoverInstances with: as many instances
 /// as core-server's answer, of the same shape and about the same size, with
@@ -145,7 +164,8 @@ pub async fn measure(
     .await;
     let discover = |name, server, channels| {
         super::measure(name, server, channels, load, |channel| {
-            let (client, module_id) = (client_of(channel), module_id.to_owned());
+            let client = tonic::client::Grpc::new(InterceptedService::new(channel, key.clone()));
+            let module_id = module_id.to_owned();
             move || {
                 let mut client = client.clone();
                 let request = DiscoverInstancesRequest {
@@ -153,7 +173,17 @@ pub async fn measure(
                     ..DiscoverInstancesRequest::default()
                 };
                 async move {
-                    let found = client.discover_instances(request).await?.into_inner();
+                    client.ready().await.map_err(|error| {
+                        tonic::Status::unavailable(format!("connection: {error}"))
+                    })?;
+                    let found = client
+                        .unary(
+                            tonic::Request::new(request),
+                            PathAndQuery::from_static(DISCOVER_PATH),
+                            tonic_prost::ProstCodec::<_, CountedInstances>::default(),
+                        )
+                        .await?
+                        .into_inner();
                     if found.instances.len() == INSTANCES {
                         Ok(())
                     } else {
