@@ -236,7 +236,7 @@ async fn memory_stays_bounded_over_many_logins() {
         admin_email: "wile@acme.example".to_owned(),
         admin_display_name: "Wile".to_owned(),
         admin_password: "rocket skates and anvils".to_owned(),
-        industry_template_code: String::new(),
+        ..Default::default()
     });
     request
         .metadata_mut()

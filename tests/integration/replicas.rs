@@ -87,7 +87,7 @@ async fn a_logout_on_one_replica_stops_the_token_on_the_other() {
             admin_email: "admin@initech.example".to_owned(),
             admin_display_name: "Admin".to_owned(),
             admin_password: "rocket skates and anvils".to_owned(),
-            industry_template_code: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

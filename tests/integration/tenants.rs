@@ -455,7 +455,7 @@ fn signup_request(code: &str) -> SignupRequest {
         admin_email: "Peter@Initech.example".to_owned(),
         admin_display_name: "Peter".to_owned(),
         admin_password: "tps reports are due friday".to_owned(),
-        industry_template_code: String::new(),
+        ..Default::default()
     }
 }
 

@@ -50,7 +50,7 @@ pub async fn sign_up(sandbox: &Sandbox, code: &str) -> String {
             admin_email: format!("admin@{code}.example"),
             admin_display_name: "Admin".to_owned(),
             admin_password: PASSWORD.to_owned(),
-            industry_template_code: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

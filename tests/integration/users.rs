@@ -218,7 +218,7 @@ async fn a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list(b
             admin_email: "admin@a.example".to_owned(),
             admin_display_name: "Admin A".to_owned(),
             admin_password: "a long and unusual passphrase".to_owned(),
-            industry_template_code: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -12,11 +12,15 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod companies;
 pub mod instances;
+pub mod module_callbacks;
+pub mod module_configs;
 pub mod modules;
 pub mod permissions;
 pub mod rbac;
 pub mod sessions;
 pub mod signing_keys;
+pub mod templates;
+pub mod tenant_modules;
 pub mod tenants;
 pub mod users;
 
@@ -35,11 +39,15 @@ pub use api_keys::{ApiKeyFilter, ApiKeyRecord, ApiKeyStore};
 pub use audit_log::AuditLog;
 pub use companies::CompanyStore;
 pub use instances::InstanceStore;
+pub use module_callbacks::CallbackStore;
+pub use module_configs::ModuleConfigStore;
 pub use modules::ModuleStore;
 pub use permissions::PermissionStore;
 pub use rbac::RbacStore;
 pub use sessions::SessionStore;
 pub use signing_keys::SigningKeyStore;
+pub use templates::TemplateStore;
+pub use tenant_modules::TenantModuleStore;
 pub use tenants::TenantStore;
 pub use users::UserStore;
 
@@ -343,6 +351,10 @@ pub struct Store {
     pub permissions: Arc<dyn PermissionStore>,
     pub modules: Arc<dyn ModuleStore>,
     pub instances: Arc<dyn InstanceStore>,
+    pub tenant_modules: Arc<dyn TenantModuleStore>,
+    pub module_configs: Arc<dyn ModuleConfigStore>,
+    pub callbacks: Arc<dyn CallbackStore>,
+    pub templates: Arc<dyn TemplateStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
@@ -402,6 +414,10 @@ impl Store {
             + PermissionStore
             + ModuleStore
             + InstanceStore
+            + TenantModuleStore
+            + ModuleConfigStore
+            + CallbackStore
+            + TemplateStore
             + SessionStore
             + SigningKeyStore
             + StoreAdmin
@@ -418,6 +434,10 @@ impl Store {
             permissions: sql.clone(),
             modules: sql.clone(),
             instances: sql.clone(),
+            tenant_modules: sql.clone(),
+            module_configs: sql.clone(),
+            callbacks: sql.clone(),
+            templates: sql.clone(),
             sessions: sql.clone(),
             signing_keys: sql.clone(),
             admin: sql,

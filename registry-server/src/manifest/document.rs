@@ -72,6 +72,8 @@ struct Document {
     #[serde(default)]
     callbacks: Vec<Callback>,
     health_check: Option<Health>,
+    #[serde(default)]
+    provisions_tenants: bool,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +230,7 @@ impl Document {
                 })
                 .collect(),
             health_check,
+            provisions_tenants: self.provisions_tenants,
         })
     }
 }

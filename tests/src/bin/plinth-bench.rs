@@ -268,7 +268,7 @@ async fn prepare(
             admin_email: "admin@bench.example".to_owned(),
             admin_display_name: "Bench admin".to_owned(),
             admin_password: BENCH_PASSWORD.to_owned(),
-            industry_template_code: String::new(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -293,5 +293,6 @@ pub async fn signup(
     Ok(Response::new(proto::SignupResponse {
         tenant: Some(tenant_to_proto(tenant)),
         admin_user_id: admin_user_id.to_string(),
+        modules: Vec::new(),
     }))
 }
