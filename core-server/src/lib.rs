@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod enablement;
 mod grpc;
 mod listing;
+mod module_config;
 mod rbac;
 mod tenant;
 
@@ -85,19 +87,22 @@ async fn core_services(
     node: &Node,
     encryption: KeyEncryptionKey,
 ) -> Result<ServiceSet, StartError> {
+    let encryption = Arc::new(encryption);
     let config = &node.config;
     let store = &node.store;
     let invalidator = &node.invalidator;
     let signing_keys = Arc::new(SigningKeys::new(
         store.clone(),
-        encryption,
+        encryption.clone(),
         node.tokens.clone(),
         invalidator.clone(),
     ));
     invalidator.register(signing_keys.clone());
     let grants = rbac::grants::Grants::new(store.clone());
     invalidator.register(grants.clone());
-    let access = access::Access::new(store.clone(), grants.clone());
+    let enablement = plinth_platform::enablement::Enablement::new(store.clone());
+    invalidator.register(enablement.clone());
+    let access = access::Access::new(store.clone(), grants.clone(), enablement.clone());
     let declarations = Arc::new(rbac::Declarations::new(store.clone()));
     declarations.declare_core().await?;
     let rbac = rbac::Rbac::new(
@@ -138,6 +143,21 @@ async fn core_services(
             ),
         },
     );
+    let catalog = enablement::catalog::Catalog::new(store.clone());
+    invalidator.register(catalog.clone());
+    let parts = enablement::ModuleParts {
+        store: store.clone(),
+        access: access.clone(),
+        catalog,
+        cache: enablement,
+        invalidator: invalidator.clone(),
+        encryption,
+    };
+    let callbacks = enablement::Callbacks::new(store.clone(), config);
+    let outbox = enablement::Outbox::start(&parts, callbacks.clone());
+    let enablements = enablement::Enablements::new(&parts, callbacks, outbox);
+    let configs = module_config::ModuleConfigs::new(&parts);
+    let config_watches = module_config::ConfigWatches::start(configs.clone(), node.draining());
     let limit = config.max_message_bytes;
     let mut services = ServiceSet::default();
     services
@@ -150,7 +170,15 @@ async fn core_services(
             .max_decoding_message_size(limit),
         )
         .add(RbacServiceServer::new(grpc::RbacApi { rbac }).max_decoding_message_size(limit))
-        .add(TenantServiceServer::new(grpc::TenantApi { tenants }).max_decoding_message_size(limit))
+        .add(
+            TenantServiceServer::new(grpc::TenantApi {
+                tenants,
+                enablements,
+                configs,
+                config_watches,
+            })
+            .max_decoding_message_size(limit),
+        )
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
     registry_server::add_services(&mut services, node, access);
     Ok(services)

@@ -4,9 +4,11 @@
 //! - platform admins (operator keys without a tenant, super admins):
 //!   `plinth:*` everywhere, platform-wide calls included;
 //! - an operator key scoped to a tenant: `*` in that tenant;
-//! - a module key: [`MODULE_KEY`] in the tenants of its scope;
+//! - a module key: [`MODULE_KEY`] in the tenants of its scope that hold its
+//!   module (enabling, provisioning or enabled it), nothing in others;
 //! - a user: its effective grants (see [`crate::grants`]) in its own
-//!   tenant; a module acting for a user holds both.
+//!   tenant; a module acting for a user holds both, where its module is
+//!   held.
 //!
 //! Every refusal is audited, and so is a super admin's use of `plinth:*` in
 //! another tenant.
@@ -15,15 +17,17 @@ use std::sync::{Arc, LazyLock};
 
 use crate::{
     audit::{AuditDraft, Outcome},
+    enablement::Enablement,
     error::ApiError,
     identity::{Principal, PrincipalKind},
     permission::{Grant, Matcher},
     store::{Store, audit_log, rbac::BindingScope},
+    versions::Freshness,
 };
 use uuid::Uuid;
 
 use crate::{
-    grants::{Effective, Freshness, Grants},
+    grants::{Effective, Grants},
     permission::catalog::{MODULE_KEY, Permission, ROLE_ESCALATE},
 };
 
@@ -162,11 +166,16 @@ impl Held {
 pub struct Access {
     store: Store,
     grants: Arc<Grants>,
+    enablement: Arc<Enablement>,
 }
 
 impl Access {
-    pub fn new(store: Store, grants: Arc<Grants>) -> Access {
-        Access { store, grants }
+    pub fn new(store: Store, grants: Arc<Grants>, enablement: Arc<Enablement>) -> Access {
+        Access {
+            store,
+            grants,
+            enablement,
+        }
     }
 
     /// Allows the call or answers PERMISSION_DENIED (audited).
@@ -252,6 +261,11 @@ impl Access {
                         (Some(confined_to), Some(tenant_id)) => confined_to == tenant_id,
                         (Some(_), None) => false,
                     };
+                // Module isolation: a tenant that does not hold the module
+                // is not there for its key, nor for the users it acts for.
+                if !self.module_held_in(principal, scope.tenant).await? {
+                    return Ok(held);
+                }
                 if in_scope {
                     held.fixed = Some(&MODULE_KEY_GRANTS);
                 }
@@ -268,6 +282,22 @@ impl Access {
             held.compiled = Some(effective);
         }
         Ok(held)
+    }
+
+    /// Whether the tenant (if any) holds the caller's module.
+    async fn module_held_in(
+        &self,
+        principal: &Principal,
+        tenant_id: Option<Uuid>,
+    ) -> Result<bool, ApiError> {
+        let (Some(module_id), Some(tenant_id)) = (principal.module_id(), tenant_id) else {
+            return Ok(true);
+        };
+        match self.enablement.snapshot(tenant_id, Freshness::Cached).await {
+            Ok(snapshot) => Ok(snapshot.holds(module_id)),
+            Err(ApiError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Records a refusal in the caller's own chain (its tenant's, else the

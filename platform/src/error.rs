@@ -162,6 +162,22 @@ pub enum ApiError {
         resource_type: &'static str,
         current_etag: String,
     },
+    #[error("module {module_id} refused: {reason}")]
+    ModuleVetoed { module_id: String, reason: String },
+    #[error("module {module_id} did not answer {callback}; retry later")]
+    ModuleUnavailable {
+        module_id: String,
+        callback: &'static str,
+    },
+    #[error("module {module_id} is {state} for the tenant")]
+    ModuleNotEnabled { module_id: String, state: String },
+    #[error("the configuration of {module_id} does not match its schema")]
+    ConfigSchemaViolation {
+        module_id: String,
+        violations: Violations,
+    },
+    #[error("this replica has not caught up with the consistency token yet; retry")]
+    ModulesVersionBehind { retry_after: Duration },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -459,6 +475,51 @@ impl From<ApiError> for Status {
                     ("current_etag".to_owned(), current_etag),
                 ]),
                 ErrorDetails::new(),
+            ),
+            ApiError::ModuleVetoed { module_id, reason } => (
+                Code::FailedPrecondition,
+                ErrorReason::ModuleVetoed,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    ("veto_reason".to_owned(), reason),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::ModuleUnavailable {
+                module_id,
+                callback,
+            } => (
+                Code::Unavailable,
+                ErrorReason::ModuleUnavailable,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    ("callback".to_owned(), callback.to_owned()),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::ModuleNotEnabled { module_id, state } => (
+                Code::FailedPrecondition,
+                ErrorReason::ModuleNotEnabled,
+                HashMap::from([
+                    ("module_id".to_owned(), module_id),
+                    ("state".to_owned(), state),
+                ]),
+                ErrorDetails::new(),
+            ),
+            ApiError::ConfigSchemaViolation {
+                module_id,
+                violations,
+            } => (
+                Code::InvalidArgument,
+                ErrorReason::ConfigSchemaViolation,
+                HashMap::from([("module_id".to_owned(), module_id)]),
+                ErrorDetails::with_bad_request(violations.into_field_violations()),
+            ),
+            ApiError::ModulesVersionBehind { retry_after } => (
+                Code::Unavailable,
+                ErrorReason::ModulesVersionBehind,
+                HashMap::new(),
+                ErrorDetails::with_retry_info(Some(retry_after)),
             ),
             ApiError::Internal(source) => {
                 let request_id = request_id::current().unwrap_or_default();

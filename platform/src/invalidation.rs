@@ -31,6 +31,12 @@ pub enum Change {
     Rbac { tenant_id: Uuid, version: i64 },
     /// Module instances changed, up to this revision of their change log.
     Instances { revision: i64 },
+    /// A tenant's modules or their configuration changed, committing this
+    /// module version.
+    Modules { tenant_id: Uuid, version: i64 },
+    /// The module catalog changed (a module registered, activated,
+    /// deactivated, updated or deleted).
+    Catalog,
     /// Anything may have changed (messages may have been missed).
     Everything,
 }
@@ -43,6 +49,8 @@ impl Change {
             Change::SigningKeys => "signing_keys".to_owned(),
             Change::Rbac { tenant_id, version } => format!("rbac:{tenant_id}:{version}"),
             Change::Instances { revision } => format!("instances:{revision}"),
+            Change::Modules { tenant_id, version } => format!("modules:{tenant_id}:{version}"),
+            Change::Catalog => "catalog".to_owned(),
             Change::Everything => "everything".to_owned(),
         }
     }
@@ -52,6 +60,7 @@ impl Change {
             "subjects" => Some(Change::Subjects),
             "signing_keys" => Some(Change::SigningKeys),
             "everything" => Some(Change::Everything),
+            "catalog" => Some(Change::Catalog),
             other => {
                 if let Some(id) = other.strip_prefix("api_key:") {
                     return Uuid::try_parse(id).ok().map(Change::ApiKey);
@@ -60,11 +69,15 @@ impl Change {
                     let revision = revision.parse().ok()?;
                     return Some(Change::Instances { revision });
                 }
-                let (tenant_id, version) = other.strip_prefix("rbac:")?.split_once(':')?;
-                Some(Change::Rbac {
-                    tenant_id: Uuid::try_parse(tenant_id).ok()?,
-                    version: version.parse().ok()?,
-                })
+                let (kind, tenant_and_version) = other.split_once(':')?;
+                let (tenant_id, version) = tenant_and_version.split_once(':')?;
+                let (tenant_id, version) =
+                    (Uuid::try_parse(tenant_id).ok()?, version.parse().ok()?);
+                match kind {
+                    "rbac" => Some(Change::Rbac { tenant_id, version }),
+                    "modules" => Some(Change::Modules { tenant_id, version }),
+                    _ => None,
+                }
             }
         }
     }
@@ -183,6 +196,11 @@ mod tests {
                 version: i64::MAX,
             },
             Change::Instances { revision: 7 },
+            Change::Modules {
+                tenant_id: Uuid::now_v7(),
+                version: 3,
+            },
+            Change::Catalog,
             Change::Everything,
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));
@@ -191,5 +209,6 @@ mod tests {
         assert_eq!(Change::decode("rbac:nonsense:1"), None);
         assert_eq!(Change::decode("instances:-x"), None);
         assert_eq!(Change::decode(&format!("rbac:{}:x", Uuid::nil())), None);
+        assert_eq!(Change::decode(&format!("other:{}:1", Uuid::nil())), None);
     }
 }

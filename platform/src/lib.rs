@@ -7,6 +7,7 @@ pub mod audit;
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod enablement;
 pub mod error;
 mod files;
 pub mod grants;
@@ -20,5 +21,6 @@ pub mod shared_redis;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod versions;
 
 pub use files::write_private;

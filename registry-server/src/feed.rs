@@ -207,7 +207,12 @@ impl Cache for Feed {
         match change {
             Change::Instances { revision } if revision <= *self.reached.borrow() => {}
             Change::Instances { .. } | Change::Everything => self.announced.notify_one(),
-            Change::ApiKey(_) | Change::Subjects | Change::SigningKeys | Change::Rbac { .. } => {}
+            Change::ApiKey(_)
+            | Change::Subjects
+            | Change::SigningKeys
+            | Change::Rbac { .. }
+            | Change::Modules { .. }
+            | Change::Catalog => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod connections;
 mod discovery;
 mod feed;
 mod grpc;
@@ -17,6 +18,7 @@ use std::{future::Future, sync::Arc};
 use plinth_platform::{
     access::Access,
     config::Config,
+    enablement::Enablement,
     grants::Grants,
     node::Node,
     server::{ServeError, ServiceSet},
@@ -27,7 +29,11 @@ use tokio::net::TcpListener;
 /// Adds the registry's services to a server, authorizing through `access`
 /// (the core's own when the registry is mounted in `core-server`).
 pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
-    let catalog = Arc::new(catalog::Catalog::new(node.store.clone(), access));
+    let catalog = Arc::new(catalog::Catalog::new(
+        node.store.clone(),
+        access,
+        node.invalidator.clone(),
+    ));
     let feed = feed::Feed::start(node.store.clone());
     node.invalidator.register(feed.clone());
     let instances =
@@ -71,7 +77,9 @@ pub async fn run(
     let node = Node::start(config, store).await?;
     let grants = Grants::new(node.store.clone());
     node.invalidator.register(grants.clone());
-    let access = Access::new(node.store.clone(), grants);
+    let enablement = Enablement::new(node.store.clone());
+    node.invalidator.register(enablement.clone());
+    let access = Access::new(node.store.clone(), grants, enablement);
     let mut services = ServiceSet::default();
     add_services(&mut services, &node, access);
     tracing::info!(address = ?listener.local_addr().ok(), "registry-server serving");

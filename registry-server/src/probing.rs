@@ -4,7 +4,7 @@
 //! certificate for `https://` endpoints when one is configured. After the
 //! threshold of consecutive failures the instance is NOT_SERVING; a probe
 //! that answers SERVING afterwards makes it SERVING again. Each endpoint
-//! keeps one connection across probes, re-established when it drops.
+//! keeps one connection across probes (see [`InstanceChannels`]).
 
 use std::{
     collections::HashMap,
@@ -15,13 +15,12 @@ use std::{
 use plinth_client::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{config::Config, store::instances::InstanceStatus};
 use tokio::time::Instant;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use uuid::Uuid;
 
-use crate::instances::Instances;
+use crate::{connections::InstanceChannels, instances::Instances};
 
 /// How often the prober looks for probes that are due.
 const TICK: Duration = Duration::from_millis(200);
@@ -72,26 +71,19 @@ struct ProbeState {
 
 pub struct Prober {
     instances: Arc<Instances>,
-    tls: Option<ClientTlsConfig>,
     states: Mutex<HashMap<Uuid, ProbeState>>,
     settings: Mutex<HashMap<(String, String), HealthSettings>>,
-    /// One connection per probed endpoint.
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: InstanceChannels,
 }
 
 impl Prober {
     /// Probes for as long as the runtime runs.
     pub fn start(instances: Arc<Instances>, config: &Config) {
-        let tls = client_tls(config).unwrap_or_else(|error| {
-            tracing::warn!(%error, "probing https instances without a client certificate");
-            None
-        });
         let prober = Arc::new(Prober {
             instances,
-            tls,
             states: Mutex::default(),
             settings: Mutex::default(),
-            channels: Mutex::default(),
+            channels: InstanceChannels::new(config),
         });
         tokio::spawn(probe_forever(prober));
     }
@@ -101,8 +93,8 @@ impl Prober {
         let now = Instant::now();
         let heard = self.instances.heard_from();
         lock(&self.states).retain(|instance_id, _| heard.iter().any(|(id, ..)| id == instance_id));
-        lock(&self.channels)
-            .retain(|endpoint, _| heard.iter().any(|(.., heard)| heard == endpoint));
+        self.channels
+            .retain(|endpoint| heard.iter().any(|(.., heard)| heard == endpoint));
         for (instance_id, module_id, version, endpoint) in heard {
             let due = {
                 let mut states = lock(&self.states);
@@ -153,26 +145,9 @@ impl Prober {
 
     /// The endpoint's connection, made on first use (it connects when
     /// first called, and again after it drops).
-    fn channel(&self, endpoint: &str, settings: &HealthSettings) -> Option<Channel> {
-        if let Some(channel) = lock(&self.channels).get(endpoint) {
-            return Some(channel.clone());
-        }
-        let mut target = Endpoint::from_shared(endpoint.to_owned())
-            .ok()?
-            .connect_timeout(settings.timeout);
-        if endpoint.starts_with("https://")
-            && let Some(tls) = &self.tls
-        {
-            target = target.tls_config(tls.clone()).ok()?;
-        }
-        let channel = target.connect_lazy();
-        lock(&self.channels).insert(endpoint.to_owned(), channel.clone());
-        Some(channel)
-    }
-
     /// Whether the instance answered SERVING within the timeout.
     async fn probe(&self, endpoint: &str, settings: &HealthSettings) -> bool {
-        let Some(channel) = self.channel(endpoint, settings) else {
+        let Some(channel) = self.channels.channel(endpoint, settings.timeout) else {
             return false;
         };
         let asked = async {
@@ -231,24 +206,6 @@ async fn probe_forever(prober: Arc<Prober>) {
 
 /// TLS for `https://` instances: trust the CA that signs module
 /// certificates, present the core's own certificate.
-fn client_tls(config: &Config) -> std::io::Result<Option<ClientTlsConfig>> {
-    let (Some(certificate), Some(private_key), Some(client_ca)) = (
-        &config.tls.certificate,
-        &config.tls.private_key,
-        &config.tls.client_ca,
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some(
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(std::fs::read(client_ca)?))
-            .identity(Identity::from_pem(
-                std::fs::read(certificate)?,
-                std::fs::read(private_key)?,
-            )),
-    ))
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()

@@ -48,6 +48,15 @@ async fn two_tenants(backend: Backend) -> TwoTenants {
     }
 }
 
+impl TwoTenants {
+    /// Both tenants enable `module_id`, so that its keys may act there.
+    async fn both_enable(&self, module_id: &str) {
+        for tenant_id in [&self.x_id, &self.z_id] {
+            crate::modules::enabled_for(&self.sandbox, tenant_id, module_id).await;
+        }
+    }
+}
+
 async fn key(sandbox: &Sandbox, module: Option<&str>, tenant_id: Option<&str>) -> String {
     create_key(
         sandbox,
@@ -155,6 +164,7 @@ async fn an_operator_key_with_a_bearer_token_is_refused(backend: Backend) {
 
 async fn a_module_key_acts_for_a_user_of_its_own_tenant(backend: Backend) {
     let tenants = two_tenants(backend).await;
+    tenants.both_enable("crm").await;
     for module_key in [
         key(&tenants.sandbox, Some("crm"), Some(&tenants.x_id)).await,
         key(&tenants.sandbox, Some("crm"), None).await,
@@ -192,6 +202,7 @@ async fn a_module_key_acts_for_a_user_of_its_own_tenant(backend: Backend) {
 
 async fn a_tenant_scoped_key_cannot_verify_another_tenants_token(backend: Backend) {
     let tenants = two_tenants(backend).await;
+    tenants.both_enable("crm").await;
     let x_module_key = key(&tenants.sandbox, Some("crm"), Some(&tenants.x_id)).await;
     let mut module = tenants.sandbox.clients(&x_module_key).await;
 

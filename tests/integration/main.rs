@@ -7,6 +7,7 @@ mod credentials;
 mod identity;
 mod inactive_tenants;
 mod key_encryption;
+mod modules;
 mod rbac;
 mod redis_outage;
 mod registry;

@@ -130,6 +130,7 @@ async fn the_whole_flow_from_signup_to_logout(backend: Backend) {
         .expect("a tenant admin creates users in its tenant");
 
     let session = tokens(&sandbox, "initech", "milton@initech.example").await;
+    crate::modules::enabled_for(&sandbox, &initech, "crm").await;
     let key = module_key(&sandbox, "crm").await;
     let verified = verify(&sandbox, &key, &session.access_token).await.unwrap();
     assert_eq!(verified.tenant_id, initech);
@@ -241,8 +242,9 @@ fn craft(
 
 async fn forged_and_broken_tokens_are_refused(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
-    sign_up(&sandbox, "initech").await;
+    let initech = sign_up(&sandbox, "initech").await;
     let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    crate::modules::enabled_for(&sandbox, &initech, "crm").await;
     let key = module_key(&sandbox, "crm").await;
     let genuine = verify(&sandbox, &key, &session.access_token).await.unwrap();
 
@@ -367,6 +369,7 @@ async fn suspending_a_tenant_stops_its_logins_and_its_tokens(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let tenant_id = sign_up(&sandbox, "initech").await;
     let session = tokens(&sandbox, "initech", "admin@initech.example").await;
+    crate::modules::enabled_for(&sandbox, &tenant_id, "crm").await;
     let key = module_key(&sandbox, "crm").await;
     verify(&sandbox, &key, &session.access_token).await.unwrap();
 
@@ -470,7 +473,7 @@ async fn disabling_a_user_ends_its_sessions(backend: Backend) {
     operator
         .auth
         .create_user(CreateUserRequest {
-            tenant_id: initech,
+            tenant_id: initech.clone(),
             email: "milton@initech.example".to_owned(),
             display_name: "Milton".to_owned(),
             password: PASSWORD.to_owned(),
@@ -478,6 +481,7 @@ async fn disabling_a_user_ends_its_sessions(backend: Backend) {
         .await
         .unwrap();
     let session = tokens(&sandbox, "initech", "milton@initech.example").await;
+    crate::modules::enabled_for(&sandbox, &initech, "crm").await;
     let key = module_key(&sandbox, "crm").await;
     let me = verify(&sandbox, &key, &session.access_token).await.unwrap();
 

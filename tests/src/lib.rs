@@ -4,6 +4,7 @@
 
 pub mod bench;
 mod clients;
+pub mod test_module;
 
 pub use clients::{Clients, Credentials, KeyedChannel, create_key, module_key};
 

@@ -109,7 +109,9 @@ impl KeyEncryptionKey {
         })
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Vec<u8> {
+    /// Seals `plaintext`, bound to `associated` (which opening must name
+    /// again): a nonce, then the ciphertext with its tag.
+    pub(crate) fn seal(&self, associated: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -118,20 +120,22 @@ impl KeyEncryptionKey {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(kid.as_bytes()),
+                Aad::from(associated.as_bytes()),
                 &mut sealed,
             )
             .expect("sealing a small buffer cannot fail");
         [nonce.as_slice(), &sealed].concat()
     }
 
-    fn open(&self, kid: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// What [`KeyEncryptionKey::seal`] sealed with `associated`; `None`
+    /// for anything else.
+    pub(crate) fn open(&self, associated: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buffer = ciphertext.to_vec();
         let plaintext = self
             .key
-            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buffer)
+            .open_in_place(nonce, Aad::from(associated.as_bytes()), &mut buffer)
             .ok()?;
         Some(plaintext.to_vec())
     }
@@ -172,7 +176,7 @@ struct CurrentKey {
 /// The signing side of access tokens.
 pub struct SigningKeys {
     store: Store,
-    encryption: KeyEncryptionKey,
+    encryption: Arc<KeyEncryptionKey>,
     verifier: Arc<TokenVerifier>,
     invalidator: Arc<Invalidator>,
     current: RwLock<Option<Arc<CurrentKey>>>,
@@ -181,7 +185,7 @@ pub struct SigningKeys {
 impl SigningKeys {
     pub fn new(
         store: Store,
-        encryption: KeyEncryptionKey,
+        encryption: Arc<KeyEncryptionKey>,
         verifier: Arc<TokenVerifier>,
         invalidator: Arc<Invalidator>,
     ) -> SigningKeys {

@@ -22,7 +22,9 @@ use uuid::Uuid;
 pub use bindings::{BindingListing, NewBinding, keep_last_admin};
 pub use checks::{CheckItem, Checked, CompanyLookup, Subject, UserLookup};
 pub use declarations::{Declaration, Declarations, PermissionListing};
-pub use roles::{NewRole, RoleChanges, RoleKey, RoleListing, RoleUpdate, seed_tenant};
+pub use roles::{
+    NewRole, RoleChanges, RoleKey, RoleListing, RoleUpdate, seed_module_roles, seed_tenant,
+};
 
 pub use plinth_platform::grants;
 use plinth_platform::grants::graph;

@@ -2,6 +2,7 @@
 //! through its ancestors. Nobody creates or changes a role that grants
 //! more than they hold; system roles keep their grants.
 
+use plinth_client::registry::v1::ManifestRole;
 use plinth_platform::{
     clock,
     error::ApiError,
@@ -149,6 +150,52 @@ pub async fn seed_tenant(
     }
     rbac::bump_version(tx, tenant.id).await?;
     Ok(())
+}
+
+/// Creates the roles a module suggests (its manifest's default roles) that
+/// the tenant has no role of the same key for, in the transaction that
+/// first enables the module there, as far as the tenant's role limit
+/// allows; the tenant's new RBAC version when any was created.
+pub async fn seed_module_roles(
+    tx: &mut Tx,
+    principal: &Principal,
+    tenant_id: Uuid,
+    suggested: &[ManifestRole],
+) -> Result<Option<i64>, ApiError> {
+    let existing = rbac::tenant_roles(tx, tenant_id).await?;
+    let mut room = MAX_ROLES_PER_TENANT.saturating_sub(existing.len());
+    let mut created = false;
+    let now = clock::now();
+    for suggestion in suggested {
+        if room == 0 || existing.iter().any(|role| role.key == suggestion.key) {
+            continue;
+        }
+        let mut permissions = suggestion.grants.clone();
+        permissions.sort_unstable();
+        permissions.dedup();
+        let role = RoleRecord {
+            id: Uuid::now_v7(),
+            tenant_id,
+            key: suggestion.key.clone(),
+            display_name: suggestion.display_name.clone(),
+            description: suggestion.description.clone(),
+            system: false,
+            permissions,
+            parent_role_ids: Vec::new(),
+            etag: new_etag(),
+            created_at: now,
+            updated_at: now,
+        };
+        let event = rbac_event(principal, "rbac.role.created", "role", role.id, tenant_id)
+            .with_details(role_details(&role));
+        rbac::insert_role(tx, &role, event).await?;
+        room -= 1;
+        created = true;
+    }
+    if !created {
+        return Ok(None);
+    }
+    Ok(Some(rbac::bump_version(tx, tenant_id).await?))
 }
 
 fn role_details(role: &RoleRecord) -> serde_json::Value {

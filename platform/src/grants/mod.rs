@@ -29,10 +29,13 @@ use crate::{
         rbac::{BindingScope, Holder, RoleRecord},
         tenants::PLATFORM_TENANT_ID,
     },
+    versions::{CATCH_UP_WAIT, KnownVersions},
 };
+
+pub use crate::versions::Freshness;
 use chrono::{DateTime, Utc};
 use foldhash::fast::RandomState;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 pub mod graph;
@@ -46,24 +49,9 @@ use held_roles::HeldRoles;
 /// staleness when Redis (and so other replicas' messages) is unreachable.
 pub const MAX_AGE: Duration = Duration::from_secs(2);
 
-/// How long a request that names a newer version than this replica knows
-/// waits for the news before reading the store.
-const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
-
 /// Compiled sets kept before the stale ones are swept out (sets older than
 /// [`MAX_AGE`] serve nobody); the bound doubles while every set is fresh.
 const SWEEP_FROM_ENTRIES: usize = 4096;
-
-/// How fresh an answer must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Whatever this replica has cached.
-    Cached,
-    /// At least this RBAC version of the tenant.
-    AtLeast(i64),
-    /// The store's latest version.
-    Latest,
-}
 
 /// A grant a role holds, itself or through an ancestor.
 #[derive(Debug)]
@@ -282,8 +270,7 @@ pub struct Grants {
     tenant_roles: RwLock<HashMap<Uuid, Arc<TenantRoles>, RandomState>>,
     /// One reload of a tenant's roles at a time; the others wait for it.
     reloading: Mutex<()>,
-    known_versions: RwLock<HashMap<Uuid, i64, RandomState>>,
-    news: Notify,
+    known_versions: KnownVersions,
 }
 
 impl Grants {
@@ -296,8 +283,7 @@ impl Grants {
             compiled: RwLock::default(),
             tenant_roles: RwLock::default(),
             reloading: Mutex::new(()),
-            known_versions: RwLock::default(),
-            news: Notify::new(),
+            known_versions: KnownVersions::default(),
         });
         let sweeping = Arc::downgrade(&grants);
         tokio::spawn(async move {
@@ -316,21 +302,12 @@ impl Grants {
 
     /// The newest RBAC version of the tenant this replica knows of.
     fn known_version(&self, tenant_id: Uuid) -> i64 {
-        read(&self.known_versions)
-            .get(&tenant_id)
-            .copied()
-            .unwrap_or(0)
+        self.known_versions.known(tenant_id)
     }
 
-    /// Records news of a version (never going back).
+    /// Records news of an RBAC version (never going back).
     pub fn learn(&self, tenant_id: Uuid, version: i64) {
-        let mut known = write(&self.known_versions);
-        let entry = known.entry(tenant_id).or_insert(version);
-        if *entry < version {
-            *entry = version;
-        }
-        drop(known);
-        self.news.notify_waiters();
+        self.known_versions.learn(tenant_id, version);
     }
 
     /// What `user_id` (a user of `tenant_id`) holds in `scope`, at least as
@@ -346,7 +323,7 @@ impl Grants {
             match freshness {
                 Freshness::Cached => self.known_version(tenant_id),
                 Freshness::AtLeast(version) => {
-                    self.catch_up(tenant_id, version).await;
+                    self.known_versions.catch_up(tenant_id, version).await;
                     version.max(self.known_version(tenant_id))
                 }
                 Freshness::Latest => {
@@ -372,20 +349,6 @@ impl Grants {
         }
         self.keep((user_id, scope), compiled.clone());
         Ok(compiled)
-    }
-
-    /// Waits up to [`CATCH_UP_WAIT`] for news of `version`.
-    async fn catch_up(&self, tenant_id: Uuid, version: i64) {
-        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
-        loop {
-            let news = self.news.notified();
-            if self.known_version(tenant_id) >= version {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, news).await.is_err() {
-                return;
-            }
-        }
     }
 
     /// The tenant's compiled roles, at least at `version` and no older
@@ -484,7 +447,11 @@ impl Cache for Grants {
             Change::Rbac { tenant_id, version } => self.learn(tenant_id, version),
             // A disabled user holds nothing; messages may have been missed.
             Change::Subjects | Change::Everything => write(&self.compiled).entries.clear(),
-            Change::ApiKey(_) | Change::SigningKeys | Change::Instances { .. } => {}
+            Change::ApiKey(_)
+            | Change::SigningKeys
+            | Change::Instances { .. }
+            | Change::Modules { .. }
+            | Change::Catalog => {}
         }
     }
 }

@@ -188,7 +188,9 @@ impl Cache for ApiKeys {
             Change::Subjects
             | Change::SigningKeys
             | Change::Rbac { .. }
-            | Change::Instances { .. } => {}
+            | Change::Instances { .. }
+            | Change::Modules { .. }
+            | Change::Catalog => {}
         }
     }
 }

@@ -379,7 +379,11 @@ impl Cache for TokenVerifier {
                 self.forget_states();
                 self.forget_keys();
             }
-            Change::ApiKey(_) | Change::Rbac { .. } | Change::Instances { .. } => {}
+            Change::ApiKey(_)
+            | Change::Rbac { .. }
+            | Change::Instances { .. }
+            | Change::Modules { .. }
+            | Change::Catalog => {}
         }
     }
 }

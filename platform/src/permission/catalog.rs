@@ -100,6 +100,25 @@ pub const MODULE_MANAGE: Permission = permission(
     "Register any module's versions and manage the module catalog",
 );
 
+pub const MODULE_ENABLE: Permission = permission(
+    "plinth:module:enable",
+    "Enable and disable modules for the tenant and its companies",
+);
+pub const MODULE_READ: Permission =
+    permission("plinth:module:read", "See which modules the tenant has");
+pub const MODULE_CONFIG_READ: Permission = permission(
+    "plinth:module_config:read",
+    "Read modules' configuration in the tenant",
+);
+pub const MODULE_CONFIG_WRITE: Permission = permission(
+    "plinth:module_config:write",
+    "Write modules' configuration in the tenant",
+);
+pub const TEMPLATE_MANAGE: Permission = permission(
+    "plinth:template:manage",
+    "Create, change and delete industry templates",
+);
+
 pub const ALL: &[Permission] = &[
     TENANT_CREATE,
     TENANT_READ,
@@ -135,10 +154,21 @@ pub const ALL: &[Permission] = &[
     PERMISSION_REGISTER,
     PERMISSION_READ,
     MODULE_MANAGE,
+    MODULE_ENABLE,
+    MODULE_READ,
+    MODULE_CONFIG_READ,
+    MODULE_CONFIG_WRITE,
+    TEMPLATE_MANAGE,
 ];
 
 /// What every user holds in its own tenant, as a member.
-pub const MEMBERSHIP: &[Permission] = &[TENANT_READ, COMPANY_READ, COMPANY_LIST, PERMISSION_READ];
+pub const MEMBERSHIP: &[Permission] = &[
+    TENANT_READ,
+    COMPANY_READ,
+    COMPANY_LIST,
+    PERMISSION_READ,
+    MODULE_READ,
+];
 
 /// What a module key holds in every tenant of its scope.
 pub const MODULE_KEY: &[Permission] = &[
@@ -149,6 +179,8 @@ pub const MODULE_KEY: &[Permission] = &[
     PERMISSION_READ,
     ROLE_READ,
     RBAC_CHECK,
+    MODULE_READ,
+    MODULE_CONFIG_READ,
 ];
 
 #[cfg(test)]

@@ -8,7 +8,11 @@ use plinth_platform::{
     clock,
     error::ApiError,
     identity::Principal,
-    store::modules::{self, ModuleRecord, ModuleStatus},
+    invalidation::Change,
+    store::{
+        module_configs,
+        modules::{self, ModuleRecord, ModuleStatus},
+    },
 };
 
 use super::{Catalog, decode};
@@ -38,7 +42,7 @@ impl Catalog {
             updated_at: clock::now(),
             ..module
         };
-        self.save(principal, &updated, "registry.module.updated")
+        self.save(principal, &updated, "registry.module.updated", false)
             .await?;
         Ok(updated)
     }
@@ -78,7 +82,7 @@ impl Catalog {
             updated_at: clock::now(),
             ..module
         };
-        self.save(principal, &activated, "registry.module.activated")
+        self.save(principal, &activated, "registry.module.activated", true)
             .await?;
         Ok(activated)
     }
@@ -114,8 +118,13 @@ impl Catalog {
             updated_at: clock::now(),
             ..module
         };
-        self.save(principal, &deactivated, "registry.module.deactivated")
-            .await?;
+        self.save(
+            principal,
+            &deactivated,
+            "registry.module.deactivated",
+            false,
+        )
+        .await?;
         Ok(deactivated)
     }
 
@@ -136,6 +145,18 @@ impl Catalog {
                 dependents,
             });
         }
+        if !self
+            .store
+            .tenant_modules
+            .tenants_holding(module_id, None, 1)
+            .await?
+            .is_empty()
+        {
+            return Err(ApiError::FailedPrecondition {
+                resource_type: "module",
+                state: "enabled by tenants".to_owned(),
+            });
+        }
         let now = clock::now();
         if !self
             .store
@@ -154,7 +175,7 @@ impl Catalog {
             updated_at: now,
             ..module
         };
-        self.save(principal, &deleted, "registry.module.deleted")
+        self.save(principal, &deleted, "registry.module.deleted", false)
             .await
     }
 
@@ -170,11 +191,15 @@ impl Catalog {
             })
     }
 
+    /// Writes the module and tells every replica; `defaults_changed` when
+    /// the version tenants run by default may have changed, which changes
+    /// their resolved configuration.
     async fn save(
         &self,
         principal: &Principal,
         module: &ModuleRecord,
         action: &str,
+        defaults_changed: bool,
     ) -> Result<(), ApiError> {
         let event = AuditDraft::new(principal.actor(), action, "module", &module.module_id)
             .in_tenant(None)
@@ -185,7 +210,11 @@ impl Catalog {
             }));
         let mut tx = self.store.begin().await?;
         modules::update_module(&mut tx, module, event).await?;
+        if defaults_changed {
+            module_configs::record_change(&mut tx, &module.module_id, None, None).await?;
+        }
         tx.commit().await?;
+        self.invalidator.changed(Change::Catalog).await;
         Ok(())
     }
 

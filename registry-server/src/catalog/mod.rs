@@ -6,11 +6,14 @@
 mod lifecycle;
 mod register;
 
+use std::sync::Arc;
+
 use plinth_client::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{
     access::{Access, Scope},
     error::ApiError,
     identity::{Principal, PrincipalKind},
+    invalidation::Invalidator,
     permission::catalog::MODULE_MANAGE,
     store::{
         Store,
@@ -30,11 +33,16 @@ pub struct ModuleView {
 pub struct Catalog {
     store: Store,
     access: Access,
+    invalidator: Arc<Invalidator>,
 }
 
 impl Catalog {
-    pub fn new(store: Store, access: Access) -> Catalog {
-        Catalog { store, access }
+    pub fn new(store: Store, access: Access, invalidator: Arc<Invalidator>) -> Catalog {
+        Catalog {
+            store,
+            access,
+            invalidator,
+        }
     }
 
     /// A module key acts for its own module only (publishing its versions,

@@ -10,6 +10,7 @@ use plinth_platform::{
     clock,
     error::{ApiError, Violations},
     identity::Principal,
+    invalidation::Change,
     permission,
     store::{
         StoreError,
@@ -194,6 +195,7 @@ impl Catalog {
             .await?;
         }
         tx.commit().await?;
+        self.invalidator.changed(Change::Catalog).await;
         Ok(Registered { module, version })
     }
 

@@ -52,6 +52,18 @@ pub fn is_http_url(value: &str) -> bool {
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// The validator of a manifest's config schema, as registration checks it
+/// and tenants' configuration is held to; `None` when it does not compile.
+/// Patterns run in linear time: a `pattern` cannot make validation
+/// backtrack.
+pub fn config_validator(schema: &serde_json::Value) -> Option<jsonschema::Validator> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(schema)
+        .ok()
+}
+
 /// A broken rule: where, and what the rule is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -310,15 +322,9 @@ impl Check {
                 "must describe an object (\"type\": \"object\")",
             );
         }
-        // Linear-time patterns: a schema's `pattern` cannot make validation
-        // (here or when tenants write their configuration) backtrack.
-        let validator = match jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .with_pattern_options(jsonschema::PatternOptions::regex())
-            .build(&schema)
-        {
-            Ok(validator) => validator,
-            Err(_) => {
+        let validator = match config_validator(&schema) {
+            Some(validator) => validator,
+            None => {
                 self.add(
                     "config_schema",
                     "must be a JSON Schema (draft 2020-12) without external references, \

@@ -215,6 +215,7 @@ async fn the_effective_set_lists_grants_as_written(backend: Backend) {
     let membership = [
         "plinth:company:list",
         "plinth:company:read",
+        "plinth:module:read",
         "plinth:permission:read",
         "plinth:tenant:read",
     ];
@@ -327,6 +328,7 @@ async fn users_ask_about_themselves_and_modules_about_anyone_in_scope(backend: B
     let mut acme = tenant(&sandbox, "acme").await;
     let mut ada = acme.member(&sandbox, "ada").await;
     let bob = acme.member(&sandbox, "bob").await;
+    crate::modules::enabled_for(&sandbox, &acme.id, "inventory").await;
     let module_key = create_key(
         &sandbox,
         NewApiKey {

@@ -48,6 +48,11 @@ pub async fn token_mint(data_dir: &Path, seen_token: &str) -> anyhow::Result<(To
     let encryption = core_server::KeyEncryptionKey::load(&config, &store).await?;
     let node = Node::start(config, store).await?;
     let store = node.store.clone();
-    let keys = core_server::SigningKeys::new(node.store, encryption, node.tokens, node.invalidator);
+    let keys = core_server::SigningKeys::new(
+        node.store,
+        std::sync::Arc::new(encryption),
+        node.tokens,
+        node.invalidator,
+    );
     Ok((TokenMint { keys, claims }, store))
 }

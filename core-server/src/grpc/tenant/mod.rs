@@ -1,17 +1,26 @@
-//! TenantService: tenants and companies are served; modules, configuration
-//! and templates answer UNIMPLEMENTED until their issue.
+//! TenantService: tenants and companies, modules in tenants and their
+//! configuration; templates answer UNIMPLEMENTED until they are built.
 
 mod companies;
+mod configs;
+mod modules;
 mod tenants;
 
 use plinth_client::tenant::v1::{self as proto, tenant_service_server::TenantService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, codegen::BoxStream};
 
-use crate::tenant::Tenants;
+use crate::{
+    enablement::Enablements,
+    module_config::{ConfigWatches, ModuleConfigs},
+    tenant::Tenants,
+};
 
 /// TenantService.
 pub struct TenantApi {
     pub tenants: Tenants,
+    pub enablements: Enablements,
+    pub configs: ModuleConfigs,
+    pub config_watches: ConfigWatches,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -93,5 +102,82 @@ impl TenantService for TenantApi {
         request: Request<proto::UpdateCompanyRequest>,
     ) -> Answer<proto::UpdateCompanyResponse> {
         companies::update(&self.tenants, request).await
+    }
+
+    async fn enable_modules(
+        &self,
+        request: Request<proto::EnableModulesRequest>,
+    ) -> Answer<proto::EnableModulesResponse> {
+        modules::enable(&self.enablements, request).await
+    }
+
+    async fn disable_module(
+        &self,
+        request: Request<proto::DisableModuleRequest>,
+    ) -> Answer<proto::DisableModuleResponse> {
+        modules::disable(&self.enablements, request).await
+    }
+
+    async fn list_tenant_modules(
+        &self,
+        request: Request<proto::ListTenantModulesRequest>,
+    ) -> Answer<proto::ListTenantModulesResponse> {
+        modules::list_tenant_modules(&self.enablements, request).await
+    }
+
+    async fn set_company_module(
+        &self,
+        request: Request<proto::SetCompanyModuleRequest>,
+    ) -> Answer<proto::SetCompanyModuleResponse> {
+        modules::set_company_module(&self.enablements, request).await
+    }
+
+    async fn is_module_enabled(
+        &self,
+        request: Request<proto::IsModuleEnabledRequest>,
+    ) -> Answer<proto::IsModuleEnabledResponse> {
+        modules::is_enabled(&self.enablements, request).await
+    }
+
+    async fn list_enabled_modules(
+        &self,
+        request: Request<proto::ListEnabledModulesRequest>,
+    ) -> Answer<proto::ListEnabledModulesResponse> {
+        modules::list_enabled(&self.enablements, request).await
+    }
+
+    async fn report_module_provisioning(
+        &self,
+        request: Request<proto::ReportModuleProvisioningRequest>,
+    ) -> Answer<proto::ReportModuleProvisioningResponse> {
+        modules::report_provisioning(&self.enablements, request).await
+    }
+
+    async fn get_module_config(
+        &self,
+        request: Request<proto::GetModuleConfigRequest>,
+    ) -> Answer<proto::GetModuleConfigResponse> {
+        configs::get(&self.configs, request).await
+    }
+
+    async fn set_module_config(
+        &self,
+        request: Request<proto::SetModuleConfigRequest>,
+    ) -> Answer<proto::SetModuleConfigResponse> {
+        configs::set(&self.configs, request).await
+    }
+
+    async fn resolve_module_config(
+        &self,
+        request: Request<proto::ResolveModuleConfigRequest>,
+    ) -> Answer<proto::ResolveModuleConfigResponse> {
+        configs::resolve(&self.configs, request).await
+    }
+
+    async fn watch_module_config(
+        &self,
+        request: Request<proto::WatchModuleConfigRequest>,
+    ) -> Answer<BoxStream<proto::WatchModuleConfigResponse>> {
+        configs::watch(&self.config_watches, request).await
     }
 }

@@ -1,0 +1,482 @@
+//! EnableModules: a plan of what changes (the modules asked for, and with
+//! `enable_dependencies` the required dependencies the tenant lacks), the
+//! modules' OnTenantEnabling asked before anything is written, then one
+//! transaction that plans again under the tenant's lock and writes it all.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use plinth_client::registry::v1::LifecycleCallback;
+use plinth_platform::{
+    clock,
+    error::ApiError,
+    identity::Principal,
+    invalidation::Change,
+    store::{
+        Tx,
+        module_callbacks::CallbackKind,
+        tenant_modules::{self, Features, TenantModuleRecord, TenantModuleState},
+    },
+};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{
+    Enablements, callbacks::Target, catalog::ModuleVersion, enabled_state, module_event,
+    outbox::enqueue,
+};
+use crate::{
+    access::Scope,
+    module_config::{self, LayerWrite, secrets::LayerKey},
+    permissions::MODULE_ENABLE,
+    rbac::seed_module_roles,
+    tenant::lock_writable,
+};
+
+/// One module of an EnableModules call.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleEnablement {
+    pub module_id: String,
+    /// `None` follows the active version.
+    pub version_pin: Option<String>,
+    /// `None` keeps the tenant's switches.
+    pub features: Option<Features>,
+    /// `None` keeps the tenant's layer.
+    pub tenant_config: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnableModules {
+    pub tenant_id: Uuid,
+    pub modules: Vec<ModuleEnablement>,
+    pub enable_dependencies: bool,
+}
+
+/// What an EnableModules call did.
+pub struct Enabled {
+    /// Changed tenant modules, dependencies first, with the version each
+    /// runs.
+    pub changed: Vec<(TenantModuleRecord, String)>,
+    pub unchanged: Vec<String>,
+    pub token: String,
+}
+
+/// One module the plan writes (or finds unchanged).
+struct Planned {
+    record: TenantModuleRecord,
+    version: Arc<ModuleVersion>,
+    /// The tenant did not hold it before.
+    newly_enabled: bool,
+    changed: bool,
+    tenant_config: Option<Map<String, Value>>,
+}
+
+impl Enablements {
+    pub async fn enable(
+        &self,
+        principal: &Principal,
+        command: EnableModules,
+    ) -> Result<Enabled, ApiError> {
+        let tenant_id = command.tenant_id;
+        self.access
+            .require_visible(principal, MODULE_ENABLE, Scope::tenant(tenant_id), "tenant")
+            .await?;
+        let tenant = self
+            .store
+            .tenants
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource_type: "tenant",
+            })?;
+        let current = self
+            .store
+            .tenant_modules
+            .tenant_modules(tenant_id)
+            .await?
+            .map(|read| read.modules)
+            .unwrap_or_default();
+        let asked = self.plan(&current, &command).await?;
+        let asked_to_enable: BTreeSet<String> = asked
+            .iter()
+            .filter(|planned| planned.newly_enabled)
+            .map(|planned| planned.record.module_id.clone())
+            .collect();
+        for planned in asked.iter().filter(|planned| planned.newly_enabled) {
+            let config = self
+                .config_text(
+                    &planned.version,
+                    tenant_id,
+                    None,
+                    planned.tenant_config.as_ref(),
+                )
+                .await?;
+            self.callbacks
+                .ask(
+                    &planned.version,
+                    LifecycleCallback::TenantEnabling,
+                    Target::tenant(&tenant, &planned.version.version, config),
+                    principal,
+                )
+                .await?;
+        }
+
+        let mut tx = self.store.begin().await?;
+        lock_writable(&mut tx, tenant_id).await?;
+        let current = tenant_modules::modules_in(&mut tx, tenant_id).await?;
+        let plan = self.plan(&current, &command).await?;
+        if plan.iter().any(|planned| {
+            planned.newly_enabled && !asked_to_enable.contains(&planned.record.module_id)
+        }) {
+            return Err(ApiError::FailedPrecondition {
+                resource_type: "tenant modules",
+                state: "changed while the modules were asked; retry".to_owned(),
+            });
+        }
+        let mut rbac_version = None;
+        for planned in plan.iter().filter(|planned| planned.changed) {
+            if let Some(version) = self.write_planned(&mut tx, principal, planned).await? {
+                rbac_version = Some(version);
+            }
+        }
+        let version = tenant_modules::bump_version(&mut tx, tenant_id).await?;
+        tx.commit().await?;
+        if let Some(rbac_version) = rbac_version {
+            self.invalidator
+                .changed(Change::Rbac {
+                    tenant_id,
+                    version: rbac_version,
+                })
+                .await;
+        }
+        let token = self.committed(tenant_id, version).await;
+        let asked_ids: BTreeSet<&str> = command
+            .modules
+            .iter()
+            .map(|module| module.module_id.as_str())
+            .collect();
+        let unchanged = plan
+            .iter()
+            .filter(|planned| {
+                !planned.changed && asked_ids.contains(planned.record.module_id.as_str())
+            })
+            .map(|planned| planned.record.module_id.clone())
+            .collect();
+        let changed = plan
+            .into_iter()
+            .filter(|planned| planned.changed)
+            .map(|planned| (planned.record, planned.version.version.clone()))
+            .collect();
+        Ok(Enabled {
+            changed,
+            unchanged,
+            token,
+        })
+    }
+
+    /// What the command changes over `current`: the modules asked for and
+    /// the dependencies it enables, dependencies first; refused when a
+    /// module is not usable or the tenant's modules would not meet each
+    /// other's requirements.
+    async fn plan(
+        &self,
+        current: &[TenantModuleRecord],
+        command: &EnableModules,
+    ) -> Result<Vec<Planned>, ApiError> {
+        let now = clock::now();
+        let mut held: BTreeMap<String, (TenantModuleRecord, Arc<ModuleVersion>)> = BTreeMap::new();
+        for record in current.iter().filter(|record| record.state.is_held()) {
+            if let Some(version) = super::running_version(&self.catalog, record).await? {
+                held.insert(record.module_id.clone(), (record.clone(), version));
+            }
+        }
+        let mut planned: Vec<Planned> = Vec::new();
+        for (index, asked) in command.modules.iter().enumerate() {
+            let version = self
+                .usable_version(&asked.module_id, asked.version_pin.as_deref())
+                .await?;
+            if let Some(features) = &asked.features
+                && let Some(unknown) = features
+                    .keys()
+                    .find(|key| !version.features.contains_key(*key))
+            {
+                return Err(ApiError::invalid_field(
+                    &format!("modules[{index}].features[{unknown}]"),
+                    "is not a feature the module version declares",
+                ));
+            }
+            let existing = current
+                .iter()
+                .find(|record| record.module_id == asked.module_id);
+            let newly_enabled = !existing.is_some_and(|record| record.state.is_held());
+            let features = asked
+                .features
+                .clone()
+                .or_else(|| existing.map(|record| record.features.clone()))
+                .unwrap_or_default();
+            let record = match existing {
+                Some(existing) if !newly_enabled => TenantModuleRecord {
+                    version_pin: asked.version_pin.clone(),
+                    features,
+                    updated_at: now,
+                    ..existing.clone()
+                },
+                _ => TenantModuleRecord {
+                    tenant_id: command.tenant_id,
+                    module_id: asked.module_id.clone(),
+                    state: initial_state(&version),
+                    version_pin: asked.version_pin.clone(),
+                    features,
+                    failure: String::new(),
+                    roles_seeded: existing.is_some_and(|record| record.roles_seeded),
+                    enabled_at: Some(now),
+                    updated_at: now,
+                },
+            };
+            let changed = newly_enabled
+                || asked.tenant_config.is_some()
+                || existing.is_some_and(|existing| {
+                    existing.version_pin != record.version_pin
+                        || existing.features != record.features
+                });
+            held.insert(record.module_id.clone(), (record.clone(), version.clone()));
+            planned.push(Planned {
+                record,
+                version,
+                newly_enabled,
+                changed,
+                tenant_config: asked.tenant_config.clone(),
+            });
+        }
+        if command.enable_dependencies {
+            self.add_dependencies(command.tenant_id, current, &mut held, &mut planned, now)
+                .await?;
+        }
+        requirements_met(&held)?;
+        Ok(dependencies_first(planned))
+    }
+
+    /// The version of an active module the tenant would run: the pin, else
+    /// the active version.
+    async fn usable_version(
+        &self,
+        module_id: &str,
+        version_pin: Option<&str>,
+    ) -> Result<Arc<ModuleVersion>, ApiError> {
+        let module = self
+            .catalog
+            .module(module_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource_type: "module",
+            })?;
+        let active = self
+            .catalog
+            .active(module_id)
+            .await?
+            .and_then(|module| module.active_version.clone());
+        let Some(active) = active else {
+            return Err(ApiError::FailedPrecondition {
+                resource_type: "module",
+                state: format!("{} in the catalog", module.status.as_str()),
+            });
+        };
+        self.catalog
+            .version(module_id, version_pin.unwrap_or(&active))
+            .await
+    }
+
+    /// Adds, at their active versions, the required dependencies of every
+    /// module the tenant will hold that it lacks (theirs too).
+    async fn add_dependencies(
+        &self,
+        tenant_id: Uuid,
+        current: &[TenantModuleRecord],
+        held: &mut BTreeMap<String, (TenantModuleRecord, Arc<ModuleVersion>)>,
+        planned: &mut Vec<Planned>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ApiError> {
+        loop {
+            let missing: Option<String> = held.values().find_map(|(_, version)| {
+                version
+                    .dependencies
+                    .iter()
+                    .find(|dependency| {
+                        !dependency.optional && !held.contains_key(&dependency.module_id)
+                    })
+                    .map(|dependency| dependency.module_id.clone())
+            });
+            let Some(module_id) = missing else {
+                return Ok(());
+            };
+            let version = match self.usable_version(&module_id, None).await {
+                Ok(version) => version,
+                Err(ApiError::NotFound { .. } | ApiError::FailedPrecondition { .. }) => {
+                    return Err(unsatisfied(held, &module_id));
+                }
+                Err(other) => return Err(other),
+            };
+            let existing = current.iter().find(|record| record.module_id == module_id);
+            let record = TenantModuleRecord {
+                tenant_id,
+                module_id: module_id.clone(),
+                state: initial_state(&version),
+                version_pin: None,
+                features: existing
+                    .map(|record| record.features.clone())
+                    .unwrap_or_default(),
+                failure: String::new(),
+                roles_seeded: existing.is_some_and(|record| record.roles_seeded),
+                enabled_at: Some(now),
+                updated_at: now,
+            };
+            held.insert(module_id, (record.clone(), version.clone()));
+            planned.push(Planned {
+                record,
+                version,
+                newly_enabled: true,
+                changed: true,
+                tenant_config: None,
+            });
+        }
+    }
+
+    /// Writes one planned module; the tenant's new RBAC version when its
+    /// default roles were created.
+    async fn write_planned(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        planned: &Planned,
+    ) -> Result<Option<i64>, ApiError> {
+        let mut record = planned.record.clone();
+        let mut rbac_version = None;
+        if planned.newly_enabled && !record.roles_seeded {
+            rbac_version = seed_module_roles(
+                tx,
+                principal,
+                record.tenant_id,
+                &planned.version.default_roles,
+            )
+            .await?;
+            record.roles_seeded = true;
+        }
+        let action = if planned.newly_enabled {
+            "tenant.module.enabled"
+        } else {
+            "tenant.module.updated"
+        };
+        let event = module_event(principal, action, &record, Some(&planned.version.version));
+        tenant_modules::put(tx, &record, event).await?;
+        if let Some(layer) = &planned.tenant_config {
+            module_config::write_layer(
+                tx,
+                &self.encryption,
+                principal,
+                &planned.version,
+                LayerWrite {
+                    key: LayerKey {
+                        tenant_id: record.tenant_id,
+                        module_id: &record.module_id,
+                        company_id: None,
+                    },
+                    layer: layer.clone(),
+                },
+            )
+            .await?;
+        }
+        if planned.newly_enabled
+            && planned
+                .version
+                .callback(LifecycleCallback::TenantEnabled)
+                .is_some()
+        {
+            enqueue(
+                tx,
+                principal,
+                &record,
+                None,
+                CallbackKind::TenantEnabled,
+                &planned.version.version,
+            )
+            .await?;
+        }
+        plinth_platform::store::module_configs::record_change(
+            tx,
+            &record.module_id,
+            Some(record.tenant_id),
+            None,
+        )
+        .await?;
+        Ok(rbac_version)
+    }
+}
+
+/// Where a tenant module starts: waiting for the module to acknowledge,
+/// when it listens.
+fn initial_state(version: &ModuleVersion) -> TenantModuleState {
+    if version.callback(LifecycleCallback::TenantEnabled).is_some() {
+        TenantModuleState::Enabling
+    } else {
+        enabled_state(version)
+    }
+}
+
+/// Every held module's required dependencies are held at versions meeting
+/// their requirements, and each optional one held meets its requirement.
+fn requirements_met(
+    held: &BTreeMap<String, (TenantModuleRecord, Arc<ModuleVersion>)>,
+) -> Result<(), ApiError> {
+    for (_, version) in held.values() {
+        for dependency in &version.dependencies {
+            let met = match held.get(&dependency.module_id) {
+                Some((_, target)) => dependency.met_by(&target.version),
+                None => dependency.optional,
+            };
+            if !met {
+                return Err(ApiError::DependencyUnsatisfied {
+                    module_id: dependency.module_id.clone(),
+                    requirement: dependency.requirement.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The refusal for a required dependency that cannot be enabled.
+fn unsatisfied(
+    held: &BTreeMap<String, (TenantModuleRecord, Arc<ModuleVersion>)>,
+    module_id: &str,
+) -> ApiError {
+    let requirement = held
+        .values()
+        .flat_map(|(_, version)| &version.dependencies)
+        .find(|dependency| dependency.module_id == module_id)
+        .map(|dependency| dependency.requirement.to_string())
+        .unwrap_or_default();
+    ApiError::DependencyUnsatisfied {
+        module_id: module_id.to_owned(),
+        requirement,
+    }
+}
+
+/// The plan in an order where each module comes after the modules it
+/// depends on (the catalog keeps dependencies acyclic; anything left over
+/// keeps its place).
+fn dependencies_first(mut planned: Vec<Planned>) -> Vec<Planned> {
+    let mut ordered: Vec<Planned> = Vec::with_capacity(planned.len());
+    while !planned.is_empty() {
+        let ready = planned.iter().position(|candidate| {
+            candidate.version.dependencies.iter().all(|dependency| {
+                !planned
+                    .iter()
+                    .any(|other| other.record.module_id == dependency.module_id)
+            })
+        });
+        ordered.push(planned.remove(ready.unwrap_or(0)));
+    }
+    ordered
+}

@@ -1,0 +1,280 @@
+//! Modules in tenants: enabling and disabling them (with their
+//! dependencies, the modules' lifecycle callbacks and their default roles),
+//! switching them per company, and the hot question whether a module may be
+//! used somewhere. Every change bumps the tenant's module version in its
+//! transaction and tells every replica; answers carry a consistency token.
+
+pub mod callbacks;
+pub mod catalog;
+mod company;
+mod disable;
+mod enable;
+mod outbox;
+mod questions;
+
+use std::sync::Arc;
+
+use plinth_platform::{
+    access::Access,
+    audit::AuditDraft,
+    enablement::{Enablement, TenantSnapshot},
+    error::ApiError,
+    identity::Principal,
+    invalidation::{Change, Invalidator},
+    store::{
+        Store,
+        tenant_modules::{TenantModuleRecord, TenantModuleState},
+    },
+    versions::Freshness,
+};
+use uuid::Uuid;
+
+pub use callbacks::Callbacks;
+pub use company::CompanySwitch;
+pub use enable::{EnableModules, ModuleEnablement};
+pub use outbox::Outbox;
+pub use questions::{Question, Reason};
+
+use crate::{
+    auth::signing::KeyEncryptionKey,
+    module_config::{document, resolve_now},
+};
+use catalog::{Catalog, ModuleVersion};
+
+/// Most modules of one EnableModules call.
+pub const MAX_ENABLEMENTS: usize = 50;
+/// Most feature switches of one module in one call.
+pub const MAX_FEATURES: usize = 100;
+/// Longest provisioning failure kept, in characters.
+pub const MAX_FAILURE: usize = 500;
+
+/// A tenant's module version, as handed to callers: opaque to them,
+/// checked against the tenant of the request that passes it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModulesToken {
+    pub tenant_id: Uuid,
+    pub version: i64,
+}
+
+impl ModulesToken {
+    /// `m` keeps these apart from RBAC's tokens.
+    pub fn encode(self) -> String {
+        format!("m{}.{}", self.tenant_id.simple(), self.version)
+    }
+
+    /// `None` for anything [`ModulesToken::encode`] did not make.
+    pub fn parse(text: &str) -> Option<ModulesToken> {
+        let (tenant_id, version) = text.strip_prefix('m')?.split_once('.')?;
+        let tenant_id = (tenant_id.len() == 32)
+            .then(|| Uuid::try_parse(tenant_id).ok())
+            .flatten()?;
+        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
+        Some(ModulesToken { tenant_id, version })
+    }
+}
+
+/// How fresh an answer about a tenant's modules must be, as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    #[default]
+    Cached,
+    AtLeastAsFresh(ModulesToken),
+    Full,
+}
+
+impl Consistency {
+    /// For a request about `tenant_id`: a token of another tenant is the
+    /// caller's mistake.
+    pub fn freshness(self, tenant_id: Uuid) -> Result<Freshness, ApiError> {
+        Ok(match self {
+            Consistency::Cached => Freshness::Cached,
+            Consistency::Full => Freshness::Latest,
+            Consistency::AtLeastAsFresh(token) if token.tenant_id == tenant_id => {
+                Freshness::AtLeast(token.version)
+            }
+            Consistency::AtLeastAsFresh(_) => {
+                return Err(ApiError::invalid_field(
+                    "consistency.at_least_as_fresh",
+                    "is a token of another tenant",
+                ));
+            }
+        })
+    }
+}
+
+/// The enablement domain.
+#[derive(Clone)]
+pub struct Enablements {
+    store: Store,
+    access: Access,
+    catalog: Arc<Catalog>,
+    cache: Arc<Enablement>,
+    invalidator: Arc<Invalidator>,
+    callbacks: Arc<Callbacks>,
+    outbox: Arc<Outbox>,
+    encryption: Arc<KeyEncryptionKey>,
+}
+
+/// What the enablement and configuration domains (and the outbox) are
+/// built from.
+#[derive(Clone)]
+pub struct ModuleParts {
+    pub store: Store,
+    pub access: Access,
+    pub catalog: Arc<Catalog>,
+    pub cache: Arc<Enablement>,
+    pub invalidator: Arc<Invalidator>,
+    pub encryption: Arc<KeyEncryptionKey>,
+}
+
+impl Enablements {
+    pub fn new(parts: &ModuleParts, callbacks: Arc<Callbacks>, outbox: Arc<Outbox>) -> Enablements {
+        let parts = parts.clone();
+        Enablements {
+            store: parts.store,
+            access: parts.access,
+            catalog: parts.catalog,
+            cache: parts.cache,
+            invalidator: parts.invalidator,
+            encryption: parts.encryption,
+            callbacks,
+            outbox,
+        }
+    }
+
+    /// After a committed change of the tenant's modules: this replica and
+    /// the others learn the version, the outbox looks for work; the caller
+    /// gets the version as a token.
+    async fn committed(&self, tenant_id: Uuid, version: i64) -> String {
+        self.cache.learn(tenant_id, version);
+        self.invalidator
+            .changed(Change::Modules { tenant_id, version })
+            .await;
+        self.outbox.wake();
+        ModulesToken { tenant_id, version }.encode()
+    }
+
+    /// The tenant of a company; NOT_FOUND when there is no such company (in
+    /// `tenant_id`, when given).
+    pub async fn company_tenant(
+        &self,
+        company_id: Uuid,
+        tenant_id: Option<Uuid>,
+    ) -> Result<Uuid, ApiError> {
+        self.cache.company_tenant(company_id, tenant_id).await
+    }
+
+    /// The tenant's modules, as fresh as asked.
+    pub async fn snapshot(
+        &self,
+        tenant_id: Uuid,
+        consistency: Consistency,
+    ) -> Result<Arc<TenantSnapshot>, ApiError> {
+        self.cache
+            .snapshot(tenant_id, consistency.freshness(tenant_id)?)
+            .await
+    }
+}
+
+impl Enablements {
+    /// The tenant's (or company's) resolved configuration of `version`, for
+    /// a callback; `tenant_layer` in place of the stored tenant layer when
+    /// the change brings one.
+    async fn config_text(
+        &self,
+        version: &ModuleVersion,
+        tenant_id: Uuid,
+        company_id: Option<Uuid>,
+        tenant_layer: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<String, ApiError> {
+        if let Some(layer) = tenant_layer {
+            return Ok(document::resolve(&version.config.defaults, [layer]).to_string());
+        }
+        Ok(resolve_now(
+            &self.store,
+            &self.encryption,
+            version,
+            tenant_id,
+            company_id,
+            0,
+        )
+        .await?
+        .document)
+    }
+}
+
+/// The version a tenant runs: its pin, else the module's active version.
+pub async fn running_version(
+    catalog: &Catalog,
+    record: &TenantModuleRecord,
+) -> Result<Option<Arc<ModuleVersion>>, ApiError> {
+    let version = match &record.version_pin {
+        Some(pin) => Some(pin.clone()),
+        None => catalog
+            .module(&record.module_id)
+            .await?
+            .and_then(|module| module.active_version.clone()),
+    };
+    match version {
+        Some(version) => Ok(Some(catalog.version(&record.module_id, &version).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Where a tenant module goes once the module acknowledged being enabled.
+fn enabled_state(version: &ModuleVersion) -> TenantModuleState {
+    if version.provisions_tenants {
+        TenantModuleState::Provisioning
+    } else {
+        TenantModuleState::Enabled
+    }
+}
+
+fn module_event(
+    principal: &Principal,
+    action: &str,
+    record: &TenantModuleRecord,
+    version: Option<&str>,
+) -> AuditDraft {
+    AuditDraft::new(
+        principal.actor(),
+        action,
+        "tenant_module",
+        &record.module_id,
+    )
+    .in_tenant(Some(record.tenant_id))
+    .with_request_id(&principal.request_id)
+    .with_details(serde_json::json!({
+        "module_id": record.module_id,
+        "state": record.state.as_str(),
+        "version": version,
+        "version_pin": record.version_pin,
+        "features": record.features,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_tokens_round_trip_and_refuse_anything_else() {
+        let token = ModulesToken {
+            tenant_id: Uuid::now_v7(),
+            version: 42,
+        };
+        assert_eq!(ModulesToken::parse(&token.encode()), Some(token));
+        let simple = token.tenant_id.simple();
+        for bad in [
+            "".to_owned(),
+            "m.".to_owned(),
+            format!("{simple}.1"),
+            format!("m{simple}.-1"),
+            format!("m{simple}.x"),
+            format!("m{simple}.99999999999999999999"),
+            format!("m{}.1", token.tenant_id),
+        ] {
+            assert_eq!(ModulesToken::parse(&bad), None, "{bad}");
+        }
+    }
+}
