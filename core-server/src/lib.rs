@@ -8,6 +8,8 @@ mod grpc;
 mod listing;
 mod module_config;
 mod rbac;
+pub mod seed;
+mod templates;
 mod tenant;
 
 /// Signing keys, for tools that mint tokens the way the server does.
@@ -129,20 +131,6 @@ async fn core_services(
         config,
     );
     let keys = auth::api_keys::KeyAdmin::new(store.clone(), access.clone(), invalidator.clone());
-    let tenants = tenant::Tenants::new(
-        store.clone(),
-        access.clone(),
-        passwords,
-        invalidator.clone(),
-        tenant::OpenSignup {
-            allowed: config.open_signup(),
-            per_peer: auth::throttle::Throttle::configured(
-                tenant::FREE_SIGNUPS_PER_PEER,
-                "signup:peer",
-                node.redis.as_ref(),
-            ),
-        },
-    );
     let catalog = enablement::catalog::Catalog::new(store.clone());
     invalidator.register(catalog.clone());
     let parts = enablement::ModuleParts {
@@ -156,6 +144,30 @@ async fn core_services(
     let callbacks = enablement::Callbacks::new(store.clone(), config);
     let outbox = enablement::Outbox::start(&parts, callbacks.clone());
     let enablements = enablement::Enablements::new(&parts, callbacks, outbox);
+    let templates = templates::Templates::new(
+        store.clone(),
+        access.clone(),
+        parts.catalog.clone(),
+        enablements.clone(),
+    );
+    let tenants = tenant::Tenants::new(
+        store.clone(),
+        access.clone(),
+        passwords,
+        invalidator.clone(),
+        tenant::OpenSignup {
+            allowed: config.open_signup(),
+            per_peer: auth::throttle::Throttle::configured(
+                tenant::FREE_SIGNUPS_PER_PEER,
+                "signup:peer",
+                node.redis.as_ref(),
+            ),
+        },
+        tenant::Modules {
+            enablements: enablements.clone(),
+            templates: templates.clone(),
+        },
+    );
     let configs = module_config::ModuleConfigs::new(&parts);
     let config_watches = module_config::ConfigWatches::start(configs.clone(), node.draining());
     let limit = config.max_message_bytes;
@@ -176,6 +188,7 @@ async fn core_services(
                 enablements,
                 configs,
                 config_watches,
+                templates,
             })
             .max_decoding_message_size(limit),
         )

@@ -1,5 +1,6 @@
-//! `core-server`: serve (the default), migrate, print the configuration, or
-//! make dev certificates. Flags go before or after the subcommand.
+//! `core-server`: serve (the default), migrate, print the configuration,
+//! make dev certificates, or load a seed file into a running server. Flags
+//! go before or after the subcommand.
 
 use std::path::PathBuf;
 
@@ -33,6 +34,18 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Load a seed file (catalog manifests and industry templates) into a
+    /// running server, as an operator; loading it again changes nothing
+    Seed {
+        /// The seed file, e.g. core-server/seed/industries.yaml
+        file: PathBuf,
+        /// The server (plaintext); default: http:// and the configured listen address
+        #[arg(long)]
+        server: Option<String>,
+        /// An operator API key; default: the bootstrap key in the data directory
+        #[arg(long, env = "PLINTH_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
 }
 
@@ -84,6 +97,36 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied ({:?})", store.backend());
         }
         Command::Config => print!("{}", config.to_toml()),
+        Command::Seed {
+            file,
+            server,
+            api_key,
+        } => {
+            let server = server.unwrap_or_else(|| format!("http://{}", config.listen));
+            let api_key = match api_key {
+                Some(key) => key,
+                None => {
+                    let path = config.data_dir.join(core_server::BOOTSTRAP_KEY_FILE);
+                    std::fs::read_to_string(&path).with_context(|| {
+                        format!("reading {} (or pass --api-key)", path.display())
+                    })?
+                }
+            };
+            let channel = tonic::transport::Endpoint::from_shared(server.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {server}"))?;
+            let loaded = core_server::seed::load(&file, channel, &api_key).await?;
+            println!(
+                "{}: {} versions registered, {} modules activated, {} templates created, {} updated, {} unchanged",
+                file.display(),
+                loaded.versions_registered,
+                loaded.modules_activated,
+                loaded.templates_created,
+                loaded.templates_updated,
+                loaded.unchanged
+            );
+        }
         Command::Certs {
             command:
                 CertsCommand::Dev {

@@ -18,6 +18,7 @@ use plinth_platform::{
         Tx,
         module_callbacks::CallbackKind,
         tenant_modules::{self, Features, TenantModuleRecord, TenantModuleState},
+        tenants::TenantRecord,
     },
 };
 use serde_json::{Map, Value};
@@ -73,6 +74,12 @@ struct Planned {
     tenant_config: Option<Map<String, Value>>,
 }
 
+/// A plan whose modules were asked (OnTenantEnabling) and allowed, ready
+/// to be written into a new tenant's transaction.
+pub struct Prepared {
+    plan: Vec<Planned>,
+}
+
 impl Enablements {
     pub async fn enable(
         &self,
@@ -99,59 +106,28 @@ impl Enablements {
             .map(|read| read.modules)
             .unwrap_or_default();
         let asked = self.plan(&current, &command).await?;
-        let asked_to_enable: BTreeSet<String> = asked
-            .iter()
-            .filter(|planned| planned.newly_enabled)
-            .map(|planned| planned.record.module_id.clone())
-            .collect();
-        for planned in asked.iter().filter(|planned| planned.newly_enabled) {
-            let config = self
-                .config_text(
-                    &planned.version,
-                    tenant_id,
-                    None,
-                    planned.tenant_config.as_ref(),
-                )
-                .await?;
-            self.callbacks
-                .ask(
-                    &planned.version,
-                    LifecycleCallback::TenantEnabling,
-                    Target::tenant(&tenant, &planned.version.version, config),
-                    principal,
-                )
-                .await?;
-        }
+        self.ask_before(principal, &tenant, &asked).await?;
 
         let mut tx = self.store.begin().await?;
         lock_writable(&mut tx, tenant_id).await?;
         let current = tenant_modules::modules_in(&mut tx, tenant_id).await?;
         let plan = self.plan(&current, &command).await?;
         if plan.iter().any(|planned| {
-            planned.newly_enabled && !asked_to_enable.contains(&planned.record.module_id)
+            planned.newly_enabled
+                && !asked.iter().any(|was| {
+                    was.newly_enabled && was.record.module_id == planned.record.module_id
+                })
         }) {
             return Err(ApiError::FailedPrecondition {
                 resource_type: "tenant modules",
                 state: "changed while the modules were asked; retry".to_owned(),
             });
         }
-        let mut rbac_version = None;
-        for planned in plan.iter().filter(|planned| planned.changed) {
-            if let Some(version) = self.write_planned(&mut tx, principal, planned).await? {
-                rbac_version = Some(version);
-            }
-        }
-        let version = tenant_modules::bump_version(&mut tx, tenant_id).await?;
+        let (version, rbac_version) = self
+            .write_plan(&mut tx, principal, tenant_id, &plan)
+            .await?;
         tx.commit().await?;
-        if let Some(rbac_version) = rbac_version {
-            self.invalidator
-                .changed(Change::Rbac {
-                    tenant_id,
-                    version: rbac_version,
-                })
-                .await;
-        }
-        let token = self.committed(tenant_id, version).await;
+        let token = self.published(tenant_id, version, rbac_version).await;
         let asked_ids: BTreeSet<&str> = command
             .modules
             .iter()
@@ -164,16 +140,106 @@ impl Enablements {
             })
             .map(|planned| planned.record.module_id.clone())
             .collect();
-        let changed = plan
-            .into_iter()
-            .filter(|planned| planned.changed)
-            .map(|planned| (planned.record, planned.version.version.clone()))
-            .collect();
         Ok(Enabled {
-            changed,
+            changed: changed_of(plan),
             unchanged,
             token,
         })
+    }
+
+    /// Plans the modules a tenant about to be created starts with, and asks
+    /// each (OnTenantEnabling) before anything is written.
+    pub async fn prepare_new_tenant(
+        &self,
+        principal: &Principal,
+        tenant: &TenantRecord,
+        command: &EnableModules,
+    ) -> Result<Prepared, ApiError> {
+        let plan = self.plan(&[], command).await?;
+        self.ask_before(principal, tenant, &plan).await?;
+        Ok(Prepared { plan })
+    }
+
+    /// Writes a prepared plan in the transaction that creates its tenant;
+    /// the tenant's module and RBAC versions for [`Enablements::published`],
+    /// and the modules enabled.
+    pub async fn write_prepared(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        tenant_id: Uuid,
+        prepared: Prepared,
+    ) -> Result<(i64, Option<i64>, Vec<(TenantModuleRecord, String)>), ApiError> {
+        let (version, rbac_version) = self
+            .write_plan(tx, principal, tenant_id, &prepared.plan)
+            .await?;
+        Ok((version, rbac_version, changed_of(prepared.plan)))
+    }
+
+    /// After the transaction of a plan committed: every replica learns the
+    /// versions; the consistency token of the modules.
+    pub async fn published(
+        &self,
+        tenant_id: Uuid,
+        version: i64,
+        rbac_version: Option<i64>,
+    ) -> String {
+        if let Some(rbac_version) = rbac_version {
+            self.invalidator
+                .changed(Change::Rbac {
+                    tenant_id,
+                    version: rbac_version,
+                })
+                .await;
+        }
+        self.committed(tenant_id, version).await
+    }
+
+    /// Asks each module the plan newly enables whether it allows it.
+    async fn ask_before(
+        &self,
+        principal: &Principal,
+        tenant: &TenantRecord,
+        plan: &[Planned],
+    ) -> Result<(), ApiError> {
+        for planned in plan.iter().filter(|planned| planned.newly_enabled) {
+            let config = self
+                .config_text(
+                    &planned.version,
+                    tenant.id,
+                    None,
+                    planned.tenant_config.as_ref(),
+                )
+                .await?;
+            self.callbacks
+                .ask(
+                    &planned.version,
+                    LifecycleCallback::TenantEnabling,
+                    Target::tenant(tenant, &planned.version.version, config),
+                    principal,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the plan's changes and bumps the tenant's module version; the
+    /// new version, and the RBAC version when default roles were created.
+    async fn write_plan(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        tenant_id: Uuid,
+        plan: &[Planned],
+    ) -> Result<(i64, Option<i64>), ApiError> {
+        let mut rbac_version = None;
+        for planned in plan.iter().filter(|planned| planned.changed) {
+            if let Some(version) = self.write_planned(tx, principal, planned).await? {
+                rbac_version = Some(version);
+            }
+        }
+        let version = tenant_modules::bump_version(tx, tenant_id).await?;
+        Ok((version, rbac_version))
     }
 
     /// What the command changes over `current`: the modules asked for and
@@ -461,6 +527,14 @@ fn unsatisfied(
         module_id: module_id.to_owned(),
         requirement,
     }
+}
+
+/// The changed modules of a plan, with the version each runs.
+fn changed_of(plan: Vec<Planned>) -> Vec<(TenantModuleRecord, String)> {
+    plan.into_iter()
+        .filter(|planned| planned.changed)
+        .map(|planned| (planned.record, planned.version.version.clone()))
+        .collect()
 }
 
 /// The plan in an order where each module comes after the modules it

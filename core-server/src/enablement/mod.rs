@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 pub use callbacks::Callbacks;
 pub use company::CompanySwitch;
-pub use enable::{EnableModules, ModuleEnablement};
+pub use enable::{EnableModules, Enabled, ModuleEnablement};
 pub use outbox::Outbox;
 pub use questions::{Question, Reason};
 

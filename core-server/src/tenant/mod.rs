@@ -27,7 +27,9 @@ pub use lifecycle::{
 };
 pub use signup::{FREE_SIGNUPS_PER_PEER, OpenSignup, SignUp};
 
-use crate::{access::Access, auth::passwords::Passwords};
+use crate::{
+    access::Access, auth::passwords::Passwords, enablement::Enablements, templates::Templates,
+};
 
 /// The tenant domain.
 #[derive(Clone)]
@@ -37,6 +39,14 @@ pub struct Tenants {
     passwords: Passwords,
     invalidator: Arc<Invalidator>,
     open_signup: Arc<OpenSignup>,
+    enablements: Enablements,
+    templates: Templates,
+}
+
+/// What signing up a tenant with an industry template uses.
+pub struct Modules {
+    pub enablements: Enablements,
+    pub templates: Templates,
 }
 
 impl Tenants {
@@ -46,6 +56,7 @@ impl Tenants {
         passwords: Passwords,
         invalidator: Arc<Invalidator>,
         open_signup: OpenSignup,
+        modules: Modules,
     ) -> Tenants {
         Tenants {
             store,
@@ -53,6 +64,8 @@ impl Tenants {
             passwords,
             invalidator,
             open_signup: Arc::new(open_signup),
+            enablements: modules.enablements,
+            templates: modules.templates,
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Signup: a tenant, its tenant-admin role and its first admin, in one
-//! transaction.
+//! Signup: a tenant, its tenant-admin role, its first admin and the modules
+//! of its industry template (asked before), in one transaction.
 
 use plinth_platform::{
     error::ApiError,
     identity::{Principal, PrincipalKind},
     store::{
+        tenant_modules::TenantModuleRecord,
         tenants::{self, TenantRecord, TenantStatus},
         users,
     },
@@ -20,6 +21,7 @@ use crate::{
     },
     permissions::TENANT_SIGNUP,
     rbac::seed_tenant,
+    templates::enablement_of,
 };
 
 #[derive(Debug, Clone)]
@@ -27,6 +29,16 @@ pub struct SignUp {
     pub tenant_code: String,
     pub tenant_name: String,
     pub admin: UserInput,
+    /// An industry template's code and the optional modules chosen.
+    pub template: Option<(String, Vec<String>)>,
+}
+
+/// A signed-up tenant.
+pub struct SignedUp {
+    pub tenant: TenantRecord,
+    pub admin_user_id: Uuid,
+    /// The modules its template enabled, with the version each runs.
+    pub modules: Vec<(TenantModuleRecord, String)>,
 }
 
 /// Signup by callers without credentials.
@@ -47,7 +59,7 @@ impl Tenants {
         &self,
         principal: &Principal,
         sign_up: SignUp,
-    ) -> Result<(TenantRecord, Uuid), ApiError> {
+    ) -> Result<SignedUp, ApiError> {
         if principal.kind() == PrincipalKind::Anonymous {
             self.admit_anonymous_signup(principal).await?;
         } else {
@@ -55,15 +67,32 @@ impl Tenants {
                 .require(principal, TENANT_SIGNUP, Scope::platform())
                 .await?;
         }
-        let tenant = TenantRecord::new(
+        let mut tenant = TenantRecord::new(
             sign_up.tenant_code,
             sign_up.tenant_name,
             TenantStatus::Active,
         );
+        let prepared = match &sign_up.template {
+            Some((code, optional)) => {
+                let template = self.templates.active(code).await?;
+                let command = enablement_of(&template, tenant.id, optional)?;
+                tenant.industry = code.clone();
+                Some(
+                    self.enablements
+                        .prepare_new_tenant(principal, &tenant, &command)
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let admin = new_user(&self.passwords, tenant.id, &tenant.code, sign_up.admin).await?;
         let mut tx = self.store.begin().await?;
-        let created = tenant_event(principal, "tenant.created", &tenant)
-            .with_details(serde_json::json!({ "code": tenant.code, "signup": true }));
+        let created =
+            tenant_event(principal, "tenant.created", &tenant).with_details(serde_json::json!({
+                "code": tenant.code,
+                "signup": true,
+                "industry": tenant.industry,
+            }));
         tenants::insert(&mut tx, &tenant, created)
             .await
             .map_err(code_taken)?;
@@ -74,8 +103,29 @@ impl Tenants {
         )
         .await?;
         seed_tenant(&mut tx, principal, &tenant, Some(admin.user.id)).await?;
+        let written = match prepared {
+            Some(prepared) => Some(
+                self.enablements
+                    .write_prepared(&mut tx, principal, tenant.id, prepared)
+                    .await?,
+            ),
+            None => None,
+        };
         tx.commit().await?;
-        Ok((tenant, admin.user.id))
+        let modules = match written {
+            Some((version, rbac_version, modules)) => {
+                self.enablements
+                    .published(tenant.id, version, rbac_version)
+                    .await;
+                modules
+            }
+            None => Vec::new(),
+        };
+        Ok(SignedUp {
+            admin_user_id: admin.user.id,
+            tenant,
+            modules,
+        })
     }
 
     async fn admit_anonymous_signup(&self, principal: &Principal) -> Result<(), ApiError> {

@@ -6,6 +6,7 @@ mod callbacks;
 mod config;
 mod enablement;
 mod isolation;
+mod templates;
 mod watch;
 
 use plinth_client::{

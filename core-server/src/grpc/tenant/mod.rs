@@ -1,9 +1,10 @@
-//! TenantService: tenants and companies, modules in tenants and their
-//! configuration; templates answer UNIMPLEMENTED until they are built.
+//! TenantService: tenants and companies, modules in tenants, their
+//! configuration, and industry templates.
 
 mod companies;
 mod configs;
 mod modules;
+mod templates;
 mod tenants;
 
 use plinth_client::tenant::v1::{self as proto, tenant_service_server::TenantService};
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 use crate::{
     enablement::Enablements,
     module_config::{ConfigWatches, ModuleConfigs},
+    templates::Templates,
     tenant::Tenants,
 };
 
@@ -21,6 +23,7 @@ pub struct TenantApi {
     pub enablements: Enablements,
     pub configs: ModuleConfigs,
     pub config_watches: ConfigWatches,
+    pub templates: Templates,
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -179,5 +182,47 @@ impl TenantService for TenantApi {
         request: Request<proto::WatchModuleConfigRequest>,
     ) -> Answer<BoxStream<proto::WatchModuleConfigResponse>> {
         configs::watch(&self.config_watches, request).await
+    }
+
+    async fn create_industry_template(
+        &self,
+        request: Request<proto::CreateIndustryTemplateRequest>,
+    ) -> Answer<proto::CreateIndustryTemplateResponse> {
+        templates::create(&self.templates, request).await
+    }
+
+    async fn get_industry_template(
+        &self,
+        request: Request<proto::GetIndustryTemplateRequest>,
+    ) -> Answer<proto::GetIndustryTemplateResponse> {
+        templates::get(&self.templates, request).await
+    }
+
+    async fn list_industry_templates(
+        &self,
+        request: Request<proto::ListIndustryTemplatesRequest>,
+    ) -> Answer<proto::ListIndustryTemplatesResponse> {
+        templates::list(&self.templates, request).await
+    }
+
+    async fn update_industry_template(
+        &self,
+        request: Request<proto::UpdateIndustryTemplateRequest>,
+    ) -> Answer<proto::UpdateIndustryTemplateResponse> {
+        templates::update(&self.templates, request).await
+    }
+
+    async fn delete_industry_template(
+        &self,
+        request: Request<proto::DeleteIndustryTemplateRequest>,
+    ) -> Answer<proto::DeleteIndustryTemplateResponse> {
+        templates::delete(&self.templates, request).await
+    }
+
+    async fn apply_industry_template(
+        &self,
+        request: Request<proto::ApplyIndustryTemplateRequest>,
+    ) -> Answer<proto::ApplyIndustryTemplateResponse> {
+        templates::apply(&self.templates, request).await
     }
 }

@@ -18,6 +18,7 @@ use crate::{
         users::{MAX_DISPLAY_NAME, UserInput},
     },
     grpc::validate::{Fields, required_id, timestamp},
+    templates::MAX_TEMPLATE_MODULES,
     tenant::{
         Limits, MAX_REASON, MAX_TENANT_NAME, NewTenant, SignUp, StatusChange, TenantChanges,
         TenantKey, TenantListing, TenantUpdate, Tenants,
@@ -45,7 +46,7 @@ fn status_to_proto(status: TenantStatus) -> ProtoTenantStatus {
     }
 }
 
-fn tenant_to_proto(tenant: TenantRecord) -> proto::Tenant {
+pub fn tenant_to_proto(tenant: TenantRecord) -> proto::Tenant {
     proto::Tenant {
         status: status_to_proto(tenant.status).into(),
         id: tenant.id.to_string(),
@@ -204,12 +205,26 @@ impl TryFrom<&proto::SignupRequest> for SignUp {
                     .secret("admin_password", &body.admin_password, passwords::MAX_BYTES)
                     .to_owned(),
             },
+            template: (!body.industry_template_code.is_empty()).then(|| {
+                (
+                    fields.slug("industry_template_code", &body.industry_template_code),
+                    fields
+                        .bounded(
+                            "optional_module_ids",
+                            &body.optional_module_ids,
+                            MAX_TEMPLATE_MODULES,
+                        )
+                        .iter()
+                        .enumerate()
+                        .map(|(index, module_id)| {
+                            fields.module_id(&format!("optional_module_ids[{index}]"), module_id)
+                        })
+                        .collect(),
+                )
+            }),
         };
-        if !body.industry_template_code.is_empty() {
-            fields.violation(
-                "industry_template_code",
-                "industry templates are not available yet",
-            );
+        if body.industry_template_code.is_empty() && !body.optional_module_ids.is_empty() {
+            fields.violation("optional_module_ids", "needs an industry_template_code");
         }
         fields.finish()?;
         Ok(sign_up)
@@ -289,10 +304,14 @@ pub async fn signup(
 ) -> Answer<proto::SignupResponse> {
     let principal = identity::principal(&request)?;
     let sign_up = SignUp::try_from(request.get_ref())?;
-    let (tenant, admin_user_id) = tenants.sign_up(principal, sign_up).await?;
+    let signed_up = tenants.sign_up(principal, sign_up).await?;
     Ok(Response::new(proto::SignupResponse {
-        tenant: Some(tenant_to_proto(tenant)),
-        admin_user_id: admin_user_id.to_string(),
-        modules: Vec::new(),
+        tenant: Some(tenant_to_proto(signed_up.tenant)),
+        admin_user_id: signed_up.admin_user_id.to_string(),
+        modules: signed_up
+            .modules
+            .into_iter()
+            .map(|(record, version)| super::modules::tenant_module_to_proto(record, Some(version)))
+            .collect(),
     }))
 }
