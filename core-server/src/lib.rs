@@ -21,7 +21,6 @@ use plinth_client::{
     audit::v1::audit_service_server::AuditServiceServer,
     auth::v1::auth_service_server::AuthServiceServer,
     rbac::v1::rbac_service_server::RbacServiceServer,
-    tenant::v1::tenant_service_server::TenantServiceServer,
 };
 use plinth_platform::{access, permission::catalog as permissions};
 use plinth_platform::{
@@ -182,16 +181,16 @@ async fn core_services(
             .max_decoding_message_size(limit),
         )
         .add(RbacServiceServer::new(grpc::RbacApi { rbac }).max_decoding_message_size(limit))
-        .add(
-            TenantServiceServer::new(grpc::TenantApi {
+        .add(grpc::tenant_service(
+            grpc::TenantApi {
                 tenants,
                 enablements,
                 configs,
                 config_watches,
                 templates,
-            })
-            .max_decoding_message_size(limit),
-        )
+            },
+            limit,
+        ))
         .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
     registry_server::add_services(&mut services, node, access);
     Ok(services)

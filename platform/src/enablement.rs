@@ -34,14 +34,42 @@ const SWEEP_FROM_ENTRIES: usize = 4096;
 /// never change tenants, so entries never go stale).
 const MAX_COMPANY_ENTRIES: usize = 100_000;
 
+/// A tenant's module version, as handed to callers: opaque to them,
+/// checked against the tenant of the request that passes it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModulesToken {
+    pub tenant_id: Uuid,
+    pub version: i64,
+}
+
+impl ModulesToken {
+    /// `m` keeps these apart from RBAC's tokens.
+    pub fn encode(self) -> String {
+        format!("m{}.{}", self.tenant_id.simple(), self.version)
+    }
+
+    /// `None` for anything [`ModulesToken::encode`] did not make.
+    pub fn parse(text: &str) -> Option<ModulesToken> {
+        let (tenant_id, version) = text.strip_prefix('m')?.split_once('.')?;
+        let tenant_id = (tenant_id.len() == 32)
+            .then(|| Uuid::try_parse(tenant_id).ok())
+            .flatten()?;
+        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
+        Some(ModulesToken { tenant_id, version })
+    }
+}
+
 /// A tenant's modules at one version.
 #[derive(Debug)]
 pub struct TenantSnapshot {
     pub tenant_id: Uuid,
     pub version: i64,
+    /// The version as a consistency token.
+    pub token: String,
     loaded_at: Instant,
     modules: HashMap<String, TenantModuleRecord, RandomState>,
-    companies: HashMap<(Uuid, String), CompanyModuleRecord, RandomState>,
+    /// By company, then module.
+    companies: HashMap<Uuid, HashMap<String, CompanyModuleRecord, RandomState>, RandomState>,
 }
 
 impl TenantSnapshot {
@@ -54,7 +82,7 @@ impl TenantSnapshot {
         company_id: Uuid,
         module_id: &str,
     ) -> Option<&CompanyModuleRecord> {
-        self.companies.get(&(company_id, module_id.to_owned()))
+        self.companies.get(&company_id)?.get(module_id)
     }
 
     /// Every module the tenant has a row for, in no order.
@@ -208,17 +236,27 @@ impl Enablement {
         let snapshot = Arc::new(TenantSnapshot {
             tenant_id,
             version: read.version,
+            token: ModulesToken {
+                tenant_id,
+                version: read.version,
+            }
+            .encode(),
             loaded_at,
             modules: read
                 .modules
                 .into_iter()
                 .map(|module| (module.module_id.clone(), module))
                 .collect(),
-            companies: read
-                .companies
-                .into_iter()
-                .map(|company| ((company.company_id, company.module_id.clone()), company))
-                .collect(),
+            companies: read.companies.into_iter().fold(
+                HashMap::default(),
+                |mut companies: HashMap<_, HashMap<_, _, RandomState>, RandomState>, company| {
+                    companies
+                        .entry(company.company_id)
+                        .or_default()
+                        .insert(company.module_id.clone(), company);
+                    companies
+                },
+            ),
         });
         let mut snapshots = self.write();
         if snapshots.by_tenant.len() >= snapshots.sweep_at {
@@ -252,6 +290,32 @@ impl Cache for Enablement {
             | Change::Rbac { .. }
             | Change::Instances { .. }
             | Change::Catalog => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_tokens_round_trip_and_refuse_anything_else() {
+        let token = ModulesToken {
+            tenant_id: Uuid::now_v7(),
+            version: 42,
+        };
+        assert_eq!(ModulesToken::parse(&token.encode()), Some(token));
+        let simple = token.tenant_id.simple();
+        for bad in [
+            "".to_owned(),
+            "m.".to_owned(),
+            format!("{simple}.1"),
+            format!("m{simple}.-1"),
+            format!("m{simple}.x"),
+            format!("m{simple}.99999999999999999999"),
+            format!("m{}.1", token.tenant_id),
+        ] {
+            assert_eq!(ModulesToken::parse(&bad), None, "{bad}");
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn add_services(services: &mut ServiceSet, node: &Node, access: Access) {
         catalog,
         instances,
     };
-    services.add(grpc::RegistryService::new(
+    services.add(grpc::registry_service(
         api,
         directory,
         node.config.max_message_bytes,

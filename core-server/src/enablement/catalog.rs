@@ -114,7 +114,8 @@ struct Status {
 pub struct Catalog {
     store: Store,
     modules: RwLock<HashMap<String, Status>>,
-    versions: RwLock<HashMap<(String, String), Arc<ModuleVersion>>>,
+    /// By module, then version.
+    versions: RwLock<HashMap<String, HashMap<String, Arc<ModuleVersion>>>>,
 }
 
 impl Catalog {
@@ -170,8 +171,10 @@ impl Catalog {
         module_id: &str,
         version: &str,
     ) -> Result<Arc<ModuleVersion>, ApiError> {
-        let key = (module_id.to_owned(), version.to_owned());
-        if let Some(found) = read(&self.versions).get(&key) {
+        if let Some(found) = read(&self.versions)
+            .get(module_id)
+            .and_then(|versions| versions.get(version))
+        {
             return Ok(found.clone());
         }
         let record = self
@@ -186,10 +189,13 @@ impl Catalog {
             .map_err(|error| ApiError::Internal(Box::new(error)))?;
         let found = Arc::new(ModuleVersion::of(manifest));
         let mut versions = write(&self.versions);
-        if versions.len() >= MAX_ENTRIES {
+        if versions.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES {
             versions.clear();
         }
-        versions.insert(key, found.clone());
+        versions
+            .entry(module_id.to_owned())
+            .or_default()
+            .insert(version.to_owned(), found.clone());
         Ok(found)
     }
 }

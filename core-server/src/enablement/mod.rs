@@ -27,6 +27,8 @@ use plinth_platform::{
     },
     versions::Freshness,
 };
+
+pub use plinth_platform::enablement::ModulesToken;
 use uuid::Uuid;
 
 pub use callbacks::Callbacks;
@@ -47,31 +49,6 @@ pub const MAX_ENABLEMENTS: usize = 50;
 pub const MAX_FEATURES: usize = 100;
 /// Longest provisioning failure kept, in characters.
 pub const MAX_FAILURE: usize = 500;
-
-/// A tenant's module version, as handed to callers: opaque to them,
-/// checked against the tenant of the request that passes it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModulesToken {
-    pub tenant_id: Uuid,
-    pub version: i64,
-}
-
-impl ModulesToken {
-    /// `m` keeps these apart from RBAC's tokens.
-    pub fn encode(self) -> String {
-        format!("m{}.{}", self.tenant_id.simple(), self.version)
-    }
-
-    /// `None` for anything [`ModulesToken::encode`] did not make.
-    pub fn parse(text: &str) -> Option<ModulesToken> {
-        let (tenant_id, version) = text.strip_prefix('m')?.split_once('.')?;
-        let tenant_id = (tenant_id.len() == 32)
-            .then(|| Uuid::try_parse(tenant_id).ok())
-            .flatten()?;
-        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
-        Some(ModulesToken { tenant_id, version })
-    }
-}
 
 /// How fresh an answer about a tenant's modules must be, as asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -251,30 +228,4 @@ fn module_event(
         "version_pin": record.version_pin,
         "features": record.features,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modules_tokens_round_trip_and_refuse_anything_else() {
-        let token = ModulesToken {
-            tenant_id: Uuid::now_v7(),
-            version: 42,
-        };
-        assert_eq!(ModulesToken::parse(&token.encode()), Some(token));
-        let simple = token.tenant_id.simple();
-        for bad in [
-            "".to_owned(),
-            "m.".to_owned(),
-            format!("{simple}.1"),
-            format!("m{simple}.-1"),
-            format!("m{simple}.x"),
-            format!("m{simple}.99999999999999999999"),
-            format!("m{}.1", token.tenant_id),
-        ] {
-            assert_eq!(ModulesToken::parse(&bad), None, "{bad}");
-        }
-    }
 }

@@ -108,7 +108,7 @@ impl Enablements {
                 .then(|| usable.map(|(version, _)| version.version.clone()))
                 .flatten(),
             reason,
-            token: token(&snapshot),
+            token: snapshot.token.clone(),
         })
     }
 
@@ -141,7 +141,7 @@ impl Enablements {
                 });
             }
         }
-        Ok((enabled, token(&snapshot)))
+        Ok((enabled, snapshot.token.clone()))
     }
 
     /// The tenant's modules in every state (or one), by module id, after
@@ -172,7 +172,7 @@ impl Enablements {
                 .map(|version| version.version.clone());
             page.push((record.clone(), version));
         }
-        Ok((page, more, token(&snapshot)))
+        Ok((page, more, snapshot.token.clone()))
     }
 
     /// A module reports that it prepared the tenant (or failed to).
@@ -335,12 +335,4 @@ fn features_here(
             (key.clone(), *on)
         })
         .collect()
-}
-
-fn token(snapshot: &TenantSnapshot) -> String {
-    super::ModulesToken {
-        tenant_id: snapshot.tenant_id,
-        version: snapshot.version,
-    }
-    .encode()
 }

@@ -12,7 +12,7 @@ use plinth_client::audit::v1::audit_service_server::AuditService;
 
 pub use auth::AuthApi;
 pub use rbac::RbacApi;
-pub use tenant::TenantApi;
+pub use tenant::{TenantApi, tenant_service};
 
 pub struct AuditApi;
 

@@ -6,10 +6,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use foldhash::fast::RandomState;
 use plinth_platform::{
     error::ApiError,
@@ -23,7 +24,7 @@ use super::{ModuleConfigs, document, etag_of, layers::open_layer};
 use crate::{
     access::Scope,
     auth::signing::KeyEncryptionKey,
-    enablement::{Consistency, ModulesToken, catalog::ModuleVersion, running_version},
+    enablement::{Consistency, catalog::ModuleVersion, running_version},
     permissions::MODULE_CONFIG_READ,
 };
 
@@ -53,6 +54,10 @@ pub struct Resolution {
     pub module_version: String,
     /// Each leaf's JSON Pointer and source, in document order.
     pub provenance: Vec<(String, Source)>,
+    /// The resolution as the API encodes it, without and with its
+    /// provenance: made by the first answer that needs it, then shared by
+    /// every answer the resolution serves.
+    pub encoded: [OnceLock<Bytes>; 2],
     modules_version: i64,
     resolved_at: Instant,
 }
@@ -149,11 +154,7 @@ impl ModuleConfigs {
             .enablement
             .snapshot(tenant_id, consistency.freshness(tenant_id)?)
             .await?;
-        let token = ModulesToken {
-            tenant_id,
-            version: snapshot.version,
-        }
-        .encode();
+        let token = snapshot.token.clone();
         let key = (tenant_id, module_id, company_id);
         if let Some(resolution) = self.resolutions.cached(&key, snapshot.version) {
             return Ok((resolution, token));
@@ -232,6 +233,7 @@ pub async fn resolve_now(
         document,
         module_version: version.version.clone(),
         provenance,
+        encoded: Default::default(),
         modules_version,
         resolved_at,
     })

@@ -62,7 +62,7 @@ pub enum WatchEvent {
         revision: i64,
         /// Forget the resolution of this tenant (and company).
         removed: Option<(Uuid, Option<Uuid>)>,
-        resolution: Option<Resolution>,
+        resolution: Option<Box<Resolution>>,
     },
     Checkpoint {
         revision: i64,
@@ -327,7 +327,7 @@ impl Watcher {
             self.send(WatchEvent::Change {
                 revision,
                 removed: None,
-                resolution: Some(resolution),
+                resolution: Some(Box::new(resolution)),
             })
             .await?;
         }

@@ -2,7 +2,10 @@
 //! (NOT_SERVING while the database is unreachable), reflection v1 and
 //! v1alpha, TLS or mTLS, limits, and a shutdown that drains in-flight calls.
 
+mod rerouted;
 pub mod stack;
+
+pub use rerouted::Rerouted;
 
 use std::{convert::Infallible, future::Future, time::Duration};
 

@@ -1,27 +1,16 @@
-//! DiscoverInstances, served beside the generated service so that its
-//! answer is written from the instances' stored encodings (see
-//! [`crate::discovery`]) instead of messages built and encoded per call.
-//! [`EncodedInstances`] has the wire form of `DiscoverInstancesResponse`:
-//! clients decode it as that message.
+//! DiscoverInstances, served beside the generated service (see
+//! [`Rerouted`]) so that its answer is written from the instances' stored
+//! encodings (see [`crate::discovery`]) instead of messages built and
+//! encoded per call.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use plinth_client::registry::v1::{
     DiscoverInstancesRequest, module_registry_service_server::ModuleRegistryServiceServer,
 };
-use plinth_platform::identity;
-use tonic::{
-    body::Body,
-    codegen::http,
-    server::{Grpc, NamedService, UnaryService},
-};
+use plinth_platform::{identity, server::Rerouted};
+use tonic::server::UnaryService;
 
 use super::{RegistryApi, instances};
 use crate::discovery::Directory;
@@ -38,54 +27,24 @@ pub struct EncodedInstances {
 
 /// The registry's gRPC service: DiscoverInstances here, every other call
 /// by the generated server.
-#[derive(Clone)]
-pub struct RegistryService {
-    generated: ModuleRegistryServiceServer<RegistryApi>,
-    discovery: Discover,
+pub type RegistryService =
+    Rerouted<ModuleRegistryServiceServer<RegistryApi>, Discover, DiscoverInstancesRequest>;
+
+pub fn registry_service(
+    api: RegistryApi,
+    directory: Arc<Directory>,
     max_decoding_message_size: usize,
-}
-
-impl RegistryService {
-    pub fn new(
-        api: RegistryApi,
-        directory: Arc<Directory>,
-        max_decoding_message_size: usize,
-    ) -> Self {
-        RegistryService {
-            generated: ModuleRegistryServiceServer::new(api)
-                .max_decoding_message_size(max_decoding_message_size),
-            discovery: Discover(directory),
-            max_decoding_message_size,
-        }
-    }
-}
-
-impl NamedService for RegistryService {
-    const NAME: &'static str = <ModuleRegistryServiceServer<RegistryApi> as NamedService>::NAME;
-}
-
-impl tower::Service<http::Request<Body>> for RegistryService {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        tower::Service::<http::Request<Body>>::poll_ready(&mut self.generated, context)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != PATH {
-            return Box::pin(self.generated.call(request));
-        }
-        let discovery = self.discovery.clone();
-        let mut grpc = Grpc::new(tonic_prost::ProstCodec::<EncodedInstances, _>::default())
-            .apply_max_message_size_config(Some(self.max_decoding_message_size), None);
-        Box::pin(async move { Ok(grpc.unary(discovery, request).await) })
-    }
+) -> RegistryService {
+    Rerouted::new(
+        ModuleRegistryServiceServer::new(api).max_decoding_message_size(max_decoding_message_size),
+        PATH,
+        Discover(directory),
+        max_decoding_message_size,
+    )
 }
 
 #[derive(Clone)]
-struct Discover(Arc<Directory>);
+pub struct Discover(Arc<Directory>);
 
 impl UnaryService<DiscoverInstancesRequest> for Discover {
     type Response = EncodedInstances;

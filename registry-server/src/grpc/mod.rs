@@ -30,7 +30,7 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 mod discover;
 mod instances;
 
-pub use discover::RegistryService;
+pub use discover::registry_service;
 pub use instances::encoded_instance;
 
 use crate::{
@@ -55,7 +55,7 @@ pub struct RegistryApi {
     pub(crate) watches: Watches,
 }
 
-/// Every call but DiscoverInstances, which [`RegistryService`] serves.
+/// Every call but DiscoverInstances, which [`registry_service`] routes apart.
 #[tonic::async_trait]
 impl ModuleRegistryService for RegistryApi {
     async fn validate_manifest(

@@ -6,6 +6,7 @@ mod callbacks;
 mod config;
 mod enablement;
 mod isolation;
+mod replicas;
 mod templates;
 mod watch;
 

@@ -13,6 +13,7 @@ use std::{
 use hdrhistogram::Histogram;
 
 pub mod logins;
+pub mod modules;
 pub mod rbac;
 pub mod registry;
 pub mod report;

@@ -43,6 +43,19 @@ pub async fn populate(
                 id: module_id.to_owned(),
                 version: "1.0.0".to_owned(),
                 display_name: "Bench".to_owned(),
+                // Takes any configuration object.
+                config_schema: Some(plinth_client::prost_types::Struct {
+                    fields: [(
+                        "type".to_owned(),
+                        plinth_client::prost_types::Value {
+                            kind: Some(plinth_client::prost_types::value::Kind::StringValue(
+                                "object".to_owned(),
+                            )),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                }),
                 ..ModuleManifest::default()
             }),
         })

@@ -23,6 +23,8 @@ pub const CHECK_COMPILED: &str = "Check (compiled from the store)";
 pub const HEARTBEAT: &str = "Heartbeat";
 pub const DISCOVER: &str = "DiscoverInstances (8 serving)";
 pub const DISCOVER_BARE: &str = "bare tonic, same 8-instance answer";
+pub const IS_MODULE_ENABLED: &str = "IsModuleEnabled";
+pub const RESOLVE_CONFIG: &str = "ResolveModuleConfig (2 KB)";
 
 /// A target an RPC must meet, relative to the baseline.
 struct Target {
@@ -86,6 +88,18 @@ const TARGETS: &[Target] = &[
         min_throughput_ratio: 0.70,
         max_p99_ratio: f64::INFINITY,
         max_cpu_ratio: f64::INFINITY,
+    },
+    Target {
+        rpc: IS_MODULE_ENABLED,
+        min_throughput_ratio: 0.80,
+        max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: 1.40,
+    },
+    Target {
+        rpc: RESOLVE_CONFIG,
+        min_throughput_ratio: 0.70,
+        max_p99_ratio: f64::INFINITY,
+        max_cpu_ratio: 1.40,
     },
 ];
 

@@ -291,6 +291,13 @@ async fn prepare(
         &format!("http://{}", echo.address),
     )
     .await?;
+    bench::modules::populate(
+        channel.clone(),
+        &operator_key,
+        BENCH_MODULE,
+        &rbac_tenant_id,
+    )
+    .await?;
     let (mint, store) = token_mint(data_dir, &seen_token).await?;
     let imported = Instant::now();
     let population = bench::rbac::populate(
@@ -397,6 +404,17 @@ async fn measure_round(
             &fixture.module_key,
             &fixture.rbac_tenant_id,
             &fixture.population,
+        )
+        .await,
+    );
+    measurements.extend(
+        bench::modules::measure(
+            load,
+            &fixture.core,
+            &core_channels,
+            BENCH_MODULE,
+            &fixture.module_key,
+            &fixture.rbac_tenant_id,
         )
         .await,
     );

@@ -1,13 +1,16 @@
 //! Module configuration: requests into commands, resolutions into messages.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
+
+use bytes::Bytes;
 
 use futures_util::StreamExt;
+use plinth_client::prost::Message;
 use plinth_client::tenant::v1::{
     self as proto, ConfigSource, set_module_config_request, watch_module_config_response::Event,
 };
 use plinth_platform::{error::ApiError, identity};
-use tonic::{Request, Response, Status, codegen::BoxStream};
+use tonic::{Request, Response, Status, codegen::BoxStream, server::UnaryService};
 
 use super::Answer;
 use crate::{
@@ -149,25 +152,53 @@ pub async fn set(
     }))
 }
 
-pub async fn resolve(
-    configs: &ModuleConfigs,
-    request: Request<proto::ResolveModuleConfigRequest>,
-) -> Answer<proto::ResolveModuleConfigResponse> {
-    let principal = identity::principal(&request)?;
-    let body = request.get_ref();
-    let mut fields = Fields::default();
-    let resolve = ResolveRequest {
-        module_id: fields.module_id("module_id", &body.module_id),
-        tenant_id: fields.id("tenant_id", &body.tenant_id),
-        company_id: fields.optional_id("company_id", &body.company_id),
-        consistency: fields.modules_consistency(body.consistency.as_ref()),
-    };
-    fields.finish()?;
-    let (resolution, token) = configs.resolve(principal, resolve).await?;
-    Ok(Response::new(proto::ResolveModuleConfigResponse {
-        resolution: Some(resolution_to_proto(&resolution, body.include_provenance)),
-        consistency_token: token,
-    }))
+/// `ResolveModuleConfigResponse` on the wire, its resolution kept encoded
+/// (see [`Resolution::encoded`]).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EncodedResolveResponse {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub resolution: Bytes,
+    #[prost(string, tag = "2")]
+    pub consistency_token: String,
+}
+
+/// ResolveModuleConfig, answered from encoded resolutions (see
+/// [`plinth_platform::server::Rerouted`]).
+#[derive(Clone)]
+pub struct Resolve(pub ModuleConfigs);
+
+impl UnaryService<proto::ResolveModuleConfigRequest> for Resolve {
+    type Response = EncodedResolveResponse;
+    type Future = Pin<Box<dyn Future<Output = Answer<EncodedResolveResponse>> + Send>>;
+
+    fn call(&mut self, request: Request<proto::ResolveModuleConfigRequest>) -> Self::Future {
+        let configs = self.0.clone();
+        Box::pin(async move {
+            let principal = identity::principal(&request)?;
+            let body = request.get_ref();
+            let mut fields = Fields::default();
+            let resolve = ResolveRequest {
+                module_id: fields.module_id("module_id", &body.module_id),
+                tenant_id: fields.id("tenant_id", &body.tenant_id),
+                company_id: fields.optional_id("company_id", &body.company_id),
+                consistency: fields.modules_consistency(body.consistency.as_ref()),
+            };
+            fields.finish()?;
+            let (resolution, token) = configs.resolve(principal, resolve).await?;
+            let with_provenance = body.include_provenance;
+            let encoded = resolution.encoded[usize::from(with_provenance)]
+                .get_or_init(|| {
+                    resolution_to_proto(&resolution, with_provenance)
+                        .encode_to_vec()
+                        .into()
+                })
+                .clone();
+            Ok(Response::new(EncodedResolveResponse {
+                resolution: encoded,
+                consistency_token: token,
+            }))
+        })
+    }
 }
 
 pub async fn watch(

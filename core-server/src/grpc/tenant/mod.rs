@@ -7,7 +7,11 @@ mod modules;
 mod templates;
 mod tenants;
 
-use plinth_client::tenant::v1::{self as proto, tenant_service_server::TenantService};
+use plinth_client::tenant::v1::{
+    self as proto,
+    tenant_service_server::{TenantService as GeneratedTenantService, TenantServiceServer},
+};
+use plinth_platform::server::Rerouted;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::{
@@ -17,7 +21,22 @@ use crate::{
     tenant::Tenants,
 };
 
-/// TenantService.
+/// TenantService: ResolveModuleConfig apart, every call by the generated
+/// server.
+pub type TenantService =
+    Rerouted<TenantServiceServer<TenantApi>, configs::Resolve, proto::ResolveModuleConfigRequest>;
+
+pub fn tenant_service(api: TenantApi, max_decoding_message_size: usize) -> TenantService {
+    let resolve = configs::Resolve(api.configs.clone());
+    Rerouted::new(
+        TenantServiceServer::new(api).max_decoding_message_size(max_decoding_message_size),
+        "/plinth.tenant.v1.TenantService/ResolveModuleConfig",
+        resolve,
+        max_decoding_message_size,
+    )
+}
+
+/// Every TenantService call but ResolveModuleConfig.
 pub struct TenantApi {
     pub tenants: Tenants,
     pub enablements: Enablements,
@@ -29,7 +48,7 @@ pub struct TenantApi {
 type Answer<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl TenantService for TenantApi {
+impl GeneratedTenantService for TenantApi {
     async fn create_tenant(
         &self,
         request: Request<proto::CreateTenantRequest>,
@@ -168,13 +187,6 @@ impl TenantService for TenantApi {
         request: Request<proto::SetModuleConfigRequest>,
     ) -> Answer<proto::SetModuleConfigResponse> {
         configs::set(&self.configs, request).await
-    }
-
-    async fn resolve_module_config(
-        &self,
-        request: Request<proto::ResolveModuleConfigRequest>,
-    ) -> Answer<proto::ResolveModuleConfigResponse> {
-        configs::resolve(&self.configs, request).await
     }
 
     async fn watch_module_config(
