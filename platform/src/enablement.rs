@@ -21,7 +21,7 @@ use crate::{
         Store,
         tenant_modules::{CompanyModuleRecord, TenantModuleRecord},
     },
-    versions::{CATCH_UP_WAIT, Freshness, KnownVersions},
+    versions::{CATCH_UP_WAIT, Freshness, KnownVersions, VersionToken},
 };
 
 /// How long a snapshot serves without news of a change.
@@ -33,31 +33,6 @@ const SWEEP_FROM_ENTRIES: usize = 4096;
 /// Company-to-tenant entries kept before the map starts afresh (companies
 /// never change tenants, so entries never go stale).
 const MAX_COMPANY_ENTRIES: usize = 100_000;
-
-/// A tenant's module version, as handed to callers: opaque to them,
-/// checked against the tenant of the request that passes it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModulesToken {
-    pub tenant_id: Uuid,
-    pub version: i64,
-}
-
-impl ModulesToken {
-    /// `m` keeps these apart from RBAC's tokens.
-    pub fn encode(self) -> String {
-        format!("m{}.{}", self.tenant_id.simple(), self.version)
-    }
-
-    /// `None` for anything [`ModulesToken::encode`] did not make.
-    pub fn parse(text: &str) -> Option<ModulesToken> {
-        let (tenant_id, version) = text.strip_prefix('m')?.split_once('.')?;
-        let tenant_id = (tenant_id.len() == 32)
-            .then(|| Uuid::try_parse(tenant_id).ok())
-            .flatten()?;
-        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
-        Some(ModulesToken { tenant_id, version })
-    }
-}
 
 /// A tenant's modules at one version.
 #[derive(Debug)]
@@ -236,11 +211,7 @@ impl Enablement {
         let snapshot = Arc::new(TenantSnapshot {
             tenant_id,
             version: read.version,
-            token: ModulesToken {
-                tenant_id,
-                version: read.version,
-            }
-            .encode(),
+            token: VersionToken::modules(tenant_id, read.version).encode(),
             loaded_at,
             modules: read
                 .modules
@@ -290,32 +261,6 @@ impl Cache for Enablement {
             | Change::Rbac { .. }
             | Change::Instances { .. }
             | Change::Catalog => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modules_tokens_round_trip_and_refuse_anything_else() {
-        let token = ModulesToken {
-            tenant_id: Uuid::now_v7(),
-            version: 42,
-        };
-        assert_eq!(ModulesToken::parse(&token.encode()), Some(token));
-        let simple = token.tenant_id.simple();
-        for bad in [
-            "".to_owned(),
-            "m.".to_owned(),
-            format!("{simple}.1"),
-            format!("m{simple}.-1"),
-            format!("m{simple}.x"),
-            format!("m{simple}.99999999999999999999"),
-            format!("m{}.1", token.tenant_id),
-        ] {
-            assert_eq!(ModulesToken::parse(&bad), None, "{bad}");
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod grants;
 pub mod identity;
 pub mod invalidation;
 pub mod node;
+pub mod outlet;
 pub mod permission;
 pub mod request_id;
 pub mod server;

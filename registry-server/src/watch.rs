@@ -10,9 +10,10 @@ use std::{sync::Arc, time::Duration};
 use plinth_platform::{
     error::ApiError,
     identity::Principal,
+    outlet::{End, Messages, Outlet},
     store::instances::{InstanceChange, InstanceRecord},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
 use crate::{
     catalog::{self, Catalog},
@@ -23,13 +24,8 @@ use crate::{
 pub const MAX_WATCHES: usize = 1_000;
 /// Instances per snapshot message.
 pub const SNAPSHOT_PART: usize = 100;
-/// Messages queued for a watcher that does not read; past them it falls
-/// behind the broadcast and later catches up from the log.
-const QUEUED_MESSAGES: usize = 16;
 /// How long a new watch waits for the feed to first catch up.
 const READY_WAIT: Duration = Duration::from_secs(5);
-/// How long the end of a stream waits for room in its queue.
-const FAREWELL_WAIT: Duration = Duration::from_secs(1);
 
 /// A watch as asked (already validated).
 #[derive(Debug, Clone)]
@@ -54,7 +50,7 @@ pub enum WatchEvent {
     },
 }
 
-pub type WatchStream = mpsc::Receiver<Result<WatchEvent, ApiError>>;
+pub type WatchStream = Messages<WatchEvent>;
 
 pub struct Watches {
     feed: Arc<Feed>,
@@ -94,33 +90,18 @@ impl Watches {
         tokio::time::timeout(READY_WAIT, self.feed.ready())
             .await
             .map_err(|_| ApiError::Unavailable)?;
-        let (sender, stream) = mpsc::channel(QUEUED_MESSAGES);
+        // A watcher that does not read falls behind the broadcast past the
+        // outlet's queue, and later catches up from the log.
+        let (outlet, stream) = Outlet::open(self.draining.clone());
         let watcher = Watcher {
             feed: self.feed.clone(),
             module_ids: asked.module_ids,
             checkpoint_every: asked.checkpoint_every,
-            sender,
-            draining: self.draining.clone(),
+            outlet,
             position: 0,
         };
         tokio::spawn(watcher.run(asked.after_revision, slot));
         Ok(stream)
-    }
-}
-
-/// Why a watch ended.
-enum End {
-    /// The client went away.
-    Gone,
-    /// The server began shutting down: a last checkpoint, then the status.
-    ShuttingDown,
-    /// Told to the client as the stream's status.
-    Failed(ApiError),
-}
-
-impl From<ApiError> for End {
-    fn from(error: ApiError) -> End {
-        End::Failed(error)
     }
 }
 
@@ -130,29 +111,18 @@ struct Watcher {
     feed: Arc<Feed>,
     module_ids: Vec<String>,
     checkpoint_every: Duration,
-    sender: mpsc::Sender<Result<WatchEvent, ApiError>>,
-    draining: watch::Receiver<bool>,
+    outlet: Outlet<WatchEvent>,
     /// The revision the watcher has been brought to.
     position: i64,
 }
 
 impl Watcher {
     async fn run(mut self, after_revision: Option<u64>, _slot: OwnedSemaphorePermit) {
-        let error = match self.follow(after_revision).await {
-            Ok(()) | Err(End::Gone) => return,
-            Err(End::Failed(error)) => error,
-            Err(End::ShuttingDown) => {
-                let revision = self.position;
-                self.farewell(Ok(WatchEvent::Checkpoint { revision })).await;
-                ApiError::ShuttingDown
-            }
-        };
-        self.farewell(Err(error)).await;
-    }
-
-    /// Queues a last message, waiting a bounded time for room.
-    async fn farewell(&self, message: Result<WatchEvent, ApiError>) {
-        let _ = tokio::time::timeout(FAREWELL_WAIT, self.sender.send(message)).await;
+        let ended = self.follow(after_revision).await;
+        let revision = self.position;
+        self.outlet
+            .finish(ended, || WatchEvent::Checkpoint { revision })
+            .await;
     }
 
     async fn follow(&mut self, after_revision: Option<u64>) -> Result<(), End> {
@@ -182,7 +152,7 @@ impl Watcher {
                     self.send(WatchEvent::Checkpoint { revision: self.position }).await?;
                     checkpoint.as_mut().reset(tokio::time::Instant::now() + self.checkpoint_every);
                 }
-                () = shutting_down(self.draining.clone()) => return Err(End::ShuttingDown),
+                () = self.outlet.shutting_down() => return Err(End::ShuttingDown),
             }
         }
     }
@@ -246,19 +216,7 @@ impl Watcher {
         Ok(changes)
     }
 
-    /// Queues a message, unless the client went away or the server began
-    /// shutting down.
     async fn send(&mut self, event: WatchEvent) -> Result<(), End> {
-        tokio::select! {
-            sent = self.sender.send(Ok(event)) => sent.map_err(|_| End::Gone),
-            () = shutting_down(self.draining.clone()) => Err(End::ShuttingDown),
-        }
-    }
-}
-
-/// Resolves when the server begins shutting down.
-async fn shutting_down(mut draining: watch::Receiver<bool>) {
-    if draining.wait_for(|draining| *draining).await.is_err() {
-        std::future::pending::<()>().await;
+        self.outlet.send(event).await
     }
 }

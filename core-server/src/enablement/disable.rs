@@ -55,7 +55,7 @@ impl Enablements {
                 .unwrap_or_default();
             return Ok(Disabled {
                 disabled: Vec::new(),
-                token: super::ModulesToken { tenant_id, version }.encode(),
+                token: super::VersionToken::modules(tenant_id, version).encode(),
             });
         }
         let order = disabling_order(&held, module_id);

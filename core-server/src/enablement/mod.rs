@@ -25,10 +25,9 @@ use plinth_platform::{
         Store,
         tenant_modules::{TenantModuleRecord, TenantModuleState},
     },
-    versions::Freshness,
 };
 
-pub use plinth_platform::enablement::ModulesToken;
+pub use plinth_platform::versions::{Consistency, VersionToken};
 use uuid::Uuid;
 
 pub use callbacks::Callbacks;
@@ -49,35 +48,6 @@ pub const MAX_ENABLEMENTS: usize = 50;
 pub const MAX_FEATURES: usize = 100;
 /// Longest provisioning failure kept, in characters.
 pub const MAX_FAILURE: usize = 500;
-
-/// How fresh an answer about a tenant's modules must be, as asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Consistency {
-    #[default]
-    Cached,
-    AtLeastAsFresh(ModulesToken),
-    Full,
-}
-
-impl Consistency {
-    /// For a request about `tenant_id`: a token of another tenant is the
-    /// caller's mistake.
-    pub fn freshness(self, tenant_id: Uuid) -> Result<Freshness, ApiError> {
-        Ok(match self {
-            Consistency::Cached => Freshness::Cached,
-            Consistency::Full => Freshness::Latest,
-            Consistency::AtLeastAsFresh(token) if token.tenant_id == tenant_id => {
-                Freshness::AtLeast(token.version)
-            }
-            Consistency::AtLeastAsFresh(_) => {
-                return Err(ApiError::invalid_field(
-                    "consistency.at_least_as_fresh",
-                    "is a token of another tenant",
-                ));
-            }
-        })
-    }
-}
 
 /// The enablement domain.
 #[derive(Clone)]
@@ -128,7 +98,7 @@ impl Enablements {
             .changed(Change::Modules { tenant_id, version })
             .await;
         self.outbox.wake();
-        ModulesToken { tenant_id, version }.encode()
+        VersionToken::modules(tenant_id, version).encode()
     }
 
     /// The tenant of a company; NOT_FOUND when there is no such company (in
@@ -147,9 +117,8 @@ impl Enablements {
         tenant_id: Uuid,
         consistency: Consistency,
     ) -> Result<Arc<TenantSnapshot>, ApiError> {
-        self.cache
-            .snapshot(tenant_id, consistency.freshness(tenant_id)?)
-            .await
+        let freshness = consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?;
+        self.cache.snapshot(tenant_id, freshness).await
     }
 }
 

@@ -9,6 +9,7 @@ use plinth_platform::{
     error::{ApiError, Violations},
     permission::{self, Grant},
     text,
+    versions::{Consistency, Counter, VersionToken},
 };
 use uuid::Uuid;
 
@@ -18,6 +19,14 @@ use crate::{auth::email, listing::PageRequest};
 
 /// Longest free-text filter or prefix accepted.
 pub const MAX_PREFIX_CHARACTERS: usize = 254;
+
+/// Longest keyset page token accepted (hex of a 63-character key).
+const MAX_KEY_TOKEN: usize = 2 * 63;
+
+/// The next page's token after `key`.
+pub fn key_token(key: &str) -> String {
+    hex::encode(key)
+}
 
 /// Collects violations while reading a request.
 #[derive(Default)]
@@ -246,6 +255,47 @@ impl Fields {
     }
 
     /// `page_size` (0 means the default) and an opaque `page_token`.
+    /// How fresh an answer must be: `asked` is the request's requirement
+    /// (`Some(Ok(token))` a token, `Some(Err(true))` fully consistent);
+    /// unset (or fully consistent false) means the cached view.
+    pub fn consistency(
+        &mut self,
+        counter: Counter,
+        asked: Option<Result<&str, bool>>,
+    ) -> Consistency {
+        match asked {
+            None | Some(Err(false)) => Consistency::Cached,
+            Some(Err(true)) => Consistency::Full,
+            Some(Ok(token)) => match VersionToken::parse(counter, token) {
+                Some(token) => Consistency::AtLeastAsFresh(token),
+                None => {
+                    self.violation(
+                        "consistency.at_least_as_fresh",
+                        "is not a token from a previous answer",
+                    );
+                    Consistency::Cached
+                }
+            },
+        }
+    }
+
+    /// A keyset page token made of a key that `valid` accepts (hex of it);
+    /// `None` for the first page.
+    pub fn key_token(&mut self, token: &str, valid: fn(&str) -> bool) -> Option<String> {
+        if token.is_empty() {
+            return None;
+        }
+        let key = (token.len() <= MAX_KEY_TOKEN)
+            .then(|| hex::decode(token).ok())
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|key| valid(key));
+        if key.is_none() {
+            self.violation("page_token", "is not a token from a previous response");
+        }
+        key
+    }
+
     pub fn page(&mut self, page_size: i32, page_token: &str) -> PageRequest {
         PageRequest::parse(page_size, page_token).unwrap_or_else(|(field, problem)| {
             self.violation(field, problem);

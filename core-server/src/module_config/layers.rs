@@ -25,7 +25,7 @@ use super::{
 use crate::{
     access::Scope,
     auth::signing::KeyEncryptionKey,
-    enablement::{ModulesToken, catalog::ModuleVersion, running_version},
+    enablement::{VersionToken, catalog::ModuleVersion, running_version},
     permissions::{MODULE_CONFIG_READ, MODULE_CONFIG_WRITE},
     tenant::lock_writable,
 };
@@ -218,7 +218,7 @@ impl ModuleConfigs {
         self.invalidator
             .changed(plinth_platform::invalidation::Change::Modules { tenant_id, version })
             .await;
-        ModulesToken { tenant_id, version }.encode()
+        VersionToken::modules(tenant_id, version).encode()
     }
 }
 

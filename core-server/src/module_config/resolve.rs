@@ -152,7 +152,10 @@ impl ModuleConfigs {
         }
         let snapshot = self
             .enablement
-            .snapshot(tenant_id, consistency.freshness(tenant_id)?)
+            .snapshot(
+                tenant_id,
+                consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?,
+            )
             .await?;
         let token = snapshot.token.clone();
         let key = (tenant_id, module_id, company_id);

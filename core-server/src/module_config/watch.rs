@@ -15,9 +15,10 @@ use plinth_platform::{
     error::ApiError,
     identity::{Principal, PrincipalKind},
     invalidation::{Cache, Change},
+    outlet::{End, Messages, Outlet},
     store::module_configs::ConfigChangeRecord,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
 use super::{ModuleConfigs, Resolution, resolve_now};
@@ -31,14 +32,10 @@ const SNAPSHOT_PART: usize = 100;
 const TENANTS_PER_READ: i64 = 500;
 /// Changes read from the log at once.
 const CHANGES_PER_READ: i64 = 500;
-/// Messages queued for a watcher that does not read.
-const QUEUED_MESSAGES: usize = 16;
 /// How often a watcher reads the log without news of a change.
 const POLL: Duration = Duration::from_secs(1);
 /// How long changes stay in the log.
 const KEPT: Duration = Duration::from_secs(3600);
-/// How long the end of a stream waits for room in its queue.
-const FAREWELL_WAIT: Duration = Duration::from_secs(1);
 
 /// A watch as asked (already validated).
 #[derive(Debug, Clone)]
@@ -69,7 +66,7 @@ pub enum WatchEvent {
     },
 }
 
-pub type WatchStream = mpsc::Receiver<Result<WatchEvent, ApiError>>;
+pub type WatchStream = Messages<WatchEvent>;
 
 /// Tells watchers that a configuration may have changed.
 struct News(watch::Sender<u64>);
@@ -163,16 +160,15 @@ impl ConfigWatches {
                 scope: "watches",
                 retry_after: Duration::from_secs(5),
             })?;
-        let (sender, stream) = mpsc::channel(QUEUED_MESSAGES);
+        let (outlet, stream) = Outlet::open(self.draining.clone());
         let watcher = Watcher {
             configs: self.configs.clone(),
             principal: principal.clone(),
             module_id: asked.module_id,
             scope,
             checkpoint_every: asked.checkpoint_every,
-            sender,
+            outlet,
             news: self.news.clone(),
-            draining: self.draining.clone(),
             position: 0,
         };
         tokio::spawn(watcher.run(asked.after_revision, slot));
@@ -188,46 +184,24 @@ enum WatchScope {
     Readable,
 }
 
-enum End {
-    Gone,
-    ShuttingDown,
-    Failed(ApiError),
-}
-
-impl From<ApiError> for End {
-    fn from(error: ApiError) -> End {
-        End::Failed(error)
-    }
-}
-
 struct Watcher {
     configs: ModuleConfigs,
     principal: Principal,
     module_id: String,
     scope: WatchScope,
     checkpoint_every: Duration,
-    sender: mpsc::Sender<Result<WatchEvent, ApiError>>,
+    outlet: Outlet<WatchEvent>,
     news: watch::Receiver<u64>,
-    draining: watch::Receiver<bool>,
     position: i64,
 }
 
 impl Watcher {
     async fn run(mut self, after_revision: Option<u64>, _slot: OwnedSemaphorePermit) {
-        let error = match self.follow(after_revision).await {
-            Ok(()) | Err(End::Gone) => return,
-            Err(End::Failed(error)) => error,
-            Err(End::ShuttingDown) => {
-                let revision = self.position;
-                self.farewell(Ok(WatchEvent::Checkpoint { revision })).await;
-                ApiError::ShuttingDown
-            }
-        };
-        self.farewell(Err(error)).await;
-    }
-
-    async fn farewell(&self, message: Result<WatchEvent, ApiError>) {
-        let _ = tokio::time::timeout(FAREWELL_WAIT, self.sender.send(message)).await;
+        let ended = self.follow(after_revision).await;
+        let revision = self.position;
+        self.outlet
+            .finish(ended, || WatchEvent::Checkpoint { revision })
+            .await;
     }
 
     async fn follow(&mut self, after_revision: Option<u64>) -> Result<(), End> {
@@ -273,7 +247,7 @@ impl Watcher {
                     self.send(WatchEvent::Checkpoint { revision: self.position }).await?;
                     checkpoint.as_mut().reset(tokio::time::Instant::now() + self.checkpoint_every);
                 }
-                () = shutting_down(self.draining.clone()) => return Err(End::ShuttingDown),
+                () = self.outlet.shutting_down() => return Err(End::ShuttingDown),
             }
         }
     }
@@ -476,16 +450,6 @@ impl Watcher {
     }
 
     async fn send(&mut self, event: WatchEvent) -> Result<(), End> {
-        tokio::select! {
-            sent = self.sender.send(Ok(event)) => sent.map_err(|_| End::Gone),
-            () = shutting_down(self.draining.clone()) => Err(End::ShuttingDown),
-        }
-    }
-}
-
-/// Resolves when the server begins shutting down.
-async fn shutting_down(mut draining: watch::Receiver<bool>) {
-    if draining.wait_for(|draining| *draining).await.is_err() {
-        std::future::pending::<()>().await;
+        self.outlet.send(event).await
     }
 }

@@ -17,7 +17,7 @@ use plinth_platform::{
 };
 use uuid::Uuid;
 
-use super::{Consistency, ConsistencyToken, Rbac, grants::Source};
+use super::{Consistency, Rbac, VersionToken, grants::Source};
 use crate::{
     access::{Owner, Scope},
     listing::PageRequest,
@@ -132,7 +132,7 @@ impl Rbac {
         explain: bool,
     ) -> Result<(Vec<Checked>, String), ApiError> {
         let tenant_id = subject.tenant_id;
-        let freshness = consistency.freshness(tenant_id)?;
+        let freshness = consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?;
         let user_id = self.subject(principal, subject, None).await?;
         for item in items {
             self.declarations.ensure_declared(&item.permission).await?;
@@ -162,7 +162,7 @@ impl Rbac {
                 binding,
             });
         }
-        let token = ConsistencyToken { tenant_id, version }.encode();
+        let token = VersionToken::rbac(tenant_id, version).encode();
         Ok((answers, token))
     }
 
@@ -175,7 +175,7 @@ impl Rbac {
         consistency: Consistency,
     ) -> Result<(Vec<String>, String), ApiError> {
         let tenant_id = subject.tenant_id;
-        let freshness = consistency.freshness(tenant_id)?;
+        let freshness = consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?;
         let user_id = self.subject(principal, subject, company_id).await?;
         let scope = company_id.map_or(BindingScope::Tenant, BindingScope::Company);
         let effective = self
@@ -183,10 +183,7 @@ impl Rbac {
             .effective(tenant_id, user_id, scope, freshness)
             .await?;
         let grants = effective.role_set.listing.clone();
-        let token = ConsistencyToken {
-            tenant_id,
-            version: effective.version,
-        };
+        let token = VersionToken::rbac(tenant_id, effective.version);
         Ok((grants, token.encode()))
     }
 
@@ -200,7 +197,7 @@ impl Rbac {
         consistency: Consistency,
     ) -> Result<(CompanyLookup, String), ApiError> {
         let tenant_id = subject.tenant_id;
-        consistency.freshness(tenant_id)?;
+        consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?;
         let user_id = self.subject(principal, subject, None).await?;
         self.declarations.ensure_declared(permission).await?;
         let read = self
@@ -211,11 +208,7 @@ impl Rbac {
             .ok_or(ApiError::NotFound {
                 resource_type: "user",
             })?;
-        let token = ConsistencyToken {
-            tenant_id,
-            version: read.version,
-        }
-        .encode();
+        let token = VersionToken::rbac(tenant_id, read.version).encode();
         if !read.user_active {
             return Ok((CompanyLookup::Some(BTreeSet::new()), token));
         }
@@ -254,7 +247,7 @@ impl Rbac {
             page,
             consistency,
         } = lookup;
-        consistency.freshness(tenant_id)?;
+        consistency.freshness(tenant_id, "consistency.at_least_as_fresh")?;
         let scope = Scope::tenant(tenant_id).in_company(company_id);
         self.access
             .require_visible(principal, RBAC_CHECK, scope, "tenant")
@@ -304,7 +297,7 @@ impl Rbac {
                 .await?
         };
         let (users, next) = page.finish(users, |id| *id);
-        let token = ConsistencyToken { tenant_id, version }.encode();
+        let token = VersionToken::rbac(tenant_id, version).encode();
         Ok((users, next, token))
     }
 }

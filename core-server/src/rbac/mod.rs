@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use plinth_platform::{
     audit::AuditDraft,
-    error::ApiError,
     identity::Principal,
     invalidation::{Change, Invalidator},
     store::Store,
@@ -30,7 +29,9 @@ pub use plinth_platform::grants;
 use plinth_platform::grants::graph;
 
 use crate::access::Access;
-use grants::{Freshness, Grants};
+use grants::Grants;
+
+pub use plinth_platform::versions::{Consistency, VersionToken};
 
 /// Longest role display name, in characters.
 pub const MAX_ROLE_NAME: usize = 200;
@@ -50,59 +51,6 @@ pub const MAX_BATCH_ITEMS: usize = 100;
 pub const MAX_DECLARATIONS: usize = 500;
 /// Longest permission description, in characters.
 pub const MAX_PERMISSION_DESCRIPTION: usize = 500;
-
-/// A tenant's RBAC version, as handed to callers: opaque to them, checked
-/// against the tenant of the request that passes it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConsistencyToken {
-    pub tenant_id: Uuid,
-    pub version: i64,
-}
-
-impl ConsistencyToken {
-    pub fn encode(self) -> String {
-        format!("{}.{}", self.tenant_id.simple(), self.version)
-    }
-
-    /// `None` for anything [`ConsistencyToken::encode`] did not make.
-    pub fn parse(text: &str) -> Option<ConsistencyToken> {
-        let (tenant_id, version) = text.split_once('.')?;
-        let tenant_id = (tenant_id.len() == 32)
-            .then(|| Uuid::try_parse(tenant_id).ok())
-            .flatten()?;
-        let version: i64 = version.parse().ok().filter(|version| *version >= 0)?;
-        Some(ConsistencyToken { tenant_id, version })
-    }
-}
-
-/// How fresh an answer must be, as a request asks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Consistency {
-    #[default]
-    Cached,
-    AtLeastAsFresh(ConsistencyToken),
-    Full,
-}
-
-impl Consistency {
-    /// For a request about `tenant_id`: a token of another tenant is the
-    /// caller's mistake.
-    fn freshness(self, tenant_id: Uuid) -> Result<Freshness, ApiError> {
-        Ok(match self {
-            Consistency::Cached => Freshness::Cached,
-            Consistency::Full => Freshness::Latest,
-            Consistency::AtLeastAsFresh(token) if token.tenant_id == tenant_id => {
-                Freshness::AtLeast(token.version)
-            }
-            Consistency::AtLeastAsFresh(_) => {
-                return Err(ApiError::invalid_field(
-                    "consistency.at_least_as_fresh",
-                    "is a token of another tenant",
-                ));
-            }
-        })
-    }
-}
 
 /// The RBAC domain.
 #[derive(Clone)]
@@ -138,7 +86,7 @@ impl Rbac {
         self.invalidator
             .changed(Change::Rbac { tenant_id, version })
             .await;
-        ConsistencyToken { tenant_id, version }.encode()
+        VersionToken::rbac(tenant_id, version).encode()
     }
 }
 
@@ -157,29 +105,4 @@ fn rbac_event(
     )
     .in_tenant(Some(tenant_id))
     .with_request_id(&principal.request_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consistency_tokens_round_trip_and_refuse_anything_else() {
-        let token = ConsistencyToken {
-            tenant_id: Uuid::now_v7(),
-            version: 42,
-        };
-        assert_eq!(ConsistencyToken::parse(&token.encode()), Some(token));
-        for bad in [
-            "",
-            ".",
-            "42",
-            &format!("{}.-1", token.tenant_id.simple()),
-            &format!("{}.x", token.tenant_id.simple()),
-            &format!("{}.99999999999999999999", token.tenant_id.simple()),
-            &format!("{}.1", token.tenant_id),
-        ] {
-            assert_eq!(ConsistencyToken::parse(bad), None, "{bad}");
-        }
-    }
 }

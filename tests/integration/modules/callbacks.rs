@@ -248,6 +248,25 @@ async fn each_change_is_its_own_operation_with_its_actor_and_config(backend: Bac
         ["OnTenantEnabled", "OnTenantDisabled", "OnTenantEnabled"]
     );
     assert_eq!(crm.operations().len(), 3, "one operation per change");
+    let store = sandbox.database.open_store().await;
+    let audited: Vec<String> = store
+        .audit
+        .read_chain(&acme.id, 1, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.action)
+        .collect();
+    for action in [
+        "tenant.module.enabled",
+        "tenant.module.disabled",
+        "tenant.module.callback_delivered",
+    ] {
+        assert!(
+            audited.iter().any(|audited| audited == action),
+            "{action}: {audited:?}"
+        );
+    }
     for delivered in &received {
         let delivery = delivered.delivery.as_ref().unwrap();
         assert_eq!(delivery.actor.as_ref().unwrap().user_id, acme.admin.user_id);

@@ -6,15 +6,16 @@ use plinth_client::{
     registry::v1::ActivateModuleRequest,
     registry::v1::module_registry_service_client::ModuleRegistryServiceClient,
     tenant::v1::{
-        EnableModulesRequest, IsModuleEnabledRequest, ModuleEnablement, ResolveModuleConfigRequest,
-        tenant_service_client::TenantServiceClient,
+        EnableModulesRequest, IsModuleEnabledRequest, ModuleConfigResolution, ModuleEnablement,
+        ResolveModuleConfigRequest, ResolveModuleConfigResponse,
+        tenant_service_client::TenantServiceClient, tenant_service_server::TenantService,
     },
 };
 use tonic::transport::Channel;
 
 use super::{
     Load, Measurement, ServerProcess,
-    report::{IS_MODULE_ENABLED, RESOLVE_CONFIG},
+    report::{IS_MODULE_ENABLED, RESOLVE_BARE, RESOLVE_CONFIG},
 };
 use crate::Credentials;
 
@@ -70,8 +71,40 @@ pub async fn populate(
     Ok(())
 }
 
+/// What the echo process answers ResolveModuleConfig with: a resolution of
+/// the bench's document, with no identity, store or cache behind it.
+pub struct SameResolution(ResolveModuleConfigResponse);
+
+impl SameResolution {
+    pub fn new(module_id: &str) -> SameResolution {
+        let document = document();
+        SameResolution(ResolveModuleConfigResponse {
+            resolution: Some(ModuleConfigResolution {
+                module_id: module_id.to_owned(),
+                tenant_id: uuid::Uuid::now_v7().to_string(),
+                etag: "0".repeat(32),
+                module_version: "1.0.0".to_owned(),
+                document,
+                ..ModuleConfigResolution::default()
+            }),
+            consistency_token: format!("m{}.1", uuid::Uuid::now_v7().simple()),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TenantService for SameResolution {
+    async fn resolve_module_config(
+        &self,
+        _request: tonic::Request<ResolveModuleConfigRequest>,
+    ) -> Result<tonic::Response<ResolveModuleConfigResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+}
+
 pub async fn measure(
     load: Load,
+    (echo, echo_channels): (&ServerProcess, &[Channel]),
     core: &ServerProcess,
     channels: &[Channel],
     module_id: &str,
@@ -104,19 +137,22 @@ pub async fn measure(
         tenant_id: tenant_id.to_owned(),
         ..ResolveModuleConfigRequest::default()
     };
-    let resolved = super::measure(RESOLVE_CONFIG, core, channels, load, |channel| {
-        let (client, resolve) = (client_of(channel), resolve.clone());
-        move || {
-            let (mut client, resolve) = (client.clone(), resolve.clone());
-            async move {
-                let resolution = client.resolve_module_config(resolve).await?.into_inner();
-                match resolution.resolution {
-                    Some(resolution) if resolution.document.len() >= DOCUMENT_BYTES => Ok(()),
-                    _ => Err(tonic::Status::internal("the document is missing")),
+    let resolve_on = |name, server, channels| {
+        super::measure(name, server, channels, load, |channel| {
+            let (client, resolve) = (client_of(channel), resolve.clone());
+            move || {
+                let (mut client, resolve) = (client.clone(), resolve.clone());
+                async move {
+                    let resolution = client.resolve_module_config(resolve).await?.into_inner();
+                    match resolution.resolution {
+                        Some(resolution) if resolution.document.len() >= DOCUMENT_BYTES => Ok(()),
+                        _ => Err(tonic::Status::internal("the document is missing")),
+                    }
                 }
             }
-        }
-    })
-    .await;
-    vec![is_enabled, resolved]
+        })
+    };
+    let resolved = resolve_on(RESOLVE_CONFIG, core, channels).await;
+    let bare = resolve_on(RESOLVE_BARE, echo, echo_channels).await;
+    vec![is_enabled, resolved, bare]
 }

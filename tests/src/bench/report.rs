@@ -25,6 +25,7 @@ pub const DISCOVER: &str = "DiscoverInstances (8 serving)";
 pub const DISCOVER_BARE: &str = "bare tonic, same 8-instance answer";
 pub const IS_MODULE_ENABLED: &str = "IsModuleEnabled";
 pub const RESOLVE_CONFIG: &str = "ResolveModuleConfig (2 KB)";
+pub const RESOLVE_BARE: &str = "bare tonic, same 2 KB resolution";
 
 /// A target an RPC must meet, relative to the baseline.
 struct Target {
@@ -242,23 +243,25 @@ pub fn report_targets(
             })
             .collect(),
     );
-    let same_answer = |ratio: fn(&Ratios) -> f64| {
-        median(
-            rounds
-                .iter()
-                .map(|(round, _)| {
-                    let bare = Ratios::of(find(round, DISCOVER_BARE), &round[0]);
-                    ratio(&Ratios::of(find(round, DISCOVER), &round[0])) / ratio(&bare)
-                })
-                .collect(),
-        )
-    };
-    println!(
-        "for scale: {DISCOVER} against a bare tonic server giving the same answer: \
-         throughput {:.3} x, server cpu/call {:.3} x",
-        same_answer(|ratio| ratio.throughput),
-        same_answer(|ratio| ratio.cpu),
-    );
+    for (rpc, bare) in [(DISCOVER, DISCOVER_BARE), (RESOLVE_CONFIG, RESOLVE_BARE)] {
+        let same_answer = |ratio: fn(&Ratios) -> f64| {
+            median(
+                rounds
+                    .iter()
+                    .map(|(round, _)| {
+                        let bare = Ratios::of(find(round, bare), &round[0]);
+                        ratio(&Ratios::of(find(round, rpc), &round[0])) / ratio(&bare)
+                    })
+                    .collect(),
+            )
+        };
+        println!(
+            "for scale: {rpc} against a bare tonic server giving the same answer: \
+             throughput {:.3} x, server cpu/call {:.3} x",
+            same_answer(|ratio| ratio.throughput),
+            same_answer(|ratio| ratio.cpu),
+        );
+    }
     println!(
         "target VerifyToken p99 during a login storm: {storm_p99:.3} x idle (<= 2.00): {}",
         verdict(storm_p99 <= 2.0)

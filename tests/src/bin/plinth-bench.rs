@@ -27,6 +27,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
+use plinth_client::tenant::v1::tenant_service_server::TenantServiceServer;
 use plinth_client::{
     auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
@@ -196,7 +197,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The bare tonic server the RPCs are compared with: same transport
 /// settings as core-server, no identity, no store. It also answers
-/// DiscoverInstances with a fixed answer of the bench's size.
+/// DiscoverInstances and ResolveModuleConfig with fixed answers of the
+/// bench's sizes.
 fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -207,6 +209,9 @@ fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
             .max_concurrent_streams(Config::default().max_concurrent_calls_per_connection)
             .add_service(health)
             .add_service(ModuleRegistryServiceServer::new(same_answer))
+            .add_service(TenantServiceServer::new(
+                bench::modules::SameResolution::new(BENCH_MODULE),
+            ))
             .serve_with_incoming(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             )
@@ -410,6 +415,7 @@ async fn measure_round(
     measurements.extend(
         bench::modules::measure(
             load,
+            (&fixture.echo, &echo_channels),
             &fixture.core,
             &core_channels,
             BENCH_MODULE,

@@ -89,7 +89,7 @@ pub async fn check(
         permission: fields.permission("permission", &body.permission),
         company_id: fields.optional_id("company_id", &body.company_id),
     };
-    let consistency = fields.consistency(body.consistency.as_ref());
+    let consistency = fields.rbac_consistency(body.consistency.as_ref());
     fields.finish()?;
     let (mut answers, consistency_token) = rbac
         .check(
@@ -132,7 +132,7 @@ pub async fn check_batch(
             company_id: fields.optional_id(&format!("items[{index}].company_id"), &item.company_id),
         })
         .collect();
-    let consistency = fields.consistency(body.consistency.as_ref());
+    let consistency = fields.rbac_consistency(body.consistency.as_ref());
     fields.finish()?;
     let (answers, consistency_token) = rbac
         .check(principal, subject, &items, consistency, body.explain)
@@ -164,7 +164,7 @@ pub async fn list_user_permissions(
     let mut fields = Fields::default();
     let subject = subject(&mut fields, &body.tenant_id, &body.user_id);
     let company_id = fields.optional_id("company_id", &body.company_id);
-    let consistency = fields.consistency(body.consistency.as_ref());
+    let consistency = fields.rbac_consistency(body.consistency.as_ref());
     fields.finish()?;
     let (permissions, consistency_token) = rbac
         .user_permissions(principal, subject, company_id, consistency)
@@ -184,7 +184,7 @@ pub async fn lookup_companies(
     let mut fields = Fields::default();
     let subject = subject(&mut fields, &body.tenant_id, &body.user_id);
     let permission = fields.permission("permission", &body.permission);
-    let consistency = fields.consistency(body.consistency.as_ref());
+    let consistency = fields.rbac_consistency(body.consistency.as_ref());
     fields.finish()?;
     let (companies, consistency_token) = rbac
         .lookup_companies(principal, subject, &permission, consistency)
@@ -212,7 +212,7 @@ pub async fn lookup_users(
         permission: fields.permission("permission", &body.permission),
         company_id: fields.optional_id("company_id", &body.company_id),
         page: fields.page(body.page_size, &body.page_token),
-        consistency: fields.consistency(body.consistency.as_ref()),
+        consistency: fields.rbac_consistency(body.consistency.as_ref()),
     };
     fields.finish()?;
     let (users, next_page_token, consistency_token) = rbac.lookup_users(principal, lookup).await?;

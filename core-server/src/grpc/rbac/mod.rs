@@ -7,7 +7,9 @@ use plinth_client::rbac::v1::{self as proto, consistency, rbac_service_server::R
 use tonic::{Request, Response, Status};
 
 use super::validate::Fields;
-use crate::rbac::{Consistency, ConsistencyToken, Rbac};
+use plinth_platform::versions::{Consistency, Counter};
+
+use crate::rbac::Rbac;
 
 /// RbacService.
 pub struct RbacApi {
@@ -17,27 +19,15 @@ pub struct RbacApi {
 type Answer<T> = Result<Response<T>, Status>;
 
 impl Fields {
-    /// How fresh the answer must be; unset means the cached view.
-    fn consistency(&mut self, value: Option<&proto::Consistency>) -> Consistency {
-        match value.and_then(|value| value.requirement.as_ref()) {
-            None | Some(consistency::Requirement::FullyConsistent(false)) => Consistency::Cached,
-            Some(consistency::Requirement::FullyConsistent(true)) => Consistency::Full,
-            Some(consistency::Requirement::AtLeastAsFresh(token)) => {
-                match (token.len() <= 64)
-                    .then(|| ConsistencyToken::parse(token))
-                    .flatten()
-                {
-                    Some(token) => Consistency::AtLeastAsFresh(token),
-                    None => {
-                        self.violation(
-                            "consistency.at_least_as_fresh",
-                            "is not a token from a previous answer",
-                        );
-                        Consistency::Cached
-                    }
-                }
-            }
-        }
+    /// How fresh an RBAC answer must be; unset means the cached view.
+    fn rbac_consistency(&mut self, value: Option<&proto::Consistency>) -> Consistency {
+        let asked = value
+            .and_then(|value| value.requirement.as_ref())
+            .map(|requirement| match requirement {
+                consistency::Requirement::AtLeastAsFresh(token) => Ok(token.as_str()),
+                consistency::Requirement::FullyConsistent(full) => Err(*full),
+            });
+        self.consistency(Counter::Rbac, asked)
     }
 }
 

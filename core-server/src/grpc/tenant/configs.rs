@@ -1,6 +1,6 @@
 //! Module configuration: requests into commands, resolutions into messages.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
@@ -163,9 +163,10 @@ pub struct EncodedResolveResponse {
 }
 
 /// ResolveModuleConfig, answered from encoded resolutions (see
-/// [`plinth_platform::server::Rerouted`]).
+/// [`plinth_platform::server::Rerouted`]); cloned per call, so it holds
+/// the domain behind one reference count.
 #[derive(Clone)]
-pub struct Resolve(pub ModuleConfigs);
+pub struct Resolve(pub Arc<ModuleConfigs>);
 
 impl UnaryService<proto::ResolveModuleConfigRequest> for Resolve {
     type Response = EncodedResolveResponse;

@@ -27,7 +27,7 @@ pub type TenantService =
     Rerouted<TenantServiceServer<TenantApi>, configs::Resolve, proto::ResolveModuleConfigRequest>;
 
 pub fn tenant_service(api: TenantApi, max_decoding_message_size: usize) -> TenantService {
-    let resolve = configs::Resolve(api.configs.clone());
+    let resolve = configs::Resolve(std::sync::Arc::new(api.configs.clone()));
     Rerouted::new(
         TenantServiceServer::new(api).max_decoding_message_size(max_decoding_message_size),
         "/plinth.tenant.v1.TenantService/ResolveModuleConfig",

@@ -9,6 +9,7 @@ use plinth_platform::{
     error::ApiError,
     identity,
     store::tenant_modules::{CompanyModuleRecord, Features, TenantModuleRecord, TenantModuleState},
+    versions::Counter,
 };
 use serde_json::{Map, Value};
 use tonic::{Request, Response};
@@ -17,14 +18,11 @@ use super::Answer;
 use crate::{
     enablement::{
         CompanySwitch, Consistency, EnableModules, Enablements, MAX_ENABLEMENTS, MAX_FAILURE,
-        MAX_FEATURES, ModuleEnablement, ModulesToken, Question, Reason,
+        MAX_FEATURES, ModuleEnablement, Question, Reason,
     },
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, key_token, timestamp},
     module_config::{document, secrets},
 };
-
-/// Longest page token of ListTenantModules (hex of a module id).
-const MAX_PAGE_TOKEN: usize = 2 * 63;
 
 pub fn state_to_proto(state: TenantModuleState) -> ProtoState {
     match state {
@@ -119,25 +117,13 @@ impl Fields {
 
     /// How fresh an answer about modules must be; unset means cached.
     pub fn modules_consistency(&mut self, value: Option<&proto::Consistency>) -> Consistency {
-        match value.and_then(|value| value.requirement.as_ref()) {
-            None | Some(consistency::Requirement::FullyConsistent(false)) => Consistency::Cached,
-            Some(consistency::Requirement::FullyConsistent(true)) => Consistency::Full,
-            Some(consistency::Requirement::AtLeastAsFresh(token)) => {
-                match (token.len() <= 64)
-                    .then(|| ModulesToken::parse(token))
-                    .flatten()
-                {
-                    Some(token) => Consistency::AtLeastAsFresh(token),
-                    None => {
-                        self.violation(
-                            "consistency.at_least_as_fresh",
-                            "is not a token from a previous answer",
-                        );
-                        Consistency::Cached
-                    }
-                }
-            }
-        }
+        let asked = value
+            .and_then(|value| value.requirement.as_ref())
+            .map(|requirement| match requirement {
+                consistency::Requirement::AtLeastAsFresh(token) => Ok(token.as_str()),
+                consistency::Requirement::FullyConsistent(full) => Err(*full),
+            });
+        self.consistency(Counter::Modules, asked)
     }
 }
 
@@ -253,18 +239,7 @@ pub async fn list_tenant_modules(
     let tenant_id = fields.id("tenant_id", &body.tenant_id);
     let state = fields.known("state", body.state).and_then(state_from_proto);
     let page = fields.page(body.page_size, "");
-    let after = match body.page_token.as_str() {
-        "" => None,
-        token => (token.len() <= MAX_PAGE_TOKEN)
-            .then(|| hex::decode(token).ok())
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .filter(|module_id| plinth_platform::text::is_module_id(module_id))
-            .or_else(|| {
-                fields.violation("page_token", "is not a token from a previous response");
-                None
-            }),
-    };
+    let after = fields.key_token(&body.page_token, plinth_platform::text::is_module_id);
     fields.finish()?;
     let (records, more, token) = enablements
         .list_tenant_modules(
@@ -276,7 +251,7 @@ pub async fn list_tenant_modules(
         )
         .await?;
     let next_page_token = match records.last() {
-        Some((last, _)) if more => hex::encode(&last.module_id),
+        Some((last, _)) if more => key_token(&last.module_id),
         _ => String::new(),
     };
     Ok(Response::new(proto::ListTenantModulesResponse {

@@ -7,15 +7,12 @@ use uuid::Uuid;
 
 use super::{Answer, modules::tenant_module_to_proto, tenants::tenant_to_proto};
 use crate::{
-    grpc::validate::{Fields, timestamp},
+    grpc::validate::{Fields, key_token, timestamp},
     templates::{
         MAX_TEMPLATE_DESCRIPTION, MAX_TEMPLATE_MODULES, MAX_TEMPLATE_NAME, TemplateInput,
         TemplateModule, Templates,
     },
 };
-
-/// Longest page token of ListIndustryTemplates (hex of a code).
-const MAX_PAGE_TOKEN: usize = 2 * 63;
 
 fn template_to_proto(template: Template) -> proto::IndustryTemplate {
     let record = template.template;
@@ -132,18 +129,7 @@ pub async fn list(
     let body = request.get_ref();
     let mut fields = Fields::default();
     let page = fields.page(body.page_size, "");
-    let after = match body.page_token.as_str() {
-        "" => None,
-        token => (token.len() <= MAX_PAGE_TOKEN)
-            .then(|| hex::decode(token).ok())
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .filter(|code| plinth_platform::text::is_slug(code))
-            .or_else(|| {
-                fields.violation("page_token", "is not a token from a previous response");
-                None
-            }),
-    };
+    let after = fields.key_token(&body.page_token, plinth_platform::text::is_slug);
     fields.finish()?;
     let (found, more) = templates
         .list(
@@ -154,7 +140,7 @@ pub async fn list(
         )
         .await?;
     let next_page_token = match found.last() {
-        Some(last) if more => hex::encode(&last.template.code),
+        Some(last) if more => key_token(&last.template.code),
         _ => String::new(),
     };
     Ok(Response::new(proto::ListIndustryTemplatesResponse {
