@@ -10,6 +10,7 @@ mod company;
 mod disable;
 mod enable;
 mod outbox;
+mod plan;
 mod questions;
 
 use std::sync::Arc;
