@@ -2,6 +2,7 @@
 //! the module registry mounted in the same process.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod auth;
 mod enablement;
 mod grpc;
@@ -12,6 +13,7 @@ pub mod seed;
 mod templates;
 mod tenant;
 
+pub use audit::export_chain;
 /// Signing keys, for tools that mint tokens the way the server does.
 pub use auth::signing::{KeyEncryptionKey, SigningKeys};
 
@@ -104,6 +106,17 @@ async fn core_services(
     let enablement = plinth_platform::enablement::Enablement::new(store.clone());
     invalidator.register(enablement.clone());
     let access = access::Access::new(store.clone(), grants.clone(), enablement.clone());
+    let audit = audit::Audit::new(store.clone(), access.clone(), enablement.clone());
+    let tails = audit::Tails::start(
+        store.clone(),
+        access.clone(),
+        enablement.clone(),
+        invalidator.clone(),
+        node.draining(),
+    );
+    if let Some(redis) = &node.redis {
+        audit::EventStream::start(store.clone(), redis.clone(), node.draining());
+    }
     let declarations = Arc::new(rbac::Declarations::new(store.clone()));
     declarations.declare_core().await?;
     let rbac = rbac::Rbac::new(
@@ -191,7 +204,10 @@ async fn core_services(
             },
             limit,
         ))
-        .add(AuditServiceServer::new(grpc::AuditApi).max_decoding_message_size(limit));
+        .add(
+            AuditServiceServer::new(grpc::AuditApi { audit, tails })
+                .max_decoding_message_size(limit),
+        );
     registry_server::add_services(&mut services, node, access);
     Ok(services)
 }

@@ -1,5 +1,6 @@
 //! `core-server`: serve (the default), migrate, print the configuration,
-//! make dev certificates, or load a seed file into a running server. Flags
+//! export an audit chain, make dev certificates, or load a seed file into a
+//! running server. Flags
 //! go before or after the subcommand.
 
 use std::path::PathBuf;
@@ -30,6 +31,11 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults, file, environment, flags) as TOML
     Config,
+    /// Audit chains
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Certificates
     Certs {
         #[command(subcommand)]
@@ -46,6 +52,27 @@ enum Command {
         /// An operator API key; default: the bootstrap key in the data directory
         #[arg(long, env = "PLINTH_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write a chain to standard output as JSON lines (the export format the
+    /// AuditEvent proto specifies), reading the configured database
+    Export {
+        /// The tenant whose chain to export
+        #[arg(
+            long,
+            required_unless_present = "platform",
+            conflicts_with = "platform"
+        )]
+        tenant: Option<uuid::Uuid>,
+        /// Export the platform's own chain
+        #[arg(long)]
+        platform: bool,
+        /// The first sequence to export
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
+        from: i64,
     },
 }
 
@@ -126,6 +153,24 @@ async fn main() -> anyhow::Result<()> {
                 loaded.templates_updated,
                 loaded.unchanged
             );
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    tenant,
+                    platform: _,
+                    from,
+                },
+        } => {
+            let store = core_server::open_store(&config).await?;
+            let chain_id = tenant.map_or_else(
+                || plinth_platform::audit::PLATFORM_CHAIN.to_owned(),
+                |tenant| tenant.to_string(),
+            );
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let exported = core_server::export_chain(&store, &chain_id, from, &mut out).await?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("exported {exported} events of chain {chain_id}");
         }
         Command::Certs {
             command:

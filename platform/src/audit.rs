@@ -1,11 +1,12 @@
 //! Audit records and the per-tenant hash chain that makes them tamper-evident.
 //!
 //! Each chain (a tenant's, or the platform's) links its events by
-//! `hash = SHA-256(previous_hash || canonical JSON of the event)`; changing,
-//! removing or reordering an event breaks every later link.
+//! `hash = SHA-256(previous_hash || RFC 8785 JSON of the event's fields)`,
+//! the canonical form the AuditEvent proto specifies, so anyone can verify
+//! an exported chain; changing, removing or reordering an event breaks every
+//! later link.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -14,21 +15,26 @@ use crate::clock;
 /// The chain of events that belong to no tenant.
 pub const PLATFORM_CHAIN: &str = "platform";
 
+/// The resource types of the core's events about a module in a tenant,
+/// which the module reads beside its own.
+pub const MODULE_RESOURCE_TYPES: [&str; 3] = ["tenant_module", "company_module", "module_config"];
+
 /// The hash that precedes the first event of a chain.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
 /// Who acted, as established from the caller's credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: String,
     pub module_id: String,
     pub api_key_id: String,
     pub peer_address: String,
+    /// The user was named by a module, not proven by a bearer token.
+    pub user_claimed: bool,
 }
 
 /// How an action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
     Denied,
@@ -64,9 +70,13 @@ pub struct AuditDraft {
     pub resource_type: String,
     pub resource_id: String,
     pub outcome: Outcome,
-    pub details: serde_json::Value,
+    /// JSON text, in canonical form (see [`AuditDraft::with_details`]).
+    pub details: String,
     pub request_id: String,
     pub idempotency_key: String,
+    /// What was submitted under the idempotency key, to tell a repeat from
+    /// a conflicting reuse.
+    pub idempotency_digest: Vec<u8>,
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
@@ -81,9 +91,10 @@ impl AuditDraft {
             resource_type: resource_type.to_owned(),
             resource_id: resource_id.to_owned(),
             outcome: Outcome::Success,
-            details: serde_json::Value::Object(Default::default()),
+            details: "{}".to_owned(),
             request_id: String::new(),
             idempotency_key: String::new(),
+            idempotency_digest: Vec::new(),
             occurred_at: None,
         }
     }
@@ -94,6 +105,12 @@ impl AuditDraft {
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> AuditDraft {
+        self.details = canonical_json(&details);
+        self
+    }
+
+    /// Details already in canonical form (see [`canonical_json`]).
+    pub fn with_canonical_details(mut self, details: String) -> AuditDraft {
         self.details = details;
         self
     }
@@ -124,19 +141,21 @@ impl AuditDraft {
             resource_type: self.resource_type,
             resource_id: self.resource_id,
             outcome: self.outcome,
-            details: self.details.to_string(),
+            details: self.details,
             request_id: self.request_id,
             idempotency_key: self.idempotency_key,
+            idempotency_digest: self.idempotency_digest,
             previous_hash: previous_hash.to_vec(),
             hash: Vec::new(),
         };
-        event.hash = event.compute_hash().to_vec();
+        // The details were just canonicalized: hash them as they are.
+        event.hash = event.hash_with(event.details.as_bytes()).to_vec();
         event
     }
 }
 
 /// A recorded event, linked into its chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub chain_id: String,
@@ -150,25 +169,141 @@ pub struct AuditEvent {
     pub resource_type: String,
     pub resource_id: String,
     pub outcome: Outcome,
-    /// JSON text, kept byte for byte as hashed.
+    /// JSON text, in canonical form.
     pub details: String,
     pub request_id: String,
     pub idempotency_key: String,
-    #[serde(skip)]
+    /// Not part of the chain: see [`AuditDraft::idempotency_digest`].
+    pub idempotency_digest: Vec<u8>,
     pub previous_hash: Vec<u8>,
-    #[serde(skip)]
     pub hash: Vec<u8>,
 }
 
 impl AuditEvent {
-    /// SHA-256 over the previous hash and the event's canonical JSON (every
-    /// field but the two hashes, in declaration order).
+    /// SHA-256 over the previous hash and the canonical form, the stored
+    /// details canonicalized again (so the hash is of what they mean).
     pub fn compute_hash(&self) -> [u8; 32] {
-        let canonical = serde_json::to_vec(self).expect("an audit event always serialises");
+        let details = match serde_json::from_str::<serde_json::Value>(&self.details) {
+            Ok(details) => canonical_json(&details),
+            // Details that no longer parse were tampered with: hashing them
+            // as a string keeps the event unverifiable rather than failing.
+            Err(_) => canonical_json(&serde_json::Value::String(self.details.clone())),
+        };
+        self.hash_with(details.as_bytes())
+    }
+
+    fn hash_with(&self, canonical_details: &[u8]) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(&self.previous_hash);
-        hasher.update(&canonical);
+        hasher.update(self.canonical_form(canonical_details, false));
         hasher.finalize().into()
+    }
+
+    /// The event as one line of the export format (without the newline):
+    /// the canonical form with the two hashes. Stored details are written
+    /// as they are when they are JSON (a reader canonicalizes them to
+    /// verify), else as a string.
+    pub fn export_line(&self) -> String {
+        let details = match serde_json::from_str::<&serde_json::value::RawValue>(&self.details) {
+            Ok(_) => self.details.clone(),
+            Err(_) => canonical_json(&serde_json::Value::String(self.details.clone())),
+        };
+        String::from_utf8(self.canonical_form(details.as_bytes(), true))
+            .expect("the canonical form is UTF-8")
+    }
+
+    /// The RFC 8785 encoding of the fields the AuditEvent proto lists (keys
+    /// in their sorted order, strings escaped as RFC 8785 and serde_json
+    /// both do), with `details` already encoded; an export line adds
+    /// "hash" and "previous_hash" in hex.
+    fn canonical_form(&self, details: &[u8], with_hashes: bool) -> Vec<u8> {
+        fn text(out: &mut Vec<u8>, key: &str, value: &str) {
+            out.extend_from_slice(key.as_bytes());
+            serde_json::to_writer(&mut *out, value).expect("writing to memory");
+        }
+        fn time(out: &mut Vec<u8>, key: &str, value: DateTime<Utc>) {
+            text(out, key, &canonical_time(value));
+        }
+        let mut out = Vec::with_capacity(600 + details.len());
+        text(&mut out, "{\"action\":", &self.action);
+        text(
+            &mut out,
+            ",\"actor\":{\"api_key_id\":",
+            &self.actor.api_key_id,
+        );
+        text(&mut out, ",\"module_id\":", &self.actor.module_id);
+        text(&mut out, ",\"peer_address\":", &self.actor.peer_address);
+        out.extend_from_slice(if self.actor.user_claimed {
+            b",\"user_claimed\":true"
+        } else {
+            b",\"user_claimed\":false"
+        });
+        text(&mut out, ",\"user_id\":", &self.actor.user_id);
+        text(&mut out, "},\"chain\":", &self.chain_id);
+        text(&mut out, ",\"company_id\":", &self.company_id);
+        out.extend_from_slice(b",\"details\":");
+        out.extend_from_slice(details);
+        if with_hashes {
+            text(&mut out, ",\"hash\":", &hex::encode(&self.hash));
+        }
+        text(&mut out, ",\"id\":", &self.id.to_string());
+        text(&mut out, ",\"idempotency_key\":", &self.idempotency_key);
+        time(&mut out, ",\"occurred_at\":", self.occurred_at);
+        text(&mut out, ",\"outcome\":", self.outcome.as_str());
+        if with_hashes {
+            text(
+                &mut out,
+                ",\"previous_hash\":",
+                &hex::encode(&self.previous_hash),
+            );
+        }
+        time(&mut out, ",\"recorded_at\":", self.recorded_at);
+        text(&mut out, ",\"request_id\":", &self.request_id);
+        text(&mut out, ",\"resource_id\":", &self.resource_id);
+        text(&mut out, ",\"resource_type\":", &self.resource_type);
+        // Sequences stay far below 2^53, where an integer's digits are its
+        // RFC 8785 form.
+        out.extend_from_slice(format!(",\"sequence\":{}", self.sequence).as_bytes());
+        text(&mut out, ",\"tenant_id\":", &self.tenant_id);
+        out.push(b'}');
+        out
+    }
+
+    /// Recorded by `module_id`, or the core's record about it.
+    pub fn concerns_module(&self, module_id: &str) -> bool {
+        self.actor.module_id == module_id
+            || (self.resource_id == module_id
+                && MODULE_RESOURCE_TYPES.contains(&self.resource_type.as_str()))
+    }
+}
+
+/// RFC 3339 in UTC with six fractional digits, as the canonical form has it.
+fn canonical_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// `value` as RFC 8785 JSON: what details are stored as, so that the
+/// stored text is the hashed one.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    serde_json_canonicalizer::to_string(value).expect("a JSON value always serialises")
+}
+
+/// Where a tail stands in the feed: after the event `sequence` of the chain
+/// run committed at feed `position` (every event of that run when
+/// `sequence` is `i64::MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FeedCursor {
+    pub position: i64,
+    pub sequence: i64,
+}
+
+impl FeedCursor {
+    /// Past every event of the runs up to `position`.
+    pub fn after_position(position: i64) -> FeedCursor {
+        FeedCursor {
+            position,
+            sequence: i64::MAX,
+        }
     }
 }
 
@@ -222,6 +357,73 @@ mod tests {
                 event
             })
             .collect()
+    }
+
+    #[test]
+    fn the_canonical_form_is_rfc_8785_of_the_listed_fields() {
+        let actor = Actor {
+            user_id: "u\u{1}\"".to_owned(),
+            module_id: "finance".to_owned(),
+            api_key_id: "key".to_owned(),
+            peer_address: "127.0.0.1:4000".to_owned(),
+            user_claimed: true,
+        };
+        let mut draft = AuditDraft::new(actor, "finance.x\u{7f}.ü", "t\n", "r\u{2028}😀")
+            .in_tenant(Some(Uuid::now_v7()))
+            .with_request_id("request")
+            .with_details(serde_json::json!({"z": 1.5e-7, "a": [1, "é"], "big": 1e21, "n": null}));
+        draft.company_id = Some(Uuid::now_v7());
+        draft.idempotency_key = "once".to_owned();
+        let event = draft.seal(7, [3; 32]);
+        let listed = serde_json::json!({
+            "action": event.action,
+            "actor": {
+                "api_key_id": "key", "module_id": "finance", "peer_address": "127.0.0.1:4000",
+                "user_claimed": true, "user_id": "u\u{1}\"",
+            },
+            "chain": event.chain_id,
+            "company_id": event.company_id,
+            "details": serde_json::from_str::<serde_json::Value>(&event.details).unwrap(),
+            "id": event.id.to_string(),
+            "idempotency_key": "once",
+            "occurred_at": canonical_time(event.occurred_at),
+            "outcome": "success",
+            "recorded_at": canonical_time(event.recorded_at),
+            "request_id": "request",
+            "resource_id": event.resource_id,
+            "resource_type": event.resource_type,
+            "sequence": 7,
+            "tenant_id": event.tenant_id,
+        });
+        let expected = serde_json_canonicalizer::to_vec(&listed).unwrap();
+
+        assert_eq!(
+            String::from_utf8(event.canonical_form(event.details.as_bytes(), false)).unwrap(),
+            String::from_utf8(expected.clone()).unwrap()
+        );
+        let mut exported: serde_json::Value = serde_json::from_str(&event.export_line()).unwrap();
+        let exported_map = exported.as_object_mut().unwrap();
+        assert_eq!(
+            exported_map.remove("hash").unwrap(),
+            hex::encode(&event.hash)
+        );
+        assert_eq!(
+            exported_map.remove("previous_hash").unwrap(),
+            hex::encode([3; 32])
+        );
+        assert_eq!(
+            serde_json_canonicalizer::to_vec(&exported).unwrap(),
+            expected
+        );
+        assert_eq!(event.compute_hash().to_vec(), event.hash);
+    }
+
+    #[test]
+    fn canonical_times_have_six_fractional_digits_and_z() {
+        let time = DateTime::parse_from_rfc3339("2026-12-07T09:30:00.1Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(canonical_time(time), "2026-12-07T09:30:00.100000Z");
     }
 
     #[test]

@@ -260,7 +260,8 @@ impl Cache for Enablement {
             | Change::SigningKeys
             | Change::Rbac { .. }
             | Change::Instances { .. }
-            | Change::Catalog => {}
+            | Change::Catalog
+            | Change::Audit { .. } => {}
         }
     }
 }

@@ -178,6 +178,11 @@ pub enum ApiError {
     },
     #[error("this replica has not caught up with the consistency token yet; retry")]
     ModulesVersionBehind { retry_after: Duration },
+    #[error("idempotency key {idempotency_key} was used with other content")]
+    IdempotencyKeyConflict {
+        idempotency_key: String,
+        index: usize,
+    },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -520,6 +525,18 @@ impl From<ApiError> for Status {
                 ErrorReason::ModulesVersionBehind,
                 HashMap::new(),
                 ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
+            ApiError::IdempotencyKeyConflict {
+                idempotency_key,
+                index,
+            } => (
+                Code::AlreadyExists,
+                ErrorReason::IdempotencyKeyConflict,
+                HashMap::from([
+                    ("idempotency_key".to_owned(), idempotency_key),
+                    ("index".to_owned(), index.to_string()),
+                ]),
+                ErrorDetails::new(),
             ),
             ApiError::Internal(source) => {
                 let request_id = request_id::current().unwrap_or_default();

@@ -37,6 +37,8 @@ pub enum Change {
     /// The module catalog changed (a module registered, activated,
     /// deactivated, updated or deleted).
     Catalog,
+    /// Audit events committed, up to this position of the feed.
+    Audit { position: i64 },
     /// Anything may have changed (messages may have been missed).
     Everything,
 }
@@ -51,6 +53,7 @@ impl Change {
             Change::Instances { revision } => format!("instances:{revision}"),
             Change::Modules { tenant_id, version } => format!("modules:{tenant_id}:{version}"),
             Change::Catalog => "catalog".to_owned(),
+            Change::Audit { position } => format!("audit:{position}"),
             Change::Everything => "everything".to_owned(),
         }
     }
@@ -68,6 +71,10 @@ impl Change {
                 if let Some(revision) = other.strip_prefix("instances:") {
                     let revision = revision.parse().ok()?;
                     return Some(Change::Instances { revision });
+                }
+                if let Some(position) = other.strip_prefix("audit:") {
+                    let position = position.parse().ok()?;
+                    return Some(Change::Audit { position });
                 }
                 let (kind, tenant_and_version) = other.split_once(':')?;
                 let (tenant_id, version) = tenant_and_version.split_once(':')?;
@@ -201,6 +208,7 @@ mod tests {
                 version: 3,
             },
             Change::Catalog,
+            Change::Audit { position: 12 },
             Change::Everything,
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));

@@ -212,7 +212,8 @@ impl Cache for Feed {
             | Change::SigningKeys
             | Change::Rbac { .. }
             | Change::Modules { .. }
-            | Change::Catalog => {}
+            | Change::Catalog
+            | Change::Audit { .. } => {}
         }
     }
 }

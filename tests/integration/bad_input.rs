@@ -591,7 +591,7 @@ async fn an_unknown_method_is_unimplemented_with_its_reason(backend: Backend) {
 
     for path in [
         "/plinth.auth.v1.AuthService/NoSuchMethod",
-        "/plinth.audit.v1.AuditService/QueryEvents",
+        "/plinth.audit.v1.AuditService/NoSuchMethod",
     ] {
         let status = raw_call(&sandbox, path, Vec::new()).await.unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented, "{path}");

@@ -20,7 +20,6 @@ crate::on_both_backends!(
     a_revoked_key_is_refused,
     an_expired_key_is_refused,
     a_malformed_bearer_token_is_refused,
-    calls_not_built_yet_answer_unimplemented,
 );
 
 async fn who_am_i(sandbox: &Sandbox, key: &str) -> Result<WhoAmIResponse, tonic::Status> {
@@ -145,20 +144,4 @@ async fn a_malformed_bearer_token_is_refused(backend: Backend) {
         .await;
 
     assert_unauthenticated(result.map(tonic::Response::into_inner), "bearer");
-}
-
-async fn calls_not_built_yet_answer_unimplemented(backend: Backend) {
-    let sandbox = Sandbox::start(backend).await;
-    let mut client =
-        plinth_client::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
-            sandbox.channel().await,
-            Credentials::api_key(&sandbox.operator_key),
-        );
-
-    let status = client
-        .query_events(plinth_client::audit::v1::QueryEventsRequest::default())
-        .await
-        .unwrap_err();
-
-    assert_eq!(status.code(), Code::Unimplemented);
 }

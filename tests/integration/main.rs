@@ -2,6 +2,7 @@
 //! binary so that two cores link it once.
 
 mod api_keys;
+mod audit;
 mod bad_input;
 mod credentials;
 mod identity;

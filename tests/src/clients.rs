@@ -100,6 +100,7 @@ pub struct Clients {
         plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient<
             KeyedChannel,
         >,
+    pub audit: plinth_client::audit::v1::audit_service_client::AuditServiceClient<KeyedChannel>,
 }
 
 impl Sandbox {
@@ -136,6 +137,10 @@ impl Clients {
                 credentials.clone(),
             ),
             registry: plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
+                channel.clone(),
+                credentials.clone(),
+            ),
+            audit: plinth_client::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
                 channel,
                 credentials,
             ),

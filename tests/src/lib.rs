@@ -83,10 +83,16 @@ impl TestDatabase {
 
     /// Runs SQL straight on the database, as a corrupting disk or a careless
     /// operator would (tests of what the server does with such data).
-    pub async fn run_sql(&self, sql: &'static str) {
+    /// Answers how many rows it changed.
+    pub async fn run_sql(&self, sql: impl Into<String>) -> u64 {
+        let sql = sql.into();
         match self.postgres_name {
-            Some(_) => execute_on::<sqlx::PgConnection>(&self.url, sql).await,
-            None => execute_on::<sqlx::SqliteConnection>(&self.url, sql).await,
+            Some(_) => execute_on::<sqlx::PgConnection>(&self.url, sql)
+                .await
+                .rows_affected(),
+            None => execute_on::<sqlx::SqliteConnection>(&self.url, sql)
+                .await
+                .rows_affected(),
         }
     }
 }
@@ -108,16 +114,16 @@ impl Drop for TestDatabase {
     }
 }
 
-async fn execute_on<C>(url: &str, sql: &'static str)
+async fn execute_on<C>(url: &str, sql: String) -> <C::Database as sqlx::Database>::QueryResult
 where
     C: sqlx::Connection,
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
 {
     let mut connection = C::connect(url).await.expect("connect");
-    sqlx::raw_sql(sql)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut connection)
         .await
-        .expect("sql");
+        .expect("sql")
 }
 
 async fn run_admin_statement(statement: String) {
@@ -202,6 +208,14 @@ impl Sandbox {
             .expect("connect")
     }
 
+    /// Stops the server, then starts it again on the same database and
+    /// configuration.
+    pub async fn restart(self) -> Sandbox {
+        let (config, database) = (self.config.clone(), self.database.clone());
+        self.stop().await;
+        Sandbox::boot(config, database).await
+    }
+
     /// Stops the server, waiting for in-flight calls to drain.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -253,6 +267,23 @@ async fn wait_for_file(path: &std::path::Path) -> String {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the server did not write {}", path.display());
+}
+
+/// The `core-server` binary of this build (the test command builds it
+/// before the tests), for tests that run it as its own process.
+pub fn core_server_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test binary>");
+    let binary = profile_dir.join("core-server");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p core-server` first (tests/run does)",
+        binary.display()
+    );
+    binary
 }
 
 /// rustls needs exactly one process-wide provider; tests share a process.

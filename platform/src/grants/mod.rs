@@ -451,7 +451,8 @@ impl Cache for Grants {
             | Change::SigningKeys
             | Change::Instances { .. }
             | Change::Modules { .. }
-            | Change::Catalog => {}
+            | Change::Catalog
+            | Change::Audit { .. } => {}
         }
     }
 }

@@ -190,7 +190,8 @@ impl Cache for ApiKeys {
             | Change::Rbac { .. }
             | Change::Instances { .. }
             | Change::Modules { .. }
-            | Change::Catalog => {}
+            | Change::Catalog
+            | Change::Audit { .. } => {}
         }
     }
 }

@@ -154,6 +154,7 @@ impl Principal {
                 .peer_address
                 .map(|address| address.to_string())
                 .unwrap_or_default(),
+            user_claimed: false,
         }
     }
 }

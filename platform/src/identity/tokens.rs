@@ -383,7 +383,8 @@ impl Cache for TokenVerifier {
             | Change::Rbac { .. }
             | Change::Instances { .. }
             | Change::Modules { .. }
-            | Change::Catalog => {}
+            | Change::Catalog
+            | Change::Audit { .. } => {}
         }
     }
 }

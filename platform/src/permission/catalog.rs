@@ -119,6 +119,16 @@ pub const TEMPLATE_MANAGE: Permission = permission(
     "Create, change and delete industry templates",
 );
 
+pub const AUDIT_READ: Permission = permission(
+    "plinth:audit:read",
+    "Read, tail and verify the tenant's audit log",
+);
+/// Held by module keys: recording their module's events, and reading them.
+pub const AUDIT_RECORD: Permission = permission(
+    "plinth:audit:record",
+    "Record and read the caller module's own audit events",
+);
+
 pub const ALL: &[Permission] = &[
     TENANT_CREATE,
     TENANT_READ,
@@ -159,6 +169,8 @@ pub const ALL: &[Permission] = &[
     MODULE_CONFIG_READ,
     MODULE_CONFIG_WRITE,
     TEMPLATE_MANAGE,
+    AUDIT_READ,
+    AUDIT_RECORD,
 ];
 
 /// What every user holds in its own tenant, as a member.
@@ -181,6 +193,7 @@ pub const MODULE_KEY: &[Permission] = &[
     RBAC_CHECK,
     MODULE_READ,
     MODULE_CONFIG_READ,
+    AUDIT_RECORD,
 ];
 
 #[cfg(test)]

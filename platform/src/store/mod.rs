@@ -26,6 +26,8 @@ pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
 use crate::audit::AuditDraft;
 
 use sqlx::{
@@ -205,7 +207,16 @@ struct SqlStore<DB: Database> {
 /// An open write transaction on either backend. Writers of every aggregate
 /// take it, so several writes commit or roll back together; dropping it
 /// without [`Tx::commit`] rolls back.
-pub enum Tx {
+pub struct Tx {
+    connection: TxConnection,
+    /// The chain runs appended, which take their feed positions at commit.
+    appended: Vec<audit_log::FeedRun>,
+    audit_news: Arc<watch::Sender<i64>>,
+    /// SQLite's one writer at a time, held until the transaction ends.
+    _writer: Option<OwnedSemaphorePermit>,
+}
+
+pub enum TxConnection {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
@@ -215,12 +226,12 @@ pub enum Tx {
 /// both (`$n` placeholders, standard SQL).
 macro_rules! in_tx {
     ($tx:expr, $connection:ident => $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Postgres(transaction) => {
+        match &mut $tx.connection {
+            $crate::store::TxConnection::Postgres(transaction) => {
                 let $connection = &mut **transaction;
                 $body
             }
-            $crate::store::Tx::Sqlite(transaction) => {
+            $crate::store::TxConnection::Sqlite(transaction) => {
                 let $connection = &mut **transaction;
                 $body
             }
@@ -230,10 +241,33 @@ macro_rules! in_tx {
 pub(crate) use in_tx;
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Postgres(transaction) => transaction.commit().await?,
-            Tx::Sqlite(transaction) => transaction.commit().await?,
+    fn new(
+        connection: TxConnection,
+        audit_news: Arc<watch::Sender<i64>>,
+        writer: Option<OwnedSemaphorePermit>,
+    ) -> Tx {
+        Tx {
+            connection,
+            appended: Vec::new(),
+            audit_news,
+            _writer: writer,
+        }
+    }
+
+    /// Commits; audit events appended take their feed positions as the
+    /// last statement, and this replica's tails hear of them once committed.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let committed_position = audit_log::take_feed_positions(&mut self).await?;
+        match self.connection {
+            TxConnection::Postgres(transaction) => transaction.commit().await?,
+            TxConnection::Sqlite(transaction) => transaction.commit().await?,
+        }
+        if let Some(position) = committed_position {
+            self.audit_news.send_if_modified(|heard| {
+                let newer = position > *heard;
+                *heard = (*heard).max(position);
+                newer
+            });
         }
         Ok(())
     }
@@ -284,7 +318,7 @@ pub async fn count_in_tenant(
 trait StoreAdmin: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
-    async fn begin(&self) -> Result<Tx, StoreError>;
+    async fn begin(&self) -> Result<TxConnection, StoreError>;
 }
 
 macro_rules! impl_store_admin {
@@ -303,8 +337,8 @@ macro_rules! impl_store_admin {
                 Ok(())
             }
 
-            async fn begin(&self) -> Result<Tx, StoreError> {
-                Ok(Tx::$db(self.pool.begin_with($begin).await?))
+            async fn begin(&self) -> Result<TxConnection, StoreError> {
+                Ok(TxConnection::$db(self.pool.begin_with($begin).await?))
             }
         }
 
@@ -359,6 +393,10 @@ pub struct Store {
     pub signing_keys: Arc<dyn SigningKeyStore>,
     admin: Arc<dyn StoreAdmin>,
     backend: Backend,
+    audit_news: Arc<watch::Sender<i64>>,
+    /// SQLite takes one writer at a time: queueing them here, in order,
+    /// beats each polling the database's lock with growing sleeps.
+    sqlite_writer: Option<Arc<Semaphore>>,
 }
 
 impl Store {
@@ -442,6 +480,8 @@ impl Store {
             signing_keys: sql.clone(),
             admin: sql,
             backend,
+            audit_news: Arc::new(watch::channel(0).0),
+            sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1))),
         }
     }
 
@@ -456,7 +496,26 @@ impl Store {
 
     /// Opens a write transaction for the writers of any aggregate.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        self.admin.begin().await
+        let writer =
+            match &self.sqlite_writer {
+                Some(writer) => {
+                    Some(writer.clone().acquire_owned().await.map_err(|_| {
+                        StoreError::Internal("the SQLite writer queue closed".into())
+                    })?)
+                }
+                None => None,
+            };
+        Ok(Tx::new(
+            self.admin.begin().await?,
+            self.audit_news.clone(),
+            writer,
+        ))
+    }
+
+    /// The last audit feed position this replica committed; changes on
+    /// each commit that appended audit events.
+    pub fn audit_news(&self) -> watch::Receiver<i64> {
+        self.audit_news.subscribe()
     }
 
     pub fn backend(&self) -> Backend {

@@ -220,7 +220,9 @@ pub async fn revoke_user_sessions(
         .await?
     });
     if !revoked.is_empty() {
-        audit.details = serde_json::json!({ "reason": reason, "sessions": revoked.len() });
+        audit.details = crate::audit::canonical_json(
+            &serde_json::json!({ "reason": reason, "sessions": revoked.len() }),
+        );
         super::audit_log::append(tx, audit).await?;
     }
     Ok(revoked.into_iter().map(|(id,)| id).collect())

@@ -1,7 +1,7 @@
 //! The audit chains: per tenant, gapless under concurrency, idempotent.
 
 use plinth_platform::{
-    audit::{self, Actor, AuditDraft, GENESIS_HASH},
+    audit::{self, Actor, AuditDraft, FeedCursor, GENESIS_HASH},
     store::{Store, audit_log},
 };
 use plinth_tests::Backend;
@@ -13,7 +13,9 @@ crate::on_both_backends!(
     audit_events_form_a_verifiable_chain_per_tenant,
     concurrent_appends_form_one_gapless_chain,
     a_repeated_idempotency_key_returns_the_original_event,
-    an_idempotency_key_repeated_within_one_transaction_is_recorded_once,
+    an_idempotency_key_repeated_within_one_batch_is_recorded_once,
+    a_batch_commits_its_runs_in_the_feed_in_commit_order,
+    a_rolled_back_append_leaves_no_trace_in_chain_or_feed,
 );
 
 fn module_event(tenant: Uuid, action: &str) -> AuditDraft {
@@ -25,11 +27,9 @@ fn module_event(tenant: Uuid, action: &str) -> AuditDraft {
 }
 
 async fn append(store: &Store, draft: AuditDraft) -> audit::AuditEvent {
-    committed(store, async |tx| {
-        audit_log::append_idempotent(tx, draft).await
-    })
-    .await
-    .unwrap()
+    committed(store, async |tx| audit_log::append(tx, draft).await)
+        .await
+        .unwrap()
 }
 
 async fn audit_events_form_a_verifiable_chain_per_tenant(backend: Backend) {
@@ -88,32 +88,91 @@ async fn a_repeated_idempotency_key_returns_the_original_event(backend: Backend)
     draft.idempotency_key = "invoice-42-approved".to_owned();
 
     let first = append(&store, draft.clone()).await;
-    let second = append(&store, draft).await;
-
-    assert_eq!(first, second);
-    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 1);
-}
-
-async fn an_idempotency_key_repeated_within_one_transaction_is_recorded_once(backend: Backend) {
-    let (_database, store) = fresh_store(backend).await;
-    let tenant = Uuid::now_v7();
-    let mut keyed = module_event(tenant, "finance.invoice.approved");
-    keyed.idempotency_key = "invoice-42-approved".to_owned();
-
-    let recorded = committed(&store, async |tx| {
-        let mut recorded = Vec::new();
-        for draft in [
-            module_event(tenant, "finance.invoice.created"),
-            keyed.clone(),
-            keyed,
-        ] {
-            recorded.push(audit_log::append_idempotent(tx, draft).await?);
-        }
-        Ok(recorded)
+    let second = committed(&store, async |tx| {
+        audit_log::append_batch(tx, vec![draft]).await
     })
     .await
     .unwrap();
 
-    assert_eq!(recorded[1], recorded[2]);
+    assert_eq!(second[0].event, first);
+    assert!(second[0].duplicate);
+    assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 1);
+}
+
+async fn an_idempotency_key_repeated_within_one_batch_is_recorded_once(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let tenant = Uuid::now_v7();
+    let mut keyed = module_event(tenant, "finance.invoice.approved");
+    keyed.idempotency_key = "invoice-42-approved".to_owned();
+    let batch = vec![
+        module_event(tenant, "finance.invoice.created"),
+        keyed.clone(),
+        keyed,
+    ];
+
+    let recorded = committed(&store, async |tx| audit_log::append_batch(tx, batch).await)
+        .await
+        .unwrap();
+
+    assert_eq!(recorded[1].event, recorded[2].event);
+    assert!(!recorded[1].duplicate && recorded[2].duplicate);
     assert_eq!(events_of(&store, &tenant.to_string()).await.len(), 2);
+}
+
+async fn a_batch_commits_its_runs_in_the_feed_in_commit_order(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let (tenant_a, tenant_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let head = store.audit.feed_head().await.unwrap();
+
+    append(&store, module_event(tenant_a, "finance.invoice.created")).await;
+    committed(&store, async |tx| {
+        audit_log::append_batch(
+            tx,
+            vec![
+                module_event(tenant_b, "finance.invoice.created"),
+                module_event(tenant_b, "finance.invoice.sent"),
+            ],
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    append(&store, module_event(tenant_a, "finance.invoice.paid")).await;
+
+    let fed = store
+        .audit
+        .feed_after(FeedCursor::after_position(head), None, 100)
+        .await
+        .unwrap();
+    let order: Vec<(i64, String)> = fed
+        .iter()
+        .map(|(cursor, event)| (cursor.position - head, event.action.clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, "finance.invoice.created".to_owned()),
+            (2, "finance.invoice.created".to_owned()),
+            (2, "finance.invoice.sent".to_owned()),
+            (3, "finance.invoice.paid".to_owned()),
+        ]
+    );
+    assert_eq!(store.audit.feed_head().await.unwrap(), head + 3);
+}
+
+async fn a_rolled_back_append_leaves_no_trace_in_chain_or_feed(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let tenant = Uuid::now_v7();
+    let head = store.audit.feed_head().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    audit_log::append(&mut tx, module_event(tenant, "finance.invoice.created"))
+        .await
+        .unwrap();
+    drop(tx);
+
+    assert!(events_of(&store, &tenant.to_string()).await.is_empty());
+    assert_eq!(store.audit.feed_head().await.unwrap(), head);
+    append(&store, module_event(tenant, "finance.invoice.created")).await;
+    assert_eq!(store.audit.feed_head().await.unwrap(), head + 1);
 }

@@ -12,6 +12,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub mod audit;
 pub mod logins;
 pub mod modules;
 pub mod rbac;

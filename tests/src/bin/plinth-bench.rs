@@ -12,7 +12,8 @@
 //! instance change reaches WatchInstances streams: on the embedded server,
 //! and on two core-server replicas it starts on PostgreSQL and Redis (a
 //! database and key prefix of their own), on the replica written to and on
-//! the other. Exit status 1 when a target is missed.
+//! the other. Then the audit log on core-servers of its own (see
+//! `bench::audit`). Exit status 1 when a target is missed.
 
 use std::{
     net::SocketAddr,
@@ -80,6 +81,16 @@ struct Args {
     /// Role bindings of each of those users (at most 20)
     #[arg(long, default_value_t = 20)]
     rbac_bindings: usize,
+    /// Measured seconds of RecordEvents per backend
+    #[arg(long, default_value_t = 10)]
+    audit_seconds: u64,
+    /// Events the PostgreSQL audit log is filled to before QueryEvents and
+    /// the tail are measured
+    #[arg(long, default_value_t = 1_000_000)]
+    audit_events: u64,
+    /// Measure the audit part only
+    #[arg(long)]
+    audit_only: bool,
     /// The core-server binary [default: beside this one]
     #[arg(long)]
     core_server: Option<PathBuf>,
@@ -132,6 +143,20 @@ fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => beside_this_binary("core-server")?,
     };
+    let audit = |runtime: &tokio::runtime::Runtime| -> anyhow::Result<bool> {
+        let figures = runtime.block_on(bench::audit::measure(
+            &core_server,
+            args.audit_seconds,
+            args.audit_events,
+        ))?;
+        Ok(bench::audit::report(&figures))
+    };
+    if args.audit_only {
+        if audit(&load_generator)? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let (fixture, cold_start, idle) = load_generator.block_on(prepare(
         &core_server,
         data.path(),
@@ -186,9 +211,10 @@ fn main() -> anyhow::Result<()> {
         fixture.echo.address,
         &fixture.module_key,
     ))?;
-    let failed = report_targets(&load, &rounds, &footprint, &deliveries, args.logins);
+    let mut failed = report_targets(&load, &rounds, &footprint, &deliveries, args.logins);
     // The servers stop here: exiting skips destructors.
     drop(fixture);
+    failed |= audit(&load_generator)?;
     if failed {
         std::process::exit(1);
     }

@@ -1,0 +1,552 @@
+//! AuditService: requests into commands, events into messages.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use plinth_client::audit::v1::{
+    self as proto, audit_service_server::AuditService, query_events_request,
+    tail_events_response::Kind, verify_chain_request,
+};
+use plinth_client::prost_types::{self, Struct, Value, value::Kind as ValueKind};
+use plinth_platform::{
+    audit::{AuditEvent, Outcome},
+    clock,
+    error::ApiError,
+    identity,
+    store::audit_log::EventQuery,
+};
+use registry_server::manifest::json;
+use tonic::{Request, Response, Status, codegen::BoxStream};
+
+use super::validate::{Fields, timestamp};
+use crate::audit::{
+    Audit, Chain, EventInput, MAX_BATCH, QueryRequest, RecordBatch, TailMessage, TailRequest,
+    Tails, cursor_text, parse_cursor,
+};
+
+/// Longest action, action prefix or idempotency key.
+const MAX_ACTION_BYTES: usize = 128;
+/// Longest resource type or id.
+const MAX_RESOURCE_BYTES: usize = 64;
+/// Longest request id filter.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+/// Largest details, as canonical JSON.
+const MAX_DETAILS_BYTES: usize = 16 * 1024;
+/// Deepest nesting of details.
+const MAX_DETAILS_DEPTH: usize = 32;
+/// Exact actions a query may name.
+const MAX_QUERY_ACTIONS: usize = 20;
+const MAX_PAGE_SIZE: i32 = 1_000;
+const DEFAULT_PAGE_SIZE: i32 = 100;
+/// How far ahead and behind the server's clock `occurred_at` may be.
+const MAX_AHEAD: chrono::Duration = chrono::Duration::minutes(1);
+const MAX_BEHIND: chrono::Duration = chrono::Duration::days(30);
+const MIN_CHECKPOINT: Duration = Duration::from_secs(1);
+const MAX_CHECKPOINT: Duration = Duration::from_secs(300);
+const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
+
+const ACTION_RULE: &str = "must match ^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$, at most 128 bytes";
+const PREFIX_RULE: &str = "must be lower-case letters, digits, '_' and '.', at most 128 bytes";
+
+/// AuditService.
+pub struct AuditApi {
+    pub audit: Audit,
+    pub tails: Tails,
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn is_action(value: &str) -> bool {
+    let mut parts = value.split('.');
+    let first = parts.next().unwrap_or_default();
+    let word = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    value.len() <= MAX_ACTION_BYTES
+        && first.starts_with(|c: char| c.is_ascii_lowercase())
+        && word(first)
+        && value.contains('.')
+        && parts.all(word)
+}
+
+impl Fields {
+    fn action(&mut self, field: &str, value: &str) -> String {
+        if !is_action(value) {
+            self.violation(field, ACTION_RULE);
+        }
+        value.to_owned()
+    }
+
+    fn action_prefix(&mut self, field: &str, value: &str) -> Option<String> {
+        let well_formed = value.len() <= MAX_ACTION_BYTES
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if !well_formed {
+            self.violation(field, PREFIX_RULE);
+            return None;
+        }
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+
+    /// Printable ASCII (no spaces), at most `max_bytes`; empty allowed.
+    fn token(&mut self, field: &str, value: &str, max_bytes: usize) -> String {
+        if value.len() > max_bytes || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            self.violation(
+                field,
+                format!("must be printable ASCII without spaces, at most {max_bytes} bytes"),
+            );
+            return String::new();
+        }
+        value.to_owned()
+    }
+
+    /// Text without control characters, at most `max_bytes`.
+    fn short_text(&mut self, field: &str, value: &str, max_bytes: usize) -> String {
+        if value.len() > max_bytes {
+            self.violation(field, format!("must be at most {max_bytes} bytes"));
+            return String::new();
+        }
+        self.text(field, value, max_bytes)
+    }
+
+    fn time(&mut self, field: &str, value: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+        let time = u32::try_from(value.nanos)
+            .ok()
+            .filter(|nanos| *nanos < 1_000_000_000)
+            .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
+            .filter(|time| (1..=9999).contains(&chrono::Datelike::year(time)));
+        if time.is_none() {
+            self.violation(field, "must be a time between the years 1 and 9999");
+        }
+        time.map(clock::truncate)
+    }
+
+    fn outcome(&mut self, field: &str, value: i32, required: bool) -> Option<Outcome> {
+        let outcome = match self.known::<proto::Outcome>(field, value)? {
+            proto::Outcome::Unspecified => None,
+            proto::Outcome::Success => Some(Outcome::Success),
+            proto::Outcome::Denied => Some(Outcome::Denied),
+            proto::Outcome::Failure => Some(Outcome::Failure),
+        };
+        if outcome.is_none() && required {
+            self.violation(field, "is required");
+        }
+        outcome
+    }
+
+    /// Details as canonical JSON text.
+    fn details(&mut self, field: &str, value: Option<&Struct>) -> String {
+        let Some(details) = value else {
+            return "{}".to_owned();
+        };
+        if let Some(problem) = struct_problem(details, 1) {
+            self.violation(field, problem);
+            return String::new();
+        }
+        let details = plinth_platform::audit::canonical_json(&json::object(details));
+        if details.len() > MAX_DETAILS_BYTES {
+            self.violation(
+                field,
+                format!("must be at most {MAX_DETAILS_BYTES} bytes as JSON"),
+            );
+        }
+        details
+    }
+
+    /// One chain, named explicitly.
+    fn chain(&mut self, tenant_id: Option<&str>, platform: Option<bool>) -> Chain {
+        match (tenant_id, platform) {
+            (Some(tenant_id), None) => Chain::Tenant(self.id("tenant_id", tenant_id)),
+            (None, Some(true)) => Chain::Platform,
+            (None, Some(false)) => {
+                self.violation("platform", "must be true when set");
+                Chain::Platform
+            }
+            _ => {
+                self.violation("chain", "name a tenant_id or the platform chain");
+                Chain::Platform
+            }
+        }
+    }
+
+    fn sequence(&mut self, field: &str, value: i64) -> Option<i64> {
+        if value < 0 {
+            self.violation(field, "must not be negative");
+        }
+        (value > 0).then_some(value)
+    }
+}
+
+/// Why a Struct cannot be details: too deep, or a number JSON cannot hold.
+fn struct_problem(document: &Struct, depth: usize) -> Option<String> {
+    if depth > MAX_DETAILS_DEPTH {
+        return Some(format!("must nest at most {MAX_DETAILS_DEPTH} deep"));
+    }
+    document
+        .fields
+        .values()
+        .find_map(|value| value_problem(value, depth))
+}
+
+fn value_problem(value: &Value, depth: usize) -> Option<String> {
+    match &value.kind {
+        Some(ValueKind::NumberValue(number)) if !number.is_finite() => {
+            Some("numbers must be finite".to_owned())
+        }
+        Some(ValueKind::StructValue(document)) => struct_problem(document, depth + 1),
+        Some(ValueKind::ListValue(list)) => {
+            if depth + 1 > MAX_DETAILS_DEPTH {
+                return Some(format!("must nest at most {MAX_DETAILS_DEPTH} deep"));
+            }
+            list.values
+                .iter()
+                .find_map(|value| value_problem(value, depth + 1))
+        }
+        _ => None,
+    }
+}
+
+fn event_to_proto(event: &AuditEvent) -> proto::AuditEvent {
+    let details = match serde_json::from_str(&event.details) {
+        Ok(serde_json::Value::Object(object)) => Some(json::to_struct(object)),
+        _ => None,
+    };
+    proto::AuditEvent {
+        id: event.id.to_string(),
+        tenant_id: event.tenant_id.clone(),
+        sequence: event.sequence,
+        occurred_at: Some(timestamp(event.occurred_at)),
+        recorded_at: Some(timestamp(event.recorded_at)),
+        actor: Some(proto::Actor {
+            user_id: event.actor.user_id.clone(),
+            module_id: event.actor.module_id.clone(),
+            api_key_id: event.actor.api_key_id.clone(),
+            peer_address: event.actor.peer_address.clone(),
+            user_claimed: event.actor.user_claimed,
+        }),
+        action: event.action.clone(),
+        resource_type: event.resource_type.clone(),
+        resource_id: event.resource_id.clone(),
+        company_id: event.company_id.clone(),
+        outcome: match event.outcome {
+            Outcome::Success => proto::Outcome::Success,
+            Outcome::Denied => proto::Outcome::Denied,
+            Outcome::Failure => proto::Outcome::Failure,
+        }
+        .into(),
+        details,
+        request_id: event.request_id.clone(),
+        idempotency_key: event.idempotency_key.clone(),
+        previous_hash: event.previous_hash.clone(),
+        hash: event.hash.clone(),
+    }
+}
+
+/// A page token: the order's letter and the last sequence returned.
+fn page_token(descending: bool, sequence: i64) -> String {
+    super::validate::key_token(&format!("{}{sequence}", if descending { 'd' } else { 'a' }))
+}
+
+fn is_page_key(key: &str) -> bool {
+    key.len() > 1
+        && (key.starts_with('a') || key.starts_with('d'))
+        && key[1..].parse::<i64>().is_ok_and(|sequence| sequence >= 0)
+}
+
+fn read_event(fields: &mut Fields, index: usize, input: &proto::EventInput) -> EventInput {
+    let field = |name: &str| format!("events[{index}].{name}");
+    let now = clock::now();
+    let occurred_at = input.occurred_at.as_ref().and_then(|time| {
+        let time = fields.time(&field("occurred_at"), time)?;
+        if time > now + MAX_AHEAD || time < now - MAX_BEHIND {
+            fields.violation(
+                &field("occurred_at"),
+                "must be at most a minute ahead and 30 days behind the server's clock",
+            );
+        }
+        Some(time)
+    });
+    EventInput {
+        company_id: fields.optional_id(&field("company_id"), &input.company_id),
+        action: fields.action(&field("action"), &input.action),
+        resource_type: fields.short_text(
+            &field("resource_type"),
+            &input.resource_type,
+            MAX_RESOURCE_BYTES,
+        ),
+        resource_id: fields.short_text(
+            &field("resource_id"),
+            &input.resource_id,
+            MAX_RESOURCE_BYTES,
+        ),
+        outcome: fields
+            .outcome(&field("outcome"), input.outcome, true)
+            .unwrap_or(Outcome::Success),
+        details: fields.details(&field("details"), input.details.as_ref()),
+        occurred_at,
+        idempotency_key: fields.token(
+            &field("idempotency_key"),
+            &input.idempotency_key,
+            MAX_ACTION_BYTES,
+        ),
+    }
+}
+
+fn read_query(body: &proto::QueryEventsRequest) -> Result<QueryRequest, ApiError> {
+    let mut fields = Fields::default();
+    let chain = fields.chain(
+        match &body.chain {
+            Some(query_events_request::Chain::TenantId(id)) => Some(id),
+            _ => None,
+        },
+        match body.chain {
+            Some(query_events_request::Chain::Platform(platform)) => Some(platform),
+            _ => None,
+        },
+    );
+    let since = body
+        .since
+        .as_ref()
+        .and_then(|time| fields.time("since", time));
+    let until = body
+        .until
+        .as_ref()
+        .and_then(|time| fields.time("until", time));
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        fields.violation("until", "must be after since");
+    }
+    let actions: Vec<String> = fields
+        .bounded("actions", &body.actions, MAX_QUERY_ACTIONS)
+        .iter()
+        .enumerate()
+        .map(|(index, action)| fields.action(&format!("actions[{index}]"), action))
+        .collect();
+    let action_prefix = fields.action_prefix("action_prefix", &body.action_prefix);
+    if !actions.is_empty() && action_prefix.is_some() {
+        fields.violation("action_prefix", "cannot be combined with actions");
+    }
+    let optional = |text: String| (!text.is_empty()).then_some(text);
+    let resource_type =
+        optional(fields.short_text("resource_type", &body.resource_type, MAX_RESOURCE_BYTES));
+    let resource_id =
+        optional(fields.short_text("resource_id", &body.resource_id, MAX_RESOURCE_BYTES));
+    if resource_id.is_some() && resource_type.is_none() {
+        fields.violation("resource_id", "requires resource_type");
+    }
+    let descending = matches!(
+        fields.known::<proto::Order>("order", body.order),
+        Some(proto::Order::Descending)
+    );
+    if !(0..=MAX_PAGE_SIZE).contains(&body.page_size) {
+        fields.violation(
+            "page_size",
+            format!("must be between 0 and {MAX_PAGE_SIZE}"),
+        );
+    }
+    let page_size = match body.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.clamp(1, MAX_PAGE_SIZE),
+    };
+    let after_page = fields
+        .key_token(&body.page_token, is_page_key)
+        .and_then(|key| {
+            if key.starts_with('d') != descending {
+                fields.violation("page_token", "was made for the other order");
+            }
+            key[1..].parse::<i64>().ok()
+        });
+    let after_sequence = fields
+        .sequence("after_sequence", body.after_sequence)
+        .unwrap_or(0);
+    let filters = EventQuery {
+        since,
+        until,
+        actor_user_id: fields
+            .optional_id("actor_user_id", &body.actor_user_id)
+            .map(|id| id.to_string()),
+        actor_module_id: (!body.actor_module_id.is_empty())
+            .then(|| fields.module_id("actor_module_id", &body.actor_module_id)),
+        actor_api_key_id: fields
+            .optional_id("actor_api_key_id", &body.actor_api_key_id)
+            .map(|id| id.to_string()),
+        actions,
+        action_prefix,
+        resource_type,
+        resource_id,
+        outcome: fields.outcome("outcome", body.outcome, false),
+        request_id: optional(fields.token("request_id", &body.request_id, MAX_REQUEST_ID_BYTES)),
+        company_id: fields
+            .optional_id("company_id", &body.company_id)
+            .map(|id| id.to_string()),
+        after_sequence: match (descending, after_page) {
+            (false, Some(last)) => last.max(after_sequence),
+            _ => after_sequence,
+        },
+        before_sequence: after_page.filter(|_| descending),
+        descending,
+        limit: i64::from(page_size) + 1,
+        ..EventQuery::default()
+    };
+    fields.finish()?;
+    Ok(QueryRequest { chain, filters })
+}
+
+fn tail_message(message: TailMessage) -> proto::TailEventsResponse {
+    let kind = match message {
+        TailMessage::Event { cursor, event } => Kind::Event(proto::TailedEvent {
+            event: Some(event_to_proto(&event)),
+            cursor: cursor_text(cursor),
+        }),
+        TailMessage::Checkpoint { cursor } => Kind::Checkpoint(proto::TailCheckpoint {
+            cursor: cursor_text(cursor),
+        }),
+        TailMessage::Resync { cursor } => Kind::Resync(proto::TailResync {
+            cursor: cursor_text(cursor),
+        }),
+    };
+    proto::TailEventsResponse { kind: Some(kind) }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    async fn record_events(
+        &self,
+        request: Request<proto::RecordEventsRequest>,
+    ) -> Answer<proto::RecordEventsResponse> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let tenant_id = fields.id("tenant_id", &body.tenant_id);
+        let claimed_user_id = fields.optional_id("claimed_user_id", &body.claimed_user_id);
+        if body.events.is_empty() {
+            fields.violation("events", "is required");
+        }
+        let events: Vec<EventInput> = fields
+            .bounded("events", &body.events, MAX_BATCH)
+            .iter()
+            .enumerate()
+            .map(|(index, input)| read_event(&mut fields, index, input))
+            .collect();
+        fields.finish()?;
+        let batch = RecordBatch {
+            tenant_id,
+            events,
+            claimed_user_id,
+        };
+        let appended = self.audit.record(principal, batch).await?;
+        Ok(Response::new(proto::RecordEventsResponse {
+            events: appended
+                .iter()
+                .map(|appended| proto::RecordedEvent {
+                    id: appended.event.id.to_string(),
+                    sequence: appended.event.sequence,
+                    recorded_at: Some(timestamp(appended.event.recorded_at)),
+                    hash: appended.event.hash.clone(),
+                    duplicate: appended.duplicate,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn query_events(
+        &self,
+        request: Request<proto::QueryEventsRequest>,
+    ) -> Answer<proto::QueryEventsResponse> {
+        let principal = identity::principal(&request)?;
+        let query = read_query(request.get_ref())?;
+        let page_size = (query.filters.limit - 1) as usize;
+        let descending = query.filters.descending;
+        let mut events = self.audit.query(principal, query).await?;
+        let next_page_token = if events.len() > page_size {
+            events.truncate(page_size);
+            events
+                .last()
+                .map(|last| page_token(descending, last.sequence))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::QueryEventsResponse {
+            events: events.iter().map(event_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn tail_events(
+        &self,
+        request: Request<proto::TailEventsRequest>,
+    ) -> Answer<BoxStream<proto::TailEventsResponse>> {
+        let principal = identity::principal(&request)?.clone();
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let after = (!body.cursor.is_empty())
+            .then(|| parse_cursor(&body.cursor))
+            .and_then(|cursor| {
+                if cursor.is_none() {
+                    fields.violation("cursor", "is not a cursor from an earlier tail");
+                }
+                cursor
+            });
+        let asked = TailRequest {
+            action_prefix: fields.action_prefix("action_prefix", &body.action_prefix),
+            after,
+            checkpoint_every: body.checkpoint_interval.as_ref().map_or(
+                DEFAULT_CHECKPOINT,
+                |interval| {
+                    fields.duration(
+                        "checkpoint_interval",
+                        interval,
+                        MIN_CHECKPOINT..=MAX_CHECKPOINT,
+                    )
+                },
+            ),
+        };
+        fields.finish()?;
+        let mut messages = self.tails.tail(&principal, asked).await?;
+        let stream = futures_util::stream::poll_fn(move |context| messages.poll_recv(context))
+            .map(|message| message.map(tail_message).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn verify_chain(
+        &self,
+        request: Request<proto::VerifyChainRequest>,
+    ) -> Answer<proto::VerifyChainResponse> {
+        let principal = identity::principal(&request)?;
+        let body = request.get_ref();
+        let mut fields = Fields::default();
+        let chain = fields.chain(
+            match &body.chain {
+                Some(verify_chain_request::Chain::TenantId(id)) => Some(id),
+                _ => None,
+            },
+            match body.chain {
+                Some(verify_chain_request::Chain::Platform(platform)) => Some(platform),
+                _ => None,
+            },
+        );
+        let from = fields.sequence("from_sequence", body.from_sequence);
+        let to = fields.sequence("to_sequence", body.to_sequence);
+        if let (Some(from), Some(to)) = (from, to)
+            && to < from
+        {
+            fields.violation("to_sequence", "must not be below from_sequence");
+        }
+        fields.finish()?;
+        let verification = self.audit.verify(principal, chain, from, to).await?;
+        Ok(Response::new(proto::VerifyChainResponse {
+            valid: verification.first_broken_sequence.is_none(),
+            events_checked: verification.events_checked,
+            first_broken_sequence: verification.first_broken_sequence.unwrap_or(0),
+            head_hash: verification.head_hash,
+            last_sequence: verification.last_sequence,
+        }))
+    }
+}
