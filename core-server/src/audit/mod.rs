@@ -24,7 +24,10 @@ use uuid::Uuid;
 pub use stream::EventStream;
 pub use tail::{TailMessage, TailRequest, Tails, cursor_text, parse_cursor};
 
-use crate::permissions::{AUDIT_READ, AUDIT_RECORD};
+use crate::{
+    permissions::{AUDIT_READ, AUDIT_RECORD},
+    tenant::lock_writable,
+};
 
 /// Events per RecordEvents batch.
 pub const MAX_BATCH: usize = 100;
@@ -111,7 +114,8 @@ impl Audit {
         }
     }
 
-    /// Appends a module's batch to the tenant's chain, atomically.
+    /// Appends a module's batch to the tenant's chain, atomically; not into
+    /// a tenant that takes no writes.
     pub async fn record(
         &self,
         principal: &Principal,
@@ -167,6 +171,7 @@ impl Audit {
             .map(|draft| draft.idempotency_digest.clone())
             .collect();
         let mut tx = self.store.begin().await?;
+        lock_writable(&mut tx, batch.tenant_id).await?;
         let appended = audit_log::append_batch(&mut tx, drafts).await?;
         for (index, (appended, digest)) in appended.iter().zip(&digests).enumerate() {
             if appended.duplicate && appended.event.idempotency_digest != *digest {

@@ -95,6 +95,10 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// Rows per multi-row INSERT: 22 parameters each stay far below both
+/// backends' limits on bound parameters.
+const ROWS_PER_INSERT: usize = 100;
+
 macro_rules! audit_columns {
     () => {
         "id, chain_id, sequence, tenant_id, company_id, occurred_at, recorded_at, \
@@ -246,11 +250,17 @@ pub async fn append_batch(
         .execute(&mut *connection)
         .await?;
     });
-    tx.appended.push(FeedRun {
-        chain_id,
-        first_sequence,
-        last_sequence: sequence,
-    });
+    match tx.appended.last_mut() {
+        // Appends that continue the transaction's last run extend it.
+        Some(run) if run.chain_id == chain_id && run.last_sequence + 1 == first_sequence => {
+            run.last_sequence = sequence;
+        }
+        _ => tx.appended.push(FeedRun {
+            chain_id,
+            first_sequence,
+            last_sequence: sequence,
+        }),
+    }
     Ok(appended)
 }
 
@@ -318,7 +328,7 @@ async fn recorded_with_keys(
 
 async fn insert_events(tx: &mut Tx, events: &[AuditEvent]) -> Result<(), StoreError> {
     // Bound parameters per statement stay well under both backends' limits.
-    for chunk in events.chunks(500) {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
         in_tx!(tx, connection => {
             let mut insert = QueryBuilder::new(concat!(
                 "INSERT INTO audit_events (",
@@ -376,18 +386,21 @@ pub(crate) async fn take_feed_positions(tx: &mut Tx) -> Result<Option<i64>, Stor
         .fetch_one(&mut *connection)
         .await?
     });
-    in_tx!(tx, connection => {
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO audit_feed (position, chain_id, first_sequence, last_sequence) ",
-        );
-        insert.push_values((last - count + 1..).zip(&runs), |mut row, (position, run)| {
-            row.push_bind(position)
-                .push_bind(run.chain_id.as_str())
-                .push_bind(run.first_sequence)
-                .push_bind(run.last_sequence);
+    let positions = (last - count + 1..).zip(&runs).collect::<Vec<_>>();
+    for chunk in positions.chunks(ROWS_PER_INSERT) {
+        in_tx!(tx, connection => {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO audit_feed (position, chain_id, first_sequence, last_sequence) ",
+            );
+            insert.push_values(chunk, |mut row, (position, run)| {
+                row.push_bind(*position)
+                    .push_bind(run.chain_id.as_str())
+                    .push_bind(run.first_sequence)
+                    .push_bind(run.last_sequence);
+            });
+            insert.build().execute(&mut *connection).await?;
         });
-        insert.build().execute(&mut *connection).await?;
-    });
+    }
     Ok(Some(last))
 }
 

@@ -27,6 +27,7 @@ crate::on_both_backends!(
     pages_read_each_event_once_while_events_are_added,
     a_module_reads_only_its_own_events_where_it_is_enabled,
     other_tenants_and_plain_members_find_no_chain,
+    a_user_granted_audit_read_reads_its_tenant_chain,
     the_platform_chain_is_named_and_read_by_operators,
     bad_queries_are_refused_field_by_field,
 );
@@ -415,6 +416,56 @@ async fn other_tenants_and_plain_members_find_no_chain(backend: Backend) {
         .await
         .unwrap();
     assert!(own.iter().all(|event| event.tenant_id == setup.globex.id));
+}
+
+async fn a_user_granted_audit_read_reads_its_tenant_chain(backend: Backend) {
+    let mut setup = setup(Sandbox::start(backend).await).await;
+    record(
+        &mut setup.finance,
+        &setup.acme.id,
+        vec![input("finance.invoice.created")],
+    )
+    .await
+    .unwrap();
+    let mut auditor = setup.acme.member(&setup.sandbox, "auditor").await;
+    let role = crate::rbac::create_role(
+        &mut setup.acme.admin.clients,
+        &setup.acme.id,
+        "auditor",
+        &["plinth:audit:read"],
+        &[],
+    )
+    .await;
+    setup
+        .acme
+        .admin
+        .clients
+        .rbac
+        .assign_role(crate::rbac::assignment(
+            &setup.acme.id,
+            &auditor.user_id,
+            &role,
+            "",
+        ))
+        .await
+        .unwrap();
+
+    let seen = query_all(&mut auditor.clients, in_tenant(&setup.acme.id))
+        .await
+        .unwrap();
+
+    assert!(actions(&seen).contains(&"finance.invoice.created"));
+    assert!(
+        actions(&seen).contains(&"rbac.role.bound"),
+        "core events too"
+    );
+    let refused = auditor
+        .clients
+        .audit
+        .query_events(in_tenant(&setup.globex.id))
+        .await
+        .unwrap_err();
+    assert_refusal(&refused, Code::NotFound, "ERROR_REASON_NOT_FOUND");
 }
 
 async fn the_platform_chain_is_named_and_read_by_operators(backend: Backend) {

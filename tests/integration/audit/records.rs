@@ -23,6 +23,7 @@ crate::on_both_backends!(
     an_idempotency_key_reused_with_other_content_refuses_the_whole_batch,
     actions_outside_the_module_namespace_are_refused,
     a_tenant_without_the_module_is_not_found,
+    a_suspended_tenant_takes_no_records,
     only_module_keys_record,
     a_company_of_another_tenant_is_not_found,
     bad_events_are_refused_field_by_field,
@@ -270,6 +271,36 @@ async fn a_tenant_without_the_module_is_not_found(backend: Backend) {
         .unwrap_err();
         assert_refusal(&refused, Code::NotFound, "ERROR_REASON_NOT_FOUND");
     }
+}
+
+async fn a_suspended_tenant_takes_no_records(backend: Backend) {
+    let mut setup = setup(Sandbox::start(backend).await).await;
+    setup
+        .sandbox
+        .operator()
+        .await
+        .tenants
+        .set_tenant_status(plinth_client::tenant::v1::SetTenantStatusRequest {
+            id: setup.acme.id.clone(),
+            status: plinth_client::tenant::v1::TenantStatus::Suspended.into(),
+            reason: "unpaid".to_owned(),
+        })
+        .await
+        .unwrap();
+
+    let refused = record(
+        &mut setup.finance,
+        &setup.acme.id,
+        vec![input("finance.invoice.created")],
+    )
+    .await
+    .unwrap_err();
+
+    assert_refusal(
+        &refused,
+        Code::FailedPrecondition,
+        "ERROR_REASON_TENANT_NOT_ACTIVE",
+    );
 }
 
 async fn only_module_keys_record(backend: Backend) {

@@ -16,6 +16,7 @@ crate::on_both_backends!(
     an_idempotency_key_repeated_within_one_batch_is_recorded_once,
     a_batch_commits_its_runs_in_the_feed_in_commit_order,
     a_rolled_back_append_leaves_no_trace_in_chain_or_feed,
+    a_transaction_of_many_appends_commits_them_in_the_feed,
 );
 
 fn module_event(tenant: Uuid, action: &str) -> AuditDraft {
@@ -175,4 +176,37 @@ async fn a_rolled_back_append_leaves_no_trace_in_chain_or_feed(backend: Backend)
     assert_eq!(store.audit.feed_head().await.unwrap(), head);
     append(&store, module_event(tenant, "finance.invoice.created")).await;
     assert_eq!(store.audit.feed_head().await.unwrap(), head + 1);
+}
+
+async fn a_transaction_of_many_appends_commits_them_in_the_feed(backend: Backend) {
+    let (_database, store) = fresh_store(backend).await;
+    let (tenant_a, tenant_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let head = store.audit.feed_head().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    for _ in 0..1_000 {
+        audit_log::append(&mut tx, module_event(tenant_a, "finance.invoice.created"))
+            .await
+            .unwrap();
+    }
+    for index in 0..600 {
+        let tenant = if index % 2 == 0 { tenant_a } else { tenant_b };
+        audit_log::append(&mut tx, module_event(tenant, "finance.invoice.sent"))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // One run for the first thousand, then one per alternation.
+    assert_eq!(store.audit.feed_head().await.unwrap(), head + 600);
+    let mut fed = Vec::new();
+    let mut after = FeedCursor::after_position(head);
+    loop {
+        let page = store.audit.feed_after(after, None, 500).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        fed.extend(page);
+    }
+    assert_eq!(fed.len(), 1_600);
+    assert_eq!(events_of(&store, &tenant_b.to_string()).await.len(), 300);
 }
