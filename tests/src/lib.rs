@@ -312,6 +312,17 @@ pub fn assert_refusal(status: &tonic::Status, code: tonic::Code, reason: &str) {
 }
 
 /// The field names of a status's `BadRequest` violations.
+/// An INVALID_ARGUMENT refusal whose violations name exactly `fields`
+/// (`case` says which request, when it fails).
+pub fn assert_invalid(status: &tonic::Status, fields: &[&str], case: &dyn std::fmt::Debug) {
+    assert_refusal(
+        status,
+        tonic::Code::InvalidArgument,
+        "ERROR_REASON_INVALID_ARGUMENT",
+    );
+    assert_eq!(violated_fields(status), fields, "{case:?}");
+}
+
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;
     status

@@ -1,7 +1,5 @@
 //! AuditService: requests into commands, events into messages.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use plinth_client::audit::v1::{
@@ -42,9 +40,6 @@ const DEFAULT_PAGE_SIZE: i32 = 100;
 /// How far ahead and behind the server's clock `occurred_at` may be.
 const MAX_AHEAD: chrono::Duration = chrono::Duration::minutes(1);
 const MAX_BEHIND: chrono::Duration = chrono::Duration::days(30);
-const MIN_CHECKPOINT: Duration = Duration::from_secs(1);
-const MAX_CHECKPOINT: Duration = Duration::from_secs(300);
-const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
 
 const ACTION_RULE: &str = "must match ^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$, at most 128 bytes";
 const PREFIX_RULE: &str = "must be lower-case letters, digits, '_' and '.', at most 128 bytes";
@@ -497,16 +492,7 @@ impl AuditService for AuditApi {
         let asked = TailRequest {
             action_prefix: fields.action_prefix("action_prefix", &body.action_prefix),
             after,
-            checkpoint_every: body.checkpoint_interval.as_ref().map_or(
-                DEFAULT_CHECKPOINT,
-                |interval| {
-                    fields.duration(
-                        "checkpoint_interval",
-                        interval,
-                        MIN_CHECKPOINT..=MAX_CHECKPOINT,
-                    )
-                },
-            ),
+            checkpoint_every: fields.checkpoint_interval(body.checkpoint_interval.as_ref()),
         };
         fields.finish()?;
         let mut messages = self.tails.tail(&principal, asked).await?;

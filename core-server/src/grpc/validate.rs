@@ -177,6 +177,18 @@ impl Fields {
         })
     }
 
+    /// A stream's longest silence before a checkpoint: 1 s to 5 min, unset
+    /// meaning 10 s (the same for every stream the core serves).
+    pub fn checkpoint_interval(&mut self, value: Option<&prost_types::Duration>) -> Duration {
+        value.map_or(Duration::from_secs(10), |interval| {
+            self.duration(
+                "checkpoint_interval",
+                interval,
+                Duration::from_secs(1)..=Duration::from_secs(300),
+            )
+        })
+    }
+
     /// A repeated field of at most `max` elements; elements are checked only
     /// when the count is within bounds, so a huge list costs one violation.
     pub fn bounded<'a, T>(&mut self, field: &str, values: &'a [T], max: usize) -> &'a [T] {

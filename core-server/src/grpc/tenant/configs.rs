@@ -1,6 +1,6 @@
 //! Module configuration: requests into commands, resolutions into messages.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 
@@ -20,10 +20,6 @@ use crate::{
         Source, WatchEvent, WatchRequest,
     },
 };
-
-const MIN_CHECKPOINT: Duration = Duration::from_secs(1);
-const MAX_CHECKPOINT: Duration = Duration::from_secs(300);
-const DEFAULT_CHECKPOINT: Duration = Duration::from_secs(10);
 
 /// Longest etag accepted (ours are 32 hex digits).
 const MAX_ETAG: usize = 64;
@@ -213,16 +209,7 @@ pub async fn watch(
         module_id: fields.module_id("module_id", &body.module_id),
         tenant_id: fields.optional_id("tenant_id", &body.tenant_id),
         after_revision: body.after_revision,
-        checkpoint_every: body.checkpoint_interval.as_ref().map_or(
-            DEFAULT_CHECKPOINT,
-            |interval| {
-                fields.duration(
-                    "checkpoint_interval",
-                    interval,
-                    MIN_CHECKPOINT..=MAX_CHECKPOINT,
-                )
-            },
-        ),
+        checkpoint_every: fields.checkpoint_interval(body.checkpoint_interval.as_ref()),
     };
     fields.finish()?;
     let mut events = watches.watch(&principal, asked).await?;
