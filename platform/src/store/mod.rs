@@ -67,6 +67,8 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// How long a caller waits for a pooled connection before the store reports
 /// itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a SQLite writer waits for the one before it.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A kind of row that other rows refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,7 +426,7 @@ impl Store {
                 .foreign_keys(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
             // A local file does not drop connections: the ping before each
             // acquire would only double the cost of every query.
             let pool = SqlitePoolOptions::new()
@@ -496,15 +498,21 @@ impl Store {
 
     /// Opens a write transaction for the writers of any aggregate.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let writer =
-            match &self.sqlite_writer {
-                Some(writer) => {
-                    Some(writer.clone().acquire_owned().await.map_err(|_| {
-                        StoreError::Internal("the SQLite writer queue closed".into())
-                    })?)
+        let writer = match &self.sqlite_writer {
+            // As long as SQLite's own busy timeout would have waited; then
+            // the answer of a pool with no connection to give.
+            Some(writer) => {
+                let queued =
+                    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, writer.clone().acquire_owned()).await;
+                match queued {
+                    Ok(Ok(permit)) => Some(permit),
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+                    }
                 }
-                None => None,
-            };
+            }
+            None => None,
+        };
         Ok(Tx::new(
             self.admin.begin().await?,
             self.audit_news.clone(),
