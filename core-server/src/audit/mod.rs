@@ -33,8 +33,8 @@ use crate::{
 pub const MAX_BATCH: usize = 100;
 /// Events a VerifyChain call checks at most.
 pub const MAX_VERIFIED: i64 = 1_000_000;
-/// Events read from the store at once while verifying.
-const VERIFY_PAGE: i64 = 1_000;
+/// Events read from the store at once while verifying or exporting.
+const CHAIN_PAGE: i64 = 1_000;
 
 /// A chain, named explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +255,7 @@ impl Audit {
         };
         let mut next = from;
         while next <= to {
-            let limit = (to - next + 1).min(VERIFY_PAGE);
+            let limit = (to - next + 1).min(CHAIN_PAGE);
             let mut events = self.store.audit.read_chain(&chain_id, next, limit).await?;
             events.retain(|event| event.sequence <= to);
             let run = audit::verify_chain(&previous, &events);
@@ -324,13 +324,13 @@ pub async fn export_chain(
     let mut next = from_sequence;
     let mut exported = 0;
     loop {
-        let events = store.audit.read_chain(chain_id, next, VERIFY_PAGE).await?;
+        let events = store.audit.read_chain(chain_id, next, CHAIN_PAGE).await?;
         for event in &events {
             writeln!(out, "{}", event.export_line())?;
         }
         exported += events.len() as u64;
         match events.last() {
-            Some(last) if events.len() as i64 == VERIFY_PAGE => next = last.sequence + 1,
+            Some(last) if events.len() as i64 == CHAIN_PAGE => next = last.sequence + 1,
             _ => return Ok(exported),
         }
     }

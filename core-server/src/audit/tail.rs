@@ -86,13 +86,20 @@ pub type TailStream = Messages<TailMessage>;
 
 type FedEvent = (FeedCursor, Arc<AuditEvent>);
 
-/// Tells the feed that another replica committed events.
-struct News(watch::Sender<u64>);
+/// Tells the feed the last feed position a replica announced (this one's
+/// own announcements included); after missed messages, the end of time.
+struct News(watch::Sender<i64>);
 
 impl Cache for News {
     fn apply(&self, change: Change) {
-        if matches!(change, Change::Audit { .. } | Change::Everything) {
-            self.0.send_modify(|heard| *heard = heard.wrapping_add(1));
+        match change {
+            Change::Audit { position } => {
+                self.0.send_replace(position);
+            }
+            Change::Everything => {
+                self.0.send_replace(i64::MAX);
+            }
+            _ => {}
         }
     }
 }
@@ -126,12 +133,13 @@ impl Feed {
         self: Arc<Feed>,
         store: Store,
         invalidator: Arc<Invalidator>,
-        mut remote_news: watch::Receiver<u64>,
+        mut remote_news: watch::Receiver<i64>,
         mut draining: watch::Receiver<bool>,
     ) {
         let mut local_news = store.audit_news();
         let mut read_through = FeedCursor::default();
         let mut announced = 0;
+        let mut polled = true;
         loop {
             let local = *local_news.borrow_and_update();
             if local > announced {
@@ -139,14 +147,20 @@ impl Feed {
                 announced = local;
                 invalidator.changed(Change::Audit { position: local }).await;
             }
-            match self.read(&store, read_through).await {
-                Ok(cursor) => read_through = cursor,
-                Err(error) => tracing::warn!(%error, "reading the audit feed"),
+            // Read only for news past what was read (an announcement of
+            // this replica's own commit comes back here too), or on the poll.
+            let heard = *remote_news.borrow_and_update();
+            if polled || local > read_through.position || heard > read_through.position {
+                match self.read(&store, read_through).await {
+                    Ok(cursor) => read_through = cursor,
+                    Err(error) => tracing::warn!(%error, "reading the audit feed"),
+                }
             }
+            polled = false;
             tokio::select! {
                 heard = local_news.changed() => if heard.is_err() { return },
                 heard = remote_news.changed() => if heard.is_err() { return },
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(POLL) => polled = true,
                 _ = draining.wait_for(|draining| *draining) => return,
             }
         }

@@ -1,26 +1,14 @@
-//! AuditService: requests into commands, events into messages.
+//! AuditService requests read into commands, every field bounded.
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use plinth_client::audit::v1::{
-    self as proto, audit_service_server::AuditService, query_events_request,
-    tail_events_response::Kind, verify_chain_request,
-};
+use plinth_client::audit::v1::{self as proto, query_events_request, verify_chain_request};
 use plinth_client::prost_types::{self, Struct, Value, value::Kind as ValueKind};
-use plinth_platform::{
-    audit::{AuditEvent, Outcome},
-    clock,
-    error::ApiError,
-    identity,
-    store::audit_log::EventQuery,
-};
+use plinth_platform::{audit::Outcome, clock, error::ApiError, store::audit_log::EventQuery};
 use registry_server::manifest::json;
-use tonic::{Request, Response, Status, codegen::BoxStream};
 
-use super::validate::{Fields, timestamp};
-use crate::audit::{
-    Audit, Chain, EventInput, MAX_BATCH, QueryRequest, RecordBatch, TailMessage, TailRequest,
-    Tails, cursor_text, parse_cursor,
+use crate::{
+    audit::{Chain, EventInput, MAX_BATCH, QueryRequest, RecordBatch, TailRequest, parse_cursor},
+    grpc::validate::Fields,
 };
 
 /// Longest action, action prefix or idempotency key.
@@ -43,14 +31,6 @@ const MAX_BEHIND: chrono::Duration = chrono::Duration::days(30);
 
 const ACTION_RULE: &str = "must match ^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$, at most 128 bytes";
 const PREFIX_RULE: &str = "must be lower-case letters, digits, '_' and '.', at most 128 bytes";
-
-/// AuditService.
-pub struct AuditApi {
-    pub audit: Audit,
-    pub tails: Tails,
-}
-
-type Answer<T> = Result<Response<T>, Status>;
 
 fn is_action(value: &str) -> bool {
     let mut parts = value.split('.');
@@ -206,45 +186,9 @@ fn value_problem(value: &Value, depth: usize) -> Option<String> {
     }
 }
 
-fn event_to_proto(event: &AuditEvent) -> proto::AuditEvent {
-    let details = match serde_json::from_str(&event.details) {
-        Ok(serde_json::Value::Object(object)) => Some(json::to_struct(object)),
-        _ => None,
-    };
-    proto::AuditEvent {
-        id: event.id.to_string(),
-        tenant_id: event.tenant_id.clone(),
-        sequence: event.sequence,
-        occurred_at: Some(timestamp(event.occurred_at)),
-        recorded_at: Some(timestamp(event.recorded_at)),
-        actor: Some(proto::Actor {
-            user_id: event.actor.user_id.clone(),
-            module_id: event.actor.module_id.clone(),
-            api_key_id: event.actor.api_key_id.clone(),
-            peer_address: event.actor.peer_address.clone(),
-            user_claimed: event.actor.user_claimed,
-        }),
-        action: event.action.clone(),
-        resource_type: event.resource_type.clone(),
-        resource_id: event.resource_id.clone(),
-        company_id: event.company_id.clone(),
-        outcome: match event.outcome {
-            Outcome::Success => proto::Outcome::Success,
-            Outcome::Denied => proto::Outcome::Denied,
-            Outcome::Failure => proto::Outcome::Failure,
-        }
-        .into(),
-        details,
-        request_id: event.request_id.clone(),
-        idempotency_key: event.idempotency_key.clone(),
-        previous_hash: event.previous_hash.clone(),
-        hash: event.hash.clone(),
-    }
-}
-
 /// A page token: the order's letter and the last sequence returned.
-fn page_token(descending: bool, sequence: i64) -> String {
-    super::validate::key_token(&format!("{}{sequence}", if descending { 'd' } else { 'a' }))
+pub fn page_token(descending: bool, sequence: i64) -> String {
+    crate::grpc::validate::key_token(&format!("{}{sequence}", if descending { 'd' } else { 'a' }))
 }
 
 fn is_page_key(key: &str) -> bool {
@@ -292,7 +236,8 @@ fn read_event(fields: &mut Fields, index: usize, input: &proto::EventInput) -> E
     }
 }
 
-fn read_query(body: &proto::QueryEventsRequest) -> Result<QueryRequest, ApiError> {
+/// A QueryEvents request as one page's filters.
+pub fn read_query(body: &proto::QueryEventsRequest) -> Result<QueryRequest, ApiError> {
     let mut fields = Fields::default();
     let chain = fields.chain(
         match &body.chain {
@@ -393,146 +338,78 @@ fn read_query(body: &proto::QueryEventsRequest) -> Result<QueryRequest, ApiError
     Ok(QueryRequest { chain, filters })
 }
 
-fn tail_message(message: TailMessage) -> proto::TailEventsResponse {
-    let kind = match message {
-        TailMessage::Event { cursor, event } => Kind::Event(proto::TailedEvent {
-            event: Some(event_to_proto(&event)),
-            cursor: cursor_text(cursor),
-        }),
-        TailMessage::Checkpoint { cursor } => Kind::Checkpoint(proto::TailCheckpoint {
-            cursor: cursor_text(cursor),
-        }),
-        TailMessage::Resync { cursor } => Kind::Resync(proto::TailResync {
-            cursor: cursor_text(cursor),
-        }),
-    };
-    proto::TailEventsResponse { kind: Some(kind) }
+/// A RecordEvents request as a batch.
+pub fn read_record(body: &proto::RecordEventsRequest) -> Result<RecordBatch, ApiError> {
+    let mut fields = Fields::default();
+    let tenant_id = fields.id("tenant_id", &body.tenant_id);
+    let claimed_user_id = fields.optional_id("claimed_user_id", &body.claimed_user_id);
+    if body.events.is_empty() {
+        fields.violation("events", "is required");
+    }
+    let events: Vec<EventInput> = fields
+        .bounded("events", &body.events, MAX_BATCH)
+        .iter()
+        .enumerate()
+        .map(|(index, input)| read_event(&mut fields, index, input))
+        .collect();
+    fields.finish()?;
+    Ok(RecordBatch {
+        tenant_id,
+        events,
+        claimed_user_id,
+    })
 }
 
-#[tonic::async_trait]
-impl AuditService for AuditApi {
-    async fn record_events(
-        &self,
-        request: Request<proto::RecordEventsRequest>,
-    ) -> Answer<proto::RecordEventsResponse> {
-        let principal = identity::principal(&request)?;
-        let body = request.get_ref();
-        let mut fields = Fields::default();
-        let tenant_id = fields.id("tenant_id", &body.tenant_id);
-        let claimed_user_id = fields.optional_id("claimed_user_id", &body.claimed_user_id);
-        if body.events.is_empty() {
-            fields.violation("events", "is required");
-        }
-        let events: Vec<EventInput> = fields
-            .bounded("events", &body.events, MAX_BATCH)
-            .iter()
-            .enumerate()
-            .map(|(index, input)| read_event(&mut fields, index, input))
-            .collect();
-        fields.finish()?;
-        let batch = RecordBatch {
-            tenant_id,
-            events,
-            claimed_user_id,
-        };
-        let appended = self.audit.record(principal, batch).await?;
-        Ok(Response::new(proto::RecordEventsResponse {
-            events: appended
-                .iter()
-                .map(|appended| proto::RecordedEvent {
-                    id: appended.event.id.to_string(),
-                    sequence: appended.event.sequence,
-                    recorded_at: Some(timestamp(appended.event.recorded_at)),
-                    hash: appended.event.hash.clone(),
-                    duplicate: appended.duplicate,
-                })
-                .collect(),
-        }))
-    }
+/// A TailEvents request.
+pub fn read_tail(body: &proto::TailEventsRequest) -> Result<TailRequest, ApiError> {
+    let mut fields = Fields::default();
+    let after = (!body.cursor.is_empty())
+        .then(|| parse_cursor(&body.cursor))
+        .and_then(|cursor| {
+            if cursor.is_none() {
+                fields.violation("cursor", "is not a cursor from an earlier tail");
+            }
+            cursor
+        });
+    let asked = TailRequest {
+        action_prefix: fields.action_prefix("action_prefix", &body.action_prefix),
+        after,
+        checkpoint_every: fields.checkpoint_interval(body.checkpoint_interval.as_ref()),
+    };
+    fields.finish()?;
+    Ok(asked)
+}
 
-    async fn query_events(
-        &self,
-        request: Request<proto::QueryEventsRequest>,
-    ) -> Answer<proto::QueryEventsResponse> {
-        let principal = identity::principal(&request)?;
-        let query = read_query(request.get_ref())?;
-        let page_size = (query.filters.limit - 1) as usize;
-        let descending = query.filters.descending;
-        let mut events = self.audit.query(principal, query).await?;
-        let next_page_token = if events.len() > page_size {
-            events.truncate(page_size);
-            events
-                .last()
-                .map(|last| page_token(descending, last.sequence))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(proto::QueryEventsResponse {
-            events: events.iter().map(event_to_proto).collect(),
-            next_page_token,
-        }))
-    }
+/// A VerifyChain request: the chain and the run's bounds.
+pub struct VerifyRequest {
+    pub chain: Chain,
+    pub from_sequence: Option<i64>,
+    pub to_sequence: Option<i64>,
+}
 
-    async fn tail_events(
-        &self,
-        request: Request<proto::TailEventsRequest>,
-    ) -> Answer<BoxStream<proto::TailEventsResponse>> {
-        let principal = identity::principal(&request)?.clone();
-        let body = request.get_ref();
-        let mut fields = Fields::default();
-        let after = (!body.cursor.is_empty())
-            .then(|| parse_cursor(&body.cursor))
-            .and_then(|cursor| {
-                if cursor.is_none() {
-                    fields.violation("cursor", "is not a cursor from an earlier tail");
-                }
-                cursor
-            });
-        let asked = TailRequest {
-            action_prefix: fields.action_prefix("action_prefix", &body.action_prefix),
-            after,
-            checkpoint_every: fields.checkpoint_interval(body.checkpoint_interval.as_ref()),
-        };
-        fields.finish()?;
-        let mut messages = self.tails.tail(&principal, asked).await?;
-        let stream = futures_util::stream::poll_fn(move |context| messages.poll_recv(context))
-            .map(|message| message.map(tail_message).map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+pub fn read_verify(body: &proto::VerifyChainRequest) -> Result<VerifyRequest, ApiError> {
+    let mut fields = Fields::default();
+    let chain = fields.chain(
+        match &body.chain {
+            Some(verify_chain_request::Chain::TenantId(id)) => Some(id),
+            _ => None,
+        },
+        match body.chain {
+            Some(verify_chain_request::Chain::Platform(platform)) => Some(platform),
+            _ => None,
+        },
+    );
+    let from_sequence = fields.sequence("from_sequence", body.from_sequence);
+    let to_sequence = fields.sequence("to_sequence", body.to_sequence);
+    if let (Some(from), Some(to)) = (from_sequence, to_sequence)
+        && to < from
+    {
+        fields.violation("to_sequence", "must not be below from_sequence");
     }
-
-    async fn verify_chain(
-        &self,
-        request: Request<proto::VerifyChainRequest>,
-    ) -> Answer<proto::VerifyChainResponse> {
-        let principal = identity::principal(&request)?;
-        let body = request.get_ref();
-        let mut fields = Fields::default();
-        let chain = fields.chain(
-            match &body.chain {
-                Some(verify_chain_request::Chain::TenantId(id)) => Some(id),
-                _ => None,
-            },
-            match body.chain {
-                Some(verify_chain_request::Chain::Platform(platform)) => Some(platform),
-                _ => None,
-            },
-        );
-        let from = fields.sequence("from_sequence", body.from_sequence);
-        let to = fields.sequence("to_sequence", body.to_sequence);
-        if let (Some(from), Some(to)) = (from, to)
-            && to < from
-        {
-            fields.violation("to_sequence", "must not be below from_sequence");
-        }
-        fields.finish()?;
-        let verification = self.audit.verify(principal, chain, from, to).await?;
-        Ok(Response::new(proto::VerifyChainResponse {
-            valid: verification.first_broken_sequence.is_none(),
-            events_checked: verification.events_checked,
-            first_broken_sequence: verification.first_broken_sequence.unwrap_or(0),
-            head_hash: verification.head_hash,
-            last_sequence: verification.last_sequence,
-        }))
-    }
+    fields.finish()?;
+    Ok(VerifyRequest {
+        chain,
+        from_sequence,
+        to_sequence,
+    })
 }
