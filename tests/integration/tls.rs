@@ -10,42 +10,14 @@ use plinth_platform::{
     certs::{DevCa, write_dev_certificates},
     identity::certificate::CertificateIdentity,
 };
-use plinth_tests::{Backend, Credentials, Sandbox, error_reason, module_key, tls_config};
+use plinth_tests::{
+    Backend, Credentials, MutualTls, Sandbox, error_reason, module_key, tls_config,
+};
 use tonic::{
     Code,
     transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
-
-struct MutualTls {
-    sandbox: Sandbox,
-    ca_pem: String,
-    ca: DevCa,
-}
-
-/// A server requiring client certificates from its dev CA.
-async fn start_mutual_tls() -> MutualTls {
-    plinth_tests::install_crypto_provider();
-    let ca = DevCa::generate("test ca").unwrap();
-    let server = ca.server_certificate().unwrap();
-    let directory = tempfile::tempdir().unwrap().keep();
-    let write = |name: &str, contents: &str| {
-        let path = directory.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    };
-    let tls = tls_config(
-        write("server.pem", &server.certificate),
-        write("server.key", &server.private_key),
-        Some(write("ca.pem", ca.certificate_pem())),
-    );
-    let sandbox = Sandbox::start_with(Backend::Sqlite, |config| config.tls = tls).await;
-    MutualTls {
-        sandbox,
-        ca_pem: ca.certificate_pem().to_owned(),
-        ca,
-    }
-}
 
 async fn call_who_am_i(
     server: &MutualTls,
@@ -87,7 +59,7 @@ fn operator_identity(ca: &DevCa) -> Identity {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_from_the_dev_ca_is_accepted_and_names_the_module() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
     let key = module_key(&server.sandbox, "inventory").await;
 
     let me = call_who_am_i(
@@ -104,7 +76,7 @@ async fn a_client_certificate_from_the_dev_ca_is_accepted_and_names_the_module()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_a_certificate_is_refused() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
     let key = module_key(&server.sandbox, "inventory").await;
 
     let refused = call_who_am_i(&server, None, &key).await;
@@ -117,7 +89,7 @@ async fn a_client_without_a_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_another_ca_is_refused() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
     let key = module_key(&server.sandbox, "inventory").await;
     let stranger = DevCa::generate("another ca").unwrap();
 
@@ -131,7 +103,7 @@ async fn a_certificate_from_another_ca_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_for_another_module_than_the_certificate_is_refused() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
     let finance_key = module_key(&server.sandbox, "finance").await;
 
     let status = call_who_am_i(
@@ -151,7 +123,7 @@ async fn a_key_for_another_module_than_the_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_key_works_with_any_client_certificate_of_the_ca() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
 
     for identity in [
         operator_identity(&server.ca),
@@ -166,7 +138,7 @@ async fn an_operator_key_works_with_any_client_certificate_of_the_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_key_with_an_operator_certificate_is_a_mismatch() {
-    let server = start_mutual_tls().await;
+    let server = MutualTls::start().await;
     let key = module_key(&server.sandbox, "inventory").await;
 
     let status = call_who_am_i(&server, Some(operator_identity(&server.ca)), &key)

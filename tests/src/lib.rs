@@ -4,9 +4,11 @@
 
 pub mod bench;
 mod clients;
+mod mutual_tls;
 pub mod test_module;
 
 pub use clients::{Clients, Credentials, KeyedChannel, create_key, module_key};
+pub use mutual_tls::MutualTls;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -284,6 +286,25 @@ pub fn core_server_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// The repository's root.
+pub fn repository() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+}
+
+/// A file of the repository that the test command prepares (installed
+/// clients and tools), failing with what to do when it is missing.
+pub fn prepared(relative: &str) -> PathBuf {
+    let path = repository().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: the test command (tests/run) prepares it",
+        path.display()
+    );
+    path
 }
 
 /// rustls needs exactly one process-wide provider; tests share a process.

@@ -2,6 +2,7 @@
 //! (NOT_SERVING while the database is unreachable), reflection v1 and
 //! v1alpha, TLS or mTLS, limits, and a shutdown that drains in-flight calls.
 
+mod batched_writes;
 mod rerouted;
 pub mod stack;
 
@@ -9,6 +10,7 @@ pub use rerouted::Rerouted;
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
+use futures_util::TryStreamExt;
 use tokio::net::TcpListener;
 use tonic::{
     body::Body,
@@ -92,6 +94,9 @@ pub async fn serve(
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(plinth_client::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Error details (ErrorInfo, BadRequest, ...), so that grpcurl
+                // shows them decoded.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(
                     tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
@@ -120,7 +125,9 @@ pub async fn serve(
         ))
         .add_routes(services.routes.routes());
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map_ok(batched_writes::BatchedWrites::new);
     let (draining_sender, draining) = tokio::sync::oneshot::channel();
     let signal = async {
         shutdown.await;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use plinth_client::{
     prost_types,
     registry::v1::{
-        DeleteModuleRequest, DeregisterInstanceRequest, DiscoverInstancesRequest, HeartbeatRequest,
-        InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
+        DeleteModuleRequest, DeregisterInstanceRequest, DiscoverInstancesRequest, HealthCheck,
+        HeartbeatRequest, InstanceStatus, ModuleManifest, RegisterInstanceRequest,
+        RegisterModuleRequest,
     },
 };
 use plinth_tests::{Backend, Clients, Sandbox, assert_refusal, module_key, violated_fields};
@@ -33,6 +34,16 @@ pub async fn with_crm(sandbox: &Sandbox) -> Clients {
                 id: "crm".to_owned(),
                 version: "1.0.0".to_owned(),
                 display_name: "CRM".to_owned(),
+                // Its instances live at made-up addresses: probed at the
+                // default (every 10 s, down after 3 failures), they would be
+                // marked NOT_SERVING midway through a test running past 20 s.
+                health_check: Some(HealthCheck {
+                    interval: Some(prost_types::Duration {
+                        seconds: 300,
+                        nanos: 0,
+                    }),
+                    ..HealthCheck::default()
+                }),
                 ..ModuleManifest::default()
             }),
         })

@@ -1,0 +1,362 @@
+//! The example modules of `examples/`, each its own process against a core
+//! requiring mTLS, used as an operator and a tenant's users would: the
+//! module publishes its manifest and registers an instance; it vetoes an
+//! enable without its required setting and hears of the enable that has
+//! it; it serves a user holding its permission (configured by the tenant,
+//! recorded in the tenant's audit log) and refuses one without; stopped,
+//! it deregisters.
+
+use std::{
+    io::BufRead,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use plinth_client::{
+    audit::v1::QueryEventsRequest,
+    auth::v1::{CreateUserRequest, LoginRequest},
+    rbac::v1::{AssignRoleRequest, CreateRoleRequest},
+    registry::v1::{ActivateModuleRequest, DiscoverInstancesRequest},
+    tenant::v1::{CreateTenantRequest, EnableModulesRequest, ModuleEnablement},
+};
+use plinth_tests::{Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// What an example module does, as the test drives it.
+struct Example {
+    module: &'static str,
+    /// The interpreter and the module's script.
+    command: [PathBuf; 2],
+    /// The tenant configuration the module needs, one without it, and what
+    /// the module's veto of that one names.
+    configured: &'static str,
+    unconfigured: &'static str,
+    vetoed_for: &'static str,
+    /// What a user needs for the module's HTTP call, and that call.
+    permission: &'static str,
+    path: &'static str,
+    body: &'static str,
+    /// A field of the answer taken from the tenant's configuration.
+    answered: (&'static str, &'static str),
+    /// The audit action the call records.
+    action: &'static str,
+}
+
+/// The example module's process: killed if the test ends before it stops.
+struct ModuleProcess {
+    child: Child,
+    http: String,
+}
+
+impl Drop for ModuleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
+    let key = module_key(&server.sandbox, example.module).await;
+    let client = server.ca.module_certificate(example.module).unwrap();
+    let (certificate, private_key) = server.client_files(example.module, &client);
+    let serving = server.ca.server_certificate().unwrap();
+    let (server_certificate, server_key) = server.client_files("callbacks", &serving);
+    let [program, script] = &example.command;
+    let mut child = Command::new(program)
+        .arg(script)
+        .env("PLINTH_TARGET", server.sandbox.address.to_string())
+        .env("PLINTH_URL", format!("https://{}", server.sandbox.address))
+        .env("PLINTH_CA", server.ca_file())
+        .env("PLINTH_CERTIFICATE", certificate)
+        .env("PLINTH_PRIVATE_KEY", private_key)
+        .env("PLINTH_API_KEY", key)
+        .env("MODULE_SERVER_CERTIFICATE", server_certificate)
+        .env("MODULE_SERVER_PRIVATE_KEY", server_key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the module's runtime starts");
+    let stdout = child.stdout.take().unwrap();
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(30), first_line)
+        .await
+        .expect("the module says it serves within 30 s")
+        .unwrap()
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("the module's first line is its address, got {line:?}"));
+    ModuleProcess {
+        child,
+        http: ready["http"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// One HTTP/1.1 call to the module: its status and JSON answer.
+async fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let authorization = bearer
+        .map(|token| format!("authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n{authorization}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// A user of `tenant_id`, holding `permissions` through a role of their own
+/// when there are any, logged in: (user id, access token).
+async fn user(
+    operator: &mut Clients,
+    tenant_id: &str,
+    name: &str,
+    permissions: &[&str],
+) -> (String, String) {
+    let email = format!("{name}@acme.example");
+    let password = "correct horse battery staple";
+    let user_id = operator
+        .auth
+        .create_user(CreateUserRequest {
+            tenant_id: tenant_id.to_owned(),
+            email: email.clone(),
+            display_name: name.to_owned(),
+            password: password.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .id;
+    if !permissions.is_empty() {
+        let role_id = operator
+            .rbac
+            .create_role(CreateRoleRequest {
+                tenant_id: tenant_id.to_owned(),
+                key: format!("{name}-role"),
+                display_name: name.to_owned(),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                ..CreateRoleRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .role
+            .unwrap()
+            .id;
+        operator
+            .rbac
+            .assign_role(AssignRoleRequest {
+                tenant_id: tenant_id.to_owned(),
+                user_id: user_id.clone(),
+                role_id,
+                ..AssignRoleRequest::default()
+            })
+            .await
+            .unwrap();
+    }
+    let token = operator
+        .auth
+        .login(LoginRequest {
+            tenant_code: "acme".to_owned(),
+            email,
+            password: password.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
+    (user_id, token)
+}
+
+async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
+    let server = MutualTls::start().await;
+    let mut operator = server.operator().await;
+    let mut module = start(&server, &example).await;
+    operator
+        .registry
+        .activate_module(ActivateModuleRequest {
+            module_id: example.module.to_owned(),
+            version: String::new(),
+        })
+        .await
+        .expect("the module published its manifest");
+    let tenant_id = operator
+        .tenants
+        .create_tenant(CreateTenantRequest {
+            code: "acme".to_owned(),
+            name: "Acme".to_owned(),
+            ..CreateTenantRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+        .id;
+    let enable = |tenant_config: &str| EnableModulesRequest {
+        tenant_id: tenant_id.clone(),
+        modules: vec![ModuleEnablement {
+            module_id: example.module.to_owned(),
+            tenant_config: tenant_config.to_owned(),
+            ..ModuleEnablement::default()
+        }],
+        enable_dependencies: false,
+    };
+
+    let vetoed = operator
+        .tenants
+        .enable_modules(enable(example.unconfigured))
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &vetoed,
+        Code::FailedPrecondition,
+        "ERROR_REASON_MODULE_VETOED",
+    );
+    let veto_reason = error_metadata(&vetoed, "veto_reason").unwrap_or_default();
+    assert!(veto_reason.contains(example.vetoed_for), "{veto_reason}");
+    operator
+        .tenants
+        .enable_modules(enable(example.configured))
+        .await
+        .expect("the module allows an enable with its setting");
+    let told = async {
+        loop {
+            let (_, told) = http(&module.http, "GET", "/tenants", None, "").await;
+            if told["tenants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == &tenant_id)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), told)
+        .await
+        .expect("the module hears of the enable");
+
+    let (clerk_id, clerk) = user(&mut operator, &tenant_id, "clerk", &[example.permission]).await;
+    let (_, visitor) = user(&mut operator, &tenant_id, "visitor", &[]).await;
+    let (status, answer) = http(
+        &module.http,
+        "POST",
+        example.path,
+        Some(&clerk),
+        example.body,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let (field, configured) = example.answered;
+    assert_eq!(
+        answer[field], configured,
+        "answered from the tenant's configuration"
+    );
+    let (status, _) = http(
+        &module.http,
+        "POST",
+        example.path,
+        Some(&visitor),
+        example.body,
+    )
+    .await;
+    assert_eq!(status, 403, "a user without the permission is refused");
+    let (status, _) = http(
+        &module.http,
+        "POST",
+        example.path,
+        Some("forged"),
+        example.body,
+    )
+    .await;
+    assert_eq!(status, 401, "a token the core does not know is refused");
+
+    let recorded = operator
+        .audit
+        .query_events(QueryEventsRequest {
+            chain: Some(
+                plinth_client::audit::v1::query_events_request::Chain::TenantId(tenant_id.clone()),
+            ),
+            actions: vec![example.action.to_owned()],
+            ..QueryEventsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(recorded.len(), 1, "one event for the one call served");
+    let actor = recorded[0].actor.clone().unwrap();
+    assert_eq!(
+        (actor.user_id.as_str(), actor.module_id.as_str()),
+        (clerk_id.as_str(), example.module)
+    );
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &module.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = module.child.wait();
+        (module, status)
+    });
+    let (_module, status) = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("the module stops within 10 s")
+        .unwrap();
+    assert!(status.unwrap().success());
+    let left = operator
+        .registry
+        .discover_instances(DiscoverInstancesRequest {
+            module_id: example.module.to_owned(),
+            ..DiscoverInstancesRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instances;
+    assert!(left.is_empty(), "the stopped module deregistered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_inventory_module_serves_its_tenants_users_over_mtls() {
+    the_example_serves_its_tenants_users_over_mtls(Example {
+        module: "inventory",
+        command: [
+            prepared("target/python/bin/python"),
+            prepared("examples/inventory-python/inventory.py"),
+        ],
+        configured: r#"{"warehouse": "north", "low_stock_threshold": 5}"#,
+        unconfigured: "",
+        vetoed_for: "warehouse",
+        permission: "inventory:stock:count",
+        path: "/counts",
+        body: r#"{"item": "bolt", "quantity": 3}"#,
+        answered: ("warehouse", "north"),
+        action: "inventory.stock.counted",
+    })
+    .await;
+}
