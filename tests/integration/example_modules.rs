@@ -360,3 +360,23 @@ async fn the_python_inventory_module_serves_its_tenants_users_over_mtls() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_crm_module_serves_its_tenants_users_over_mtls() {
+    the_example_serves_its_tenants_users_over_mtls(Example {
+        module: "crm",
+        command: [
+            PathBuf::from("node"),
+            prepared("examples/crm-typescript/dist/crm.js"),
+        ],
+        configured: r#"{"pipeline": "inbound"}"#,
+        unconfigured: r#"{"follow_up_days": 3}"#,
+        vetoed_for: "pipeline",
+        permission: "crm:contact:write",
+        path: "/contacts",
+        body: r#"{"name": "Wile E."}"#,
+        answered: ("pipeline", "inbound"),
+        action: "crm.contact.created",
+    })
+    .await;
+}

@@ -20,6 +20,14 @@ import { Code, ConnectError, type Interceptor, type Transport } from "@connectrp
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
+// One copy of Connect and protobuf-es for a module and this package: the
+// generated descriptors and the transport come from here, so whatever uses
+// them should too.
+export { Code, ConnectError, createClient } from "@connectrpc/connect";
+export type { ServiceImpl } from "@connectrpc/connect";
+export { connectNodeAdapter } from "@connectrpc/connect-node";
+export { create, fromJson, toJson } from "@bufbuild/protobuf";
+
 export const API_KEY_HEADER = "x-api-key";
 export const REQUEST_ID_HEADER = "x-request-id";
 
