@@ -23,6 +23,9 @@ use plinth_client::{
 use plinth_tests::{Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// What an example module does, as the test drives it.
 struct Example {
@@ -313,6 +316,24 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         (actor.user_id.as_str(), actor.module_id.as_str()),
         (clerk_id.as_str(), example.module)
     );
+
+    let serving = operator
+        .registry
+        .discover_instances(DiscoverInstancesRequest {
+            module_id: example.module.to_owned(),
+            ..DiscoverInstancesRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instances;
+    assert_eq!(serving.len(), 1, "the module registered one instance");
+    let health = HealthClient::new(server.channel_to(&serving[0].endpoint).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("the module answers the registry's probe over mTLS")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
 
     let terminated = Command::new("kill")
         .args(["-TERM", &module.child.id().to_string()])

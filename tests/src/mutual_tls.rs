@@ -7,7 +7,7 @@ use plinth_platform::{
     certs::{DevCa, PemPair},
     identity::certificate::CertificateIdentity,
 };
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{Backend, Clients, Credentials, Sandbox, tls_config};
 
@@ -41,22 +41,29 @@ impl MutualTls {
 
     /// Clients with the bootstrap operator key and an operator certificate.
     pub async fn operator(&self) -> Clients {
+        let channel = self
+            .channel_to(&format!("https://{}", self.sandbox.address))
+            .await;
+        Clients::over(channel, Credentials::api_key(&self.sandbox.operator_key))
+    }
+
+    /// A channel to `url` (a server with a certificate of the CA for
+    /// localhost), presenting an operator certificate.
+    pub async fn channel_to(&self, url: &str) -> Channel {
         let pair = self
             .ca
             .client_certificate(&CertificateIdentity::Operator("ops".to_owned()))
             .unwrap();
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(pair.certificate, pair.private_key))
-            .domain_name("localhost");
-        let channel = Endpoint::from_shared(format!("https://{}", self.sandbox.address))
+            .identity(Identity::from_pem(pair.certificate, pair.private_key));
+        Endpoint::from_shared(url.to_owned())
             .unwrap()
             .tls_config(tls)
             .unwrap()
             .connect()
             .await
-            .unwrap();
-        Clients::over(channel, Credentials::api_key(&self.sandbox.operator_key))
+            .unwrap()
     }
 
     /// The CA's certificate, as a PEM file.
