@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 pub mod audit;
 pub mod logins;
 pub mod modules;
+pub mod polyglot;
 pub mod rbac;
 pub mod registry;
 pub mod report;

@@ -31,6 +31,7 @@ use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryS
 use plinth_client::tenant::v1::tenant_service_server::TenantServiceServer;
 use plinth_client::{
     auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
+    rbac::v1::CheckRequest,
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
 use plinth_platform::config::Config;
@@ -211,7 +212,19 @@ fn main() -> anyhow::Result<()> {
         fixture.echo.address,
         &fixture.module_key,
     ))?;
+    let sequential = load_generator.block_on(bench::polyglot::sequential_checks(
+        fixture.core.address,
+        &fixture.module_key,
+        CheckRequest {
+            tenant_id: fixture.rbac_tenant_id.clone(),
+            user_id: fixture.population.user_ids[0].clone(),
+            company_id: fixture.population.company_ids[0].clone(),
+            permission: bench::rbac::permission(3, "read"),
+            ..CheckRequest::default()
+        },
+    ))?;
     let mut failed = report_targets(&load, &rounds, &footprint, &deliveries, args.logins);
+    bench::polyglot::report(&sequential);
     // The servers stop here: exiting skips destructors.
     drop(fixture);
     failed |= audit(&load_generator)?;

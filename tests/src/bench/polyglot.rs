@@ -1,0 +1,185 @@
+//! Sequential Check latency as module developers and operators meet it:
+//! the Python client (grpcio, one channel), grpcurl (a process per call,
+//! resolving the method through reflection), and tonic for scale. One call
+//! at a time: latency, not throughput.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use plinth_client::rbac::v1::{CheckRequest, rbac_service_client::RbacServiceClient};
+
+use crate::Credentials;
+
+/// Calls of the tonic and Python clients, after as many again to warm up.
+const CLIENT_CALLS: usize = 2_000;
+
+/// grpcurl calls: each starts a process.
+const GRPCURL_CALLS: usize = 100;
+
+/// One client's sequential latency, or why it was not measured.
+pub enum Sequential {
+    Measured {
+        client: &'static str,
+        calls: usize,
+        p50_micros: u64,
+        p99_micros: u64,
+    },
+    Skipped {
+        client: &'static str,
+        why: String,
+    },
+}
+
+/// A tool the test command installs into `target/python`.
+fn installed(name: &str) -> PathBuf {
+    crate::repository().join("target/python/bin").join(name)
+}
+
+/// `check` asked one call at a time through each client.
+pub async fn sequential_checks(
+    address: SocketAddr,
+    module_key: &str,
+    check: CheckRequest,
+) -> anyhow::Result<Vec<Sequential>> {
+    let tonic = tonic_checks(address, module_key, check.clone()).await?;
+    let (python, grpcurl) = tokio::task::spawn_blocking({
+        let module_key = module_key.to_owned();
+        move || {
+            (
+                python_checks(address, &module_key, &check),
+                grpcurl_checks(address, &module_key, &check),
+            )
+        }
+    })
+    .await?;
+    Ok(vec![tonic, python, grpcurl])
+}
+
+async fn tonic_checks(
+    address: SocketAddr,
+    module_key: &str,
+    check: CheckRequest,
+) -> anyhow::Result<Sequential> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let mut rbac = RbacServiceClient::with_interceptor(channel, Credentials::api_key(module_key));
+    let mut latency = Histogram::<u64>::new(3)?;
+    for call in 0..2 * CLIENT_CALLS {
+        let started = Instant::now();
+        rbac.check(check.clone()).await?;
+        if call >= CLIENT_CALLS {
+            latency.record(started.elapsed().as_micros() as u64)?;
+        }
+    }
+    Ok(Sequential::Measured {
+        client: "tonic (Rust)",
+        calls: CLIENT_CALLS,
+        p50_micros: latency.value_at_quantile(0.5),
+        p99_micros: latency.value_at_quantile(0.99),
+    })
+}
+
+fn python_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) -> Sequential {
+    const CLIENT: &str = "Python client (grpcio)";
+    let python = installed("python");
+    if !python.exists() {
+        return Sequential::Skipped {
+            client: CLIENT,
+            why: format!("{} is missing: tests/run installs it", python.display()),
+        };
+    }
+    let output = Command::new(python)
+        .arg(crate::repository().join("clients/python/bench/sequential_check.py"))
+        .args(["--tenant", &check.tenant_id, "--user", &check.user_id])
+        .args(["--company", &check.company_id])
+        .args(["--permission", &check.permission])
+        .args(["--calls", &CLIENT_CALLS.to_string()])
+        .args(["--warm-up", &CLIENT_CALLS.to_string()])
+        .env("PLINTH_TARGET", address.to_string())
+        .env("PLINTH_API_KEY", module_key)
+        .output();
+    let figures = output
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| serde_json::from_slice::<serde_json::Value>(&output.stdout).ok());
+    match figures {
+        Some(figures) => Sequential::Measured {
+            client: CLIENT,
+            calls: CLIENT_CALLS,
+            p50_micros: figures["p50_us"].as_u64().unwrap_or_default(),
+            p99_micros: figures["p99_us"].as_u64().unwrap_or_default(),
+        },
+        None => Sequential::Skipped {
+            client: CLIENT,
+            why: "the script failed".to_owned(),
+        },
+    }
+}
+
+fn grpcurl_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) -> Sequential {
+    const CLIENT: &str = "grpcurl (a process per call)";
+    let grpcurl = installed("grpcurl");
+    if !grpcurl.exists() {
+        return Sequential::Skipped {
+            client: CLIENT,
+            why: format!("{} is missing: tests/run installs it", grpcurl.display()),
+        };
+    }
+    let body = serde_json::json!({
+        "tenant_id": check.tenant_id,
+        "user_id": check.user_id,
+        "company_id": check.company_id,
+        "permission": check.permission,
+    })
+    .to_string();
+    let mut latency = Histogram::<u64>::new(3).expect("3 significant digits");
+    for _ in 0..GRPCURL_CALLS {
+        let started = Instant::now();
+        let answered = Command::new(&grpcurl)
+            .args(["-plaintext", "-max-time", "5"])
+            .args(["-H", &format!("x-api-key: {module_key}")])
+            .args(["-d", &body])
+            .arg(address.to_string())
+            .arg("plinth.rbac.v1.RbacService/Check")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !answered {
+            return Sequential::Skipped {
+                client: CLIENT,
+                why: "a call failed".to_owned(),
+            };
+        }
+        let elapsed = started.elapsed().min(Duration::from_secs(60));
+        let _ = latency.record(elapsed.as_micros() as u64);
+    }
+    Sequential::Measured {
+        client: CLIENT,
+        calls: GRPCURL_CALLS,
+        p50_micros: latency.value_at_quantile(0.5),
+        p99_micros: latency.value_at_quantile(0.99),
+    }
+}
+
+pub fn report(figures: &[Sequential]) {
+    println!("sequential Check, one call at a time on an idle server:");
+    for figure in figures {
+        match figure {
+            Sequential::Measured {
+                client,
+                calls,
+                p50_micros,
+                p99_micros,
+            } => {
+                println!("  {client}: p50 {p50_micros} us, p99 {p99_micros} us over {calls} calls")
+            }
+            Sequential::Skipped { client, why } => println!("  {client}: not measured ({why})"),
+        }
+    }
+}
