@@ -180,18 +180,20 @@ def http_api(core: Core, lifecycle: Lifecycle, host: str) -> http.server.Threadi
             if self.path != "/counts":
                 return self.answer(404, {"error": "not found"})
             authorization = self.headers.get("authorization", "")
-            length = int(self.headers.get("content-length") or 0)
             try:
-                if not authorization.startswith("Bearer ") or length > 4096:
-                    raise Refused(401 if length <= 4096 else 413, "a bearer token and a small body")
+                length = int(self.headers.get("content-length") or 0)
+                if not 0 <= length <= 4096:
+                    raise Refused(413, "a body of at most 4 KiB")
+                if not authorization.startswith("Bearer "):
+                    raise Refused(401, "a bearer token")
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not isinstance(body, dict):
                     raise Refused(400, "a JSON object")
                 self.answer(201, record_count(core, authorization[len("Bearer "):], body))
             except Refused as refusal:
                 self.answer(refusal.status, {"error": str(refusal)})
-            except json.JSONDecodeError:
-                self.answer(400, {"error": "a JSON object"})
+            except ValueError:  # a malformed length or body (JSONDecodeError)
+                self.answer(400, {"error": "a JSON object with its length"})
             except grpc.RpcError as error:
                 failure = plinth_client.PlinthError.from_rpc_error(error)
                 self.answer(502, {"error": str(failure), "reason": failure.reason})

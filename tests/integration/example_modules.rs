@@ -296,6 +296,20 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
     )
     .await;
     assert_eq!(status, 401, "a token the core does not know is refused");
+    for (bearer, body, status, case) in [
+        (None, example.body, 401, "a call without a token"),
+        (Some(clerk.as_str()), "{not json", 400, "a malformed body"),
+        (Some(clerk.as_str()), "{}", 400, "a body without the fields"),
+        (
+            Some(clerk.as_str()),
+            "[1, 2]",
+            400,
+            "a body that is no object",
+        ),
+    ] {
+        let (answered, _) = http(&module.http, "POST", example.path, bearer, body).await;
+        assert_eq!(answered, status, "{case}");
+    }
 
     let recorded = operator
         .audit

@@ -4,6 +4,7 @@
 //! at a time: latency, not throughput.
 
 use std::{
+    future::Future,
     net::SocketAddr,
     path::PathBuf,
     process::Command,
@@ -12,6 +13,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 use plinth_client::rbac::v1::{CheckRequest, rbac_service_client::RbacServiceClient};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::Credentials;
 
@@ -40,13 +42,32 @@ fn installed(name: &str) -> PathBuf {
     crate::repository().join("target/python/bin").join(name)
 }
 
-/// `check` asked one call at a time through each client.
+/// `check` asked one call at a time through each client; and, for scale,
+/// the echo server's health check through tonic.
 pub async fn sequential_checks(
+    echo: SocketAddr,
     address: SocketAddr,
     module_key: &str,
     check: CheckRequest,
 ) -> anyhow::Result<Vec<Sequential>> {
-    let tonic = tonic_checks(address, module_key, check.clone()).await?;
+    let echoed = one_at_a_time("tonic (Rust), echo baseline", {
+        let client = HealthClient::new(connect(echo).await?);
+        move || {
+            let mut client = client.clone();
+            async move { client.check(HealthCheckRequest::default()).await.map(drop) }
+        }
+    })
+    .await?;
+    let checked = one_at_a_time("tonic (Rust)", {
+        let channel = connect(address).await?;
+        let client = RbacServiceClient::with_interceptor(channel, Credentials::api_key(module_key));
+        let check = check.clone();
+        move || {
+            let (mut client, check) = (client.clone(), check.clone());
+            async move { client.check(check).await.map(drop) }
+        }
+    })
+    .await?;
     let (python, grpcurl) = tokio::task::spawn_blocking({
         let module_key = module_key.to_owned();
         move || {
@@ -57,29 +78,37 @@ pub async fn sequential_checks(
         }
     })
     .await?;
-    Ok(vec![tonic, python, grpcurl])
+    Ok(vec![echoed, checked, python, grpcurl])
 }
 
-async fn tonic_checks(
-    address: SocketAddr,
-    module_key: &str,
-    check: CheckRequest,
-) -> anyhow::Result<Sequential> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
-    let mut rbac = RbacServiceClient::with_interceptor(channel, Credentials::api_key(module_key));
+async fn connect(address: SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?,
+    )
+}
+
+/// `call` made [`CLIENT_CALLS`] times, one at a time, after as many to warm up.
+async fn one_at_a_time<Call, Answer>(
+    client: &'static str,
+    mut call: Call,
+) -> anyhow::Result<Sequential>
+where
+    Call: FnMut() -> Answer,
+    Answer: Future<Output = Result<(), tonic::Status>>,
+{
     let mut latency = Histogram::<u64>::new(3)?;
-    for call in 0..2 * CLIENT_CALLS {
+    for round in 0..2 * CLIENT_CALLS {
         let started = Instant::now();
-        rbac.check(check.clone()).await?;
-        if call >= CLIENT_CALLS {
+        call().await?;
+        if round >= CLIENT_CALLS {
             latency.record(started.elapsed().as_micros() as u64)?;
         }
     }
     Ok(Sequential::Measured {
-        client: "tonic (Rust)",
+        client,
         calls: CLIENT_CALLS,
         p50_micros: latency.value_at_quantile(0.5),
         p99_micros: latency.value_at_quantile(0.99),

@@ -213,6 +213,7 @@ fn main() -> anyhow::Result<()> {
         &fixture.module_key,
     ))?;
     let sequential = load_generator.block_on(bench::polyglot::sequential_checks(
+        fixture.echo.address,
         fixture.core.address,
         &fixture.module_key,
         CheckRequest {
