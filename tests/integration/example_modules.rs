@@ -17,7 +17,7 @@ use plinth_client::{
     audit::v1::QueryEventsRequest,
     auth::v1::{CreateUserRequest, LoginRequest},
     rbac::v1::{AssignRoleRequest, CreateRoleRequest},
-    registry::v1::{ActivateModuleRequest, DiscoverInstancesRequest},
+    registry::v1::{ActivateModuleRequest, DiscoverInstancesRequest, Instance},
     tenant::v1::{CreateTenantRequest, EnableModulesRequest, ModuleEnablement},
 };
 use plinth_tests::{Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared};
@@ -192,6 +192,20 @@ async fn user(
     (user_id, token)
 }
 
+/// The module's registered instances, as discovery lists them.
+async fn instances(operator: &mut Clients, module: &str) -> Vec<Instance> {
+    operator
+        .registry
+        .discover_instances(DiscoverInstancesRequest {
+            module_id: module.to_owned(),
+            ..DiscoverInstancesRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .instances
+}
+
 async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
     let server = MutualTls::start().await;
     let mut operator = server.operator().await;
@@ -331,16 +345,7 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         (clerk_id.as_str(), example.module)
     );
 
-    let serving = operator
-        .registry
-        .discover_instances(DiscoverInstancesRequest {
-            module_id: example.module.to_owned(),
-            ..DiscoverInstancesRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instances;
+    let serving = instances(&mut operator, example.module).await;
     assert_eq!(serving.len(), 1, "the module registered one instance");
     let health = HealthClient::new(server.channel_to(&serving[0].endpoint).await)
         .check(HealthCheckRequest::default())
@@ -363,16 +368,7 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         .expect("the module stops within 10 s")
         .unwrap();
     assert!(status.unwrap().success());
-    let left = operator
-        .registry
-        .discover_instances(DiscoverInstancesRequest {
-            module_id: example.module.to_owned(),
-            ..DiscoverInstancesRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .instances;
+    let left = instances(&mut operator, example.module).await;
     assert!(left.is_empty(), "the stopped module deregistered");
 }
 

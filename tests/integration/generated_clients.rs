@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use plinth_tests::{MutualTls, module_key, prepared, repository};
+use plinth_tests::{MutualTls, module_key, prepared, repository, run_to_success};
 
 /// Runs `program script` with the server's address and a certificate and
 /// key of module "inventory", and fails with its output unless it succeeds.
@@ -24,16 +24,7 @@ async fn run_against_mutual_tls(program: PathBuf, script: PathBuf) {
         .env("PLINTH_CERTIFICATE", certificate)
         .env("PLINTH_PRIVATE_KEY", private_key)
         .env("PLINTH_API_KEY", key);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("the client's runtime starts");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_to_success(command).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

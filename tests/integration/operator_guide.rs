@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use plinth_tests::{bench::ServerProcess, core_server_binary, prepared, repository};
+use plinth_tests::{
+    bench::ServerProcess, core_server_binary, prepared, repository, run_to_success,
+};
 
 /// The guide's `sh` blocks, in order, as one script.
 fn command_blocks(guide: &str) -> Vec<String> {
@@ -52,14 +54,5 @@ async fn every_command_block_runs_against_a_fresh_server() {
         .env("PATH", path)
         .env("PLINTH_LISTEN", address.to_string())
         .env("PLINTH_DATA_DIR", data.path());
-    let output = tokio::task::spawn_blocking(move || shell.output())
-        .await
-        .unwrap()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_to_success(shell).await;
 }

@@ -307,6 +307,22 @@ pub fn prepared(relative: &str) -> PathBuf {
     path
 }
 
+/// Runs `command` to its end off the runtime's threads, failing with its
+/// output unless it succeeds.
+pub async fn run_to_success(mut command: std::process::Command) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the command's thread")
+        .unwrap_or_else(|error| panic!("{program} does not start: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// rustls needs exactly one process-wide provider; tests share a process.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
