@@ -18,7 +18,7 @@ use plinth_client::{
     auth::v1::{CreateUserRequest, LoginRequest},
     rbac::v1::{AssignRoleRequest, CreateRoleRequest},
     registry::v1::{ActivateModuleRequest, DiscoverInstancesRequest, Instance},
-    tenant::v1::{CreateTenantRequest, EnableModulesRequest, ModuleEnablement},
+    tenant::v1::{EnableModulesRequest, ModuleEnablement},
 };
 use plinth_tests::{Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -218,19 +218,7 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         })
         .await
         .expect("the module published its manifest");
-    let tenant_id = operator
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "acme".to_owned(),
-            name: "Acme".to_owned(),
-            ..CreateTenantRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
-        .id;
+    let tenant_id = operator.create_tenant("acme").await;
     let enable = |tenant_config: &str| EnableModulesRequest {
         tenant_id: tenant_id.clone(),
         modules: vec![ModuleEnablement {

@@ -146,6 +146,22 @@ impl Clients {
             ),
         }
     }
+
+    /// Creates tenant `code` (named after it) and returns its id.
+    pub async fn create_tenant(&mut self, code: &str) -> String {
+        self.tenants
+            .create_tenant(plinth_client::tenant::v1::CreateTenantRequest {
+                code: code.to_owned(),
+                name: code.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("the tenant is created")
+            .into_inner()
+            .tenant
+            .expect("the answer holds the tenant")
+            .id
+    }
 }
 
 /// A new key of `module_id`, made in the store.

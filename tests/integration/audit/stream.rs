@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use plinth_client::{
     audit::v1::{EventInput, VerifyChainRequest, verify_chain_request},
     auth::v1::CreateApiKeyRequest,
-    tenant::v1::CreateTenantRequest,
 };
 use plinth_tests::{
     Backend, Clients, Credentials, Sandbox, TestDatabase, TestRedis, bench::ServerProcess,
@@ -161,19 +160,7 @@ async fn a_killed_server_publishes_what_it_committed_once_it_is_back(backend: Ba
     let operator_key =
         std::fs::read_to_string(directory.path().join(core_server::BOOTSTRAP_KEY_FILE)).unwrap();
     let mut operator = clients_of(&server, &operator_key).await;
-    let tenant_id = operator
-        .tenants
-        .create_tenant(CreateTenantRequest {
-            code: "acme".to_owned(),
-            name: "Acme".to_owned(),
-            ..CreateTenantRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
-        .id;
+    let tenant_id = operator.create_tenant("acme").await;
     crate::registry::register(&mut operator, crate::modules::module("finance", &[]))
         .await
         .unwrap();

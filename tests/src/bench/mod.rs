@@ -13,6 +13,7 @@ use std::{
 use hdrhistogram::Histogram;
 
 pub mod audit;
+pub mod echo;
 pub mod logins;
 pub mod modules;
 pub mod polyglot;

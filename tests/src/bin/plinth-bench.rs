@@ -27,14 +27,11 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use plinth_client::registry::v1::module_registry_service_server::ModuleRegistryServiceServer;
-use plinth_client::tenant::v1::tenant_service_server::TenantServiceServer;
 use plinth_client::{
     auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
     rbac::v1::CheckRequest,
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };
-use plinth_platform::config::Config;
 use plinth_tests::{
     Credentials,
     bench::{
@@ -127,7 +124,7 @@ const BENCH_MODULE: &str = bench::rbac::MODULE;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Mode::Echo { listen }) = args.mode {
-        return serve_echo(listen);
+        return bench::echo::serve(listen, BENCH_MODULE);
     }
     plinth_tests::install_crypto_provider();
     let runtime = |threads: usize, name: &str| {
@@ -233,31 +230,6 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// The bare tonic server the RPCs are compared with: same transport
-/// settings as core-server, no identity, no store. It also answers
-/// DiscoverInstances and ResolveModuleConfig with fixed answers of the
-/// bench's sizes.
-fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let (_reporter, health) = tonic_health::server::health_reporter();
-        let same_answer =
-            bench::registry::SameAnswer::new(BENCH_MODULE, &format!("http://{listen}"));
-        tonic::transport::Server::builder()
-            .max_concurrent_streams(Config::default().max_concurrent_calls_per_connection)
-            .add_service(health)
-            .add_service(ModuleRegistryServiceServer::new(same_answer))
-            .add_service(TenantServiceServer::new(
-                bench::modules::SameResolution::new(BENCH_MODULE),
-            ))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            )
-            .await?;
-        Ok(())
-    })
 }
 
 fn beside_this_binary(name: &str) -> anyhow::Result<PathBuf> {
