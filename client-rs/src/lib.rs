@@ -1,34 +1,34 @@
-//! The Plinth API for Rust: prost messages and tonic clients for every service
-//! (servers too, behind the `server` feature), and the descriptor set that
-//! the servers publish through reflection.
+//! The Rust SDK for Plinth modules.
 //!
-//! `tonic` and `prost` are re-exported so that callers build against the very
-//! versions the stubs were generated with.
+//! - [`Client`]: one connection to the core with the module's API key and
+//!   mTLS identity, per-call deadlines, retries with backoff for idempotent
+//!   calls the core answered UNAVAILABLE, request ids, the raw stubs of
+//!   every service, and typed helpers ([`Client::require`],
+//!   [`Client::resolve_config`], [`Client::record_events`]).
+//! - [`Module`]: serves the module's gRPC services with gRPC health and the
+//!   [`Lifecycle`] callbacks, registers the instance, heartbeats, and
+//!   drains on shutdown.
+//! - [`Authenticator`]: a tower layer that authenticates bearer tokens
+//!   locally against the core's published keys and puts the [`User`] in
+//!   the request.
+//! - `testing` (feature `testing`): a real embedded core, in-process, for
+//!   a module's own tests.
+//!
+//! The generated API (`plinth_client::rbac::v1`, …) is re-exported from
+//! `plinth-api`, with the `tonic` and `prost` it was generated with.
 #![forbid(unsafe_code)]
 
-pub use prost;
-pub use prost_types;
-pub use tonic;
+mod channel;
+mod checks;
+mod client;
+mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod user;
 
-/// Encoded `google.protobuf.FileDescriptorSet` of every Plinth proto.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/plinth_descriptor.bin"));
-
-/// `pub mod <package> { pub mod v1 { … } }` for each `plinth.<package>.v1`.
-macro_rules! packages {
-    ($($package:ident),+) => {
-        $(pub mod $package {
-            pub mod v1 {
-                include!(concat!(env!("OUT_DIR"), "/plinth.", stringify!($package), ".v1.rs"));
-            }
-        })+
-    };
-}
-
-/// Generated code, one module per proto package.
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    packages!(auth, rbac, tenant, registry, audit, module, errors);
-}
-
-pub use proto::*;
+pub use channel::{Idempotent, PlinthChannel, RetryPolicy};
+pub use checks::CheckCacheSettings;
+pub use client::{Client, ClientBuilder, ClientError, Tls};
+pub use plinth_api::*;
+pub use runtime::{Lifecycle, Module, ModuleError, Veto};
+pub use user::{Authenticate, AuthenticateLayer, Authenticator, Refusal, User};

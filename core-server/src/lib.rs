@@ -19,7 +19,7 @@ pub use auth::signing::{KeyEncryptionKey, SigningKeys};
 
 use std::{future::Future, path::Path, sync::Arc};
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::audit_service_server::AuditServiceServer,
     auth::v1::auth_service_server::AuthServiceServer,
     rbac::v1::rbac_service_server::RbacServiceServer,

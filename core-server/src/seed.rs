@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use plinth_client::{
+use plinth_api::{
     registry::v1::{
         ActivateModuleRequest, GetModuleRequest, ListModuleVersionsRequest, ModuleStatus,
         RegisterModuleRequest, module_registry_service_client::ModuleRegistryServiceClient,
@@ -125,7 +125,7 @@ pub async fn load(path: &Path, channel: Channel, api_key: &str) -> anyhow::Resul
 
 async fn seed_module(
     registry: &mut ModuleRegistryServiceClient<Keyed>,
-    manifest: plinth_client::registry::v1::ModuleManifest,
+    manifest: plinth_api::registry::v1::ModuleManifest,
     loaded: &mut Loaded,
 ) -> anyhow::Result<()> {
     let (module_id, version) = (manifest.id.clone(), manifest.version.clone());

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{LoginRequest, auth_service_client::AuthServiceClient},
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},
 };

@@ -13,9 +13,9 @@ pub fn truncate(time: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A protobuf Timestamp, valid for every time the server stores (whose
 /// years all lie within 1–9999: inputs that could leave it are refused).
-pub fn timestamp(time: DateTime<Utc>) -> plinth_client::prost_types::Timestamp {
+pub fn timestamp(time: DateTime<Utc>) -> plinth_api::prost_types::Timestamp {
     debug_assert!((1..=9999).contains(&chrono::Datelike::year(&time)));
-    plinth_client::prost_types::Timestamp {
+    plinth_api::prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
     }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use plinth_client::{prost::Message, registry::v1::ModuleManifest};
+use plinth_api::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{config::Config, store::instances::InstanceStatus};
 use tokio::time::Instant;
 use tonic_health::pb::{

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     ApiKey, CreateApiKeyRequest, ListApiKeysRequest, RevokeApiKeyRequest, RotateApiKeyRequest,
     WhoAmIRequest,
 };
@@ -43,7 +43,7 @@ fn module_key_request(module: &str) -> CreateApiKeyRequest {
 async fn who_am_i(
     sandbox: &Sandbox,
     secret: &str,
-) -> Result<plinth_client::auth::v1::WhoAmIResponse, tonic::Status> {
+) -> Result<plinth_api::auth::v1::WhoAmIResponse, tonic::Status> {
     sandbox
         .clients(secret)
         .await

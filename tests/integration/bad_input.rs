@@ -3,7 +3,7 @@
 //! decode. Each gets a clear, small error, and the server keeps serving.
 
 use bytes::{Buf, BufMut};
-use plinth_client::{
+use plinth_api::{
     auth::v1::{
         CreateApiKeyRequest, CreateUserRequest, ListApiKeysRequest, ListUsersRequest, LoginRequest,
         LogoutRequest, RefreshRequest, RotateApiKeyRequest, SetPasswordRequest, UpdateUserRequest,

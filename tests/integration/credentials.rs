@@ -2,7 +2,7 @@
 //! key's tenant scope; any other mix is refused with one reason, never
 //! resolved to either credential. Duplicate credential headers are refused.
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{ListUsersRequest, PrincipalKind, VerifyTokenRequest, WhoAmIRequest},
     tenant::v1::{GetTenantRequest, get_tenant_request},
 };
@@ -268,7 +268,7 @@ async fn a_credential_header_sent_twice_is_refused(backend: Backend) {
         ),
     ] {
         let status =
-            plinth_client::auth::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+            plinth_api::auth::v1::auth_service_client::AuthServiceClient::new(channel.clone())
                 .who_am_i(request)
                 .await
                 .unwrap_err();

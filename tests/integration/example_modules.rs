@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::QueryEventsRequest,
     auth::v1::{CreateUserRequest, LoginRequest},
     rbac::v1::{AssignRoleRequest, CreateRoleRequest},
@@ -317,7 +317,7 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         .audit
         .query_events(QueryEventsRequest {
             chain: Some(
-                plinth_client::audit::v1::query_events_request::Chain::TenantId(tenant_id.clone()),
+                plinth_api::audit::v1::query_events_request::Chain::TenantId(tenant_id.clone()),
             ),
             actions: vec![example.action.to_owned()],
             ..QueryEventsRequest::default()

@@ -1,7 +1,7 @@
 //! Resolving callers from API keys over real gRPC.
 
 use chrono::Duration;
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     PrincipalKind, WhoAmIRequest, WhoAmIResponse, auth_service_client::AuthServiceClient,
 };
 use plinth_platform::{

@@ -2,7 +2,7 @@
 //! TENANT_NOT_ACTIVE), and its own keys are refused as its users' logins
 //! are; revocations still work. A provisioning tenant takes writes.
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{
         CreateApiKeyRequest, CreateUserRequest, RevokeApiKeyRequest, UpdateUserRequest,
         WhoAmIRequest,

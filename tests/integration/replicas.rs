@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     CreateApiKeyRequest, LoginRequest, LogoutRequest, RevokeApiKeyRequest, VerifyTokenRequest,
     WhoAmIRequest,
 };
-use plinth_client::tenant::v1::SignupRequest;
+use plinth_api::tenant::v1::SignupRequest;
 use plinth_tests::{Backend, Credentials, Sandbox, TestRedis, error_reason};
 use tonic::Code;
 

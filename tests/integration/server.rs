@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
     registry::v1::{WatchInstancesRequest, watch_instances_response::Event},
 };
@@ -197,18 +197,18 @@ async fn the_registry_serves_on_its_own_against_the_core_store() {
         .unwrap()
         .into_inner();
     let mut registry_client =
-        plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
+        plinth_api::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
             channel,
             Credentials::api_key(&core.operator_key),
         );
-    let manifest = plinth_client::registry::v1::ModuleManifest {
+    let manifest = plinth_api::registry::v1::ModuleManifest {
         id: "crm".to_owned(),
         version: "1.0.0".to_owned(),
         display_name: "CRM".to_owned(),
         ..Default::default()
     };
     registry_client
-        .register_module(plinth_client::registry::v1::RegisterModuleRequest {
+        .register_module(plinth_api::registry::v1::RegisterModuleRequest {
             manifest: Some(manifest),
         })
         .await
@@ -217,7 +217,7 @@ async fn the_registry_serves_on_its_own_against_the_core_store() {
         .operator()
         .await
         .registry
-        .get_module(plinth_client::registry::v1::GetModuleRequest {
+        .get_module(plinth_api::registry::v1::GetModuleRequest {
             module_id: "crm".to_owned(),
         })
         .await

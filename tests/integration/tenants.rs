@@ -1,6 +1,6 @@
 //! TenantService: tenants, companies, limits and signup over real gRPC.
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     CompanyCode, CreateCompanyRequest, CreateTenantRequest, GetCompanyRequest, GetTenantRequest,
     ListCompaniesRequest, ListTenantsRequest, SetTenantStatusRequest, SignupRequest, TenantLimits,
     TenantStatus, UpdateCompanyRequest, UpdateTenantRequest, get_company_request,
@@ -33,7 +33,7 @@ pub async fn create_tenant(
     clients: &mut Clients,
     code: &str,
     limits: Option<TenantLimits>,
-) -> plinth_client::tenant::v1::Tenant {
+) -> plinth_api::tenant::v1::Tenant {
     creating(
         clients,
         CreateTenantRequest {
@@ -56,7 +56,7 @@ fn tenant_request(code: &str) -> CreateTenantRequest {
 async fn creating(
     clients: &mut Clients,
     request: CreateTenantRequest,
-) -> Result<plinth_client::tenant::v1::Tenant, tonic::Status> {
+) -> Result<plinth_api::tenant::v1::Tenant, tonic::Status> {
     clients
         .tenants
         .create_tenant(request)
@@ -68,7 +68,7 @@ async fn creating(
 pub async fn try_create_tenant(
     clients: &mut Clients,
     code: &str,
-) -> Result<plinth_client::tenant::v1::Tenant, tonic::Status> {
+) -> Result<plinth_api::tenant::v1::Tenant, tonic::Status> {
     creating(clients, tenant_request(code)).await
 }
 
@@ -76,7 +76,7 @@ pub async fn try_create_tenant(
 pub async fn create_provisioning_tenant(
     clients: &mut Clients,
     code: &str,
-) -> plinth_client::tenant::v1::Tenant {
+) -> plinth_api::tenant::v1::Tenant {
     creating(
         clients,
         CreateTenantRequest {
@@ -123,7 +123,7 @@ pub async fn create_company(
     clients: &mut Clients,
     tenant_id: &str,
     code: &str,
-) -> Result<plinth_client::tenant::v1::Company, tonic::Status> {
+) -> Result<plinth_api::tenant::v1::Company, tonic::Status> {
     clients
         .tenants
         .create_company(CreateCompanyRequest {
@@ -303,7 +303,7 @@ async fn deleting_a_tenant_hides_it_from_lists_and_keeps_its_code(backend: Backe
 
     operator
         .tenants
-        .delete_tenant(plinth_client::tenant::v1::DeleteTenantRequest {
+        .delete_tenant(plinth_api::tenant::v1::DeleteTenantRequest {
             id: tenant.id.clone(),
         })
         .await
@@ -393,7 +393,7 @@ async fn company_codes_are_unique_within_a_tenant_only(backend: Backend) {
         .tenants
         .update_company(UpdateCompanyRequest {
             id: hq.id,
-            status: Some(plinth_client::tenant::v1::CompanyStatus::Archived.into()),
+            status: Some(plinth_api::tenant::v1::CompanyStatus::Archived.into()),
             ..Default::default()
         })
         .await
@@ -403,13 +403,13 @@ async fn company_codes_are_unique_within_a_tenant_only(backend: Backend) {
         .unwrap();
     assert_eq!(
         archived.status(),
-        plinth_client::tenant::v1::CompanyStatus::Archived
+        plinth_api::tenant::v1::CompanyStatus::Archived
     );
     let listed = operator
         .tenants
         .list_companies(ListCompaniesRequest {
             tenant_id: acme.id,
-            status: plinth_client::tenant::v1::CompanyStatus::Active.into(),
+            status: plinth_api::tenant::v1::CompanyStatus::Active.into(),
             ..Default::default()
         })
         .await
@@ -461,7 +461,7 @@ fn signup_request(code: &str) -> SignupRequest {
 
 async fn signup_creates_tenant_and_admin_when_open(backend: Backend) {
     let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(true)).await;
-    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+    let mut anonymous = plinth_api::tenant::v1::tenant_service_client::TenantServiceClient::new(
         sandbox.channel().await,
     );
 
@@ -476,7 +476,7 @@ async fn signup_creates_tenant_and_admin_when_open(backend: Backend) {
     let mut operator = sandbox.operator().await;
     let admin = operator
         .auth
-        .get_user(plinth_client::auth::v1::GetUserRequest {
+        .get_user(plinth_api::auth::v1::GetUserRequest {
             id: signed_up.admin_user_id,
         })
         .await
@@ -490,7 +490,7 @@ async fn signup_creates_tenant_and_admin_when_open(backend: Backend) {
 
 async fn anonymous_signup_is_refused_when_closed(backend: Backend) {
     let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(false)).await;
-    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+    let mut anonymous = plinth_api::tenant::v1::tenant_service_client::TenantServiceClient::new(
         sandbox.channel().await,
     );
 
@@ -510,7 +510,7 @@ async fn anonymous_signup_is_refused_when_closed(backend: Backend) {
 
 async fn anonymous_signups_are_rate_limited_per_peer(backend: Backend) {
     let sandbox = Sandbox::start_with(backend, |config| config.open_signup = Some(true)).await;
-    let mut anonymous = plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::new(
+    let mut anonymous = plinth_api::tenant::v1::tenant_service_client::TenantServiceClient::new(
         sandbox.channel().await,
     );
 

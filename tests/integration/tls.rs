@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     CreateApiKeyRequest, PrincipalKind, WhoAmIRequest, WhoAmIResponse,
     auth_service_client::AuthServiceClient,
 };

@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     CreateUserRequest, GetJwksRequest, ListUsersRequest, LoginRequest, LoginResponse,
     LogoutRequest, PrincipalKind, RefreshRequest, RotateSigningKeyRequest, TokenPair,
     VerifyTokenRequest, WhoAmIRequest,
 };
-use plinth_client::tenant::v1::{SetTenantStatusRequest, SignupRequest, TenantStatus};
+use plinth_api::tenant::v1::{SetTenantStatusRequest, SignupRequest, TenantStatus};
 use plinth_platform::{
     audit::Actor,
     clock,
@@ -91,7 +91,7 @@ async fn verify(
     sandbox: &Sandbox,
     key: &str,
     access_token: &str,
-) -> Result<plinth_client::auth::v1::VerifyTokenResponse, tonic::Status> {
+) -> Result<plinth_api::auth::v1::VerifyTokenResponse, tonic::Status> {
     sandbox
         .clients(key)
         .await
@@ -487,9 +487,9 @@ async fn disabling_a_user_ends_its_sessions(backend: Backend) {
 
     operator
         .auth
-        .update_user(plinth_client::auth::v1::UpdateUserRequest {
+        .update_user(plinth_api::auth::v1::UpdateUserRequest {
             id: me.user_id,
-            status: Some(plinth_client::auth::v1::UserStatus::Disabled.into()),
+            status: Some(plinth_api::auth::v1::UserStatus::Disabled.into()),
             ..Default::default()
         })
         .await
@@ -646,8 +646,8 @@ async fn super_admins_are_platform_users_made_by_operators_only(backend: Backend
     let mut operator = sandbox.operator().await;
     let platform = operator
         .tenants
-        .get_tenant(plinth_client::tenant::v1::GetTenantRequest {
-            key: Some(plinth_client::tenant::v1::get_tenant_request::Key::Code(
+        .get_tenant(plinth_api::tenant::v1::GetTenantRequest {
+            key: Some(plinth_api::tenant::v1::get_tenant_request::Key::Code(
                 "platform".to_owned(),
             )),
         })

@@ -1,11 +1,11 @@
 //! AuthService users over real gRPC, and tenant isolation of tenant-scoped
 //! administrators.
 
-use plinth_client::auth::v1::{
+use plinth_api::auth::v1::{
     CreateUserRequest, GetUserRequest, ListUsersRequest, SetPasswordRequest, UpdateUserRequest,
     User, UserStatus,
 };
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     GetCompanyRequest, ListCompaniesRequest, TenantLimits, get_company_request,
 };
 use plinth_platform::identity::api_keys::NewApiKey;
@@ -212,7 +212,7 @@ async fn a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list(b
     let mut operator = sandbox.operator().await;
     let tenant_a = operator
         .tenants
-        .signup(plinth_client::tenant::v1::SignupRequest {
+        .signup(plinth_api::tenant::v1::SignupRequest {
             tenant_code: "tenant-a".to_owned(),
             tenant_name: "Tenant A".to_owned(),
             admin_email: "admin@a.example".to_owned(),
@@ -256,7 +256,7 @@ async fn a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list(b
         .clients_with(plinth_tests::Credentials::default())
         .await
         .auth
-        .login(plinth_client::auth::v1::LoginRequest {
+        .login(plinth_api::auth::v1::LoginRequest {
             tenant_code: "tenant-a".to_owned(),
             email: "admin@a.example".to_owned(),
             password: "a long and unusual passphrase".to_owned(),
@@ -294,9 +294,9 @@ async fn a_tenant_administrator_cannot_reach_another_tenant_by_id_code_or_list(b
 async fn assert_isolated(
     admin_a: &mut Clients,
     a_user: &User,
-    tenant_b: &plinth_client::tenant::v1::Tenant,
+    tenant_b: &plinth_api::tenant::v1::Tenant,
     b_users: &[User],
-    b_companies: &[plinth_client::tenant::v1::Company],
+    b_companies: &[plinth_api::tenant::v1::Company],
 ) {
     let own = admin_a
         .auth
@@ -345,7 +345,7 @@ async fn assert_isolated(
     for company in b_companies {
         for key in [
             get_company_request::Key::Id(company.id.clone()),
-            get_company_request::Key::Code(plinth_client::tenant::v1::CompanyCode {
+            get_company_request::Key::Code(plinth_api::tenant::v1::CompanyCode {
                 tenant_id: tenant_b.id.clone(),
                 code: company.code.clone(),
             }),

@@ -92,15 +92,14 @@ pub async fn create_key(sandbox: &Sandbox, new_key: NewApiKey) -> IssuedApiKey {
 /// A connected client of each core service, all presenting one API key.
 #[derive(Clone)]
 pub struct Clients {
-    pub auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient<KeyedChannel>,
-    pub tenants:
-        plinth_client::tenant::v1::tenant_service_client::TenantServiceClient<KeyedChannel>,
-    pub rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient<KeyedChannel>,
+    pub auth: plinth_api::auth::v1::auth_service_client::AuthServiceClient<KeyedChannel>,
+    pub tenants: plinth_api::tenant::v1::tenant_service_client::TenantServiceClient<KeyedChannel>,
+    pub rbac: plinth_api::rbac::v1::rbac_service_client::RbacServiceClient<KeyedChannel>,
     pub registry:
-        plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient<
+        plinth_api::registry::v1::module_registry_service_client::ModuleRegistryServiceClient<
             KeyedChannel,
         >,
-    pub audit: plinth_client::audit::v1::audit_service_client::AuditServiceClient<KeyedChannel>,
+    pub audit: plinth_api::audit::v1::audit_service_client::AuditServiceClient<KeyedChannel>,
 }
 
 impl Sandbox {
@@ -124,23 +123,23 @@ impl Clients {
     /// Clients on `channel` (plaintext or TLS) presenting `credentials`.
     pub fn over(channel: Channel, credentials: Credentials) -> Clients {
         Clients {
-            auth: plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
+            auth: plinth_api::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
                 channel.clone(),
                 credentials.clone(),
             ),
-            tenants: plinth_client::tenant::v1::tenant_service_client::TenantServiceClient::with_interceptor(
+            tenants: plinth_api::tenant::v1::tenant_service_client::TenantServiceClient::with_interceptor(
                 channel.clone(),
                 credentials.clone(),
             ),
-            rbac: plinth_client::rbac::v1::rbac_service_client::RbacServiceClient::with_interceptor(
+            rbac: plinth_api::rbac::v1::rbac_service_client::RbacServiceClient::with_interceptor(
                 channel.clone(),
                 credentials.clone(),
             ),
-            registry: plinth_client::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
+            registry: plinth_api::registry::v1::module_registry_service_client::ModuleRegistryServiceClient::with_interceptor(
                 channel.clone(),
                 credentials.clone(),
             ),
-            audit: plinth_client::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
+            audit: plinth_api::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
                 channel,
                 credentials,
             ),
@@ -150,7 +149,7 @@ impl Clients {
     /// Creates tenant `code` (named after it) and returns its id.
     pub async fn create_tenant(&mut self, code: &str) -> String {
         self.tenants
-            .create_tenant(plinth_client::tenant::v1::CreateTenantRequest {
+            .create_tenant(plinth_api::tenant::v1::CreateTenantRequest {
                 code: code.to_owned(),
                 name: code.to_owned(),
                 ..Default::default()

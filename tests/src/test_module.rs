@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use plinth_client::module::v1::{
+use plinth_api::module::v1::{
     self as proto,
     module_lifecycle_service_server::{ModuleLifecycleService, ModuleLifecycleServiceServer},
 };

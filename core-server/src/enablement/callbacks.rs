@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use plinth_client::{
+use plinth_api::{
     module::v1::{self as proto, module_lifecycle_service_client::ModuleLifecycleServiceClient},
     registry::v1::LifecycleCallback,
 };

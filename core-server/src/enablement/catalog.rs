@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plinth_client::{
+use plinth_api::{
     prost::Message,
     registry::v1::{LifecycleCallback, ManifestRole, ModuleManifest},
 };

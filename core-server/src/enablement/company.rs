@@ -2,7 +2,7 @@
 //! switched it off; it may switch it on again (asking the module first) and
 //! set its own features. A company never has a module its tenant lacks.
 
-use plinth_client::registry::v1::LifecycleCallback;
+use plinth_api::registry::v1::LifecycleCallback;
 use plinth_platform::{
     audit::AuditDraft,
     clock,

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use plinth_client::registry::v1::LifecycleCallback;
+use plinth_api::registry::v1::LifecycleCallback;
 use plinth_platform::{
     clock,
     error::ApiError,

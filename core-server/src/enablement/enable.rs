@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use plinth_client::registry::v1::LifecycleCallback;
+use plinth_api::registry::v1::LifecycleCallback;
 use plinth_platform::{
     error::ApiError,
     identity::Principal,

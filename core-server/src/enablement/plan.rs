@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use plinth_client::registry::v1::LifecycleCallback;
+use plinth_api::registry::v1::LifecycleCallback;
 use plinth_platform::{
     clock,
     error::ApiError,

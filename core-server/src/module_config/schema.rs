@@ -1,7 +1,7 @@
 //! What a module version says about its configuration: its defaults, the
 //! JSON Schema documents must meet, and which properties are secrets.
 
-use plinth_client::registry::v1::ModuleManifest;
+use plinth_api::registry::v1::ModuleManifest;
 use registry_server::manifest::{config_validator, json};
 use serde_json::{Map, Value};
 

@@ -2,7 +2,7 @@
 //! through its ancestors. Nobody creates or changes a role that grants
 //! more than they hold; system roles keep their grants.
 
-use plinth_client::registry::v1::ManifestRole;
+use plinth_api::registry::v1::ManifestRole;
 use plinth_platform::{
     clock,
     error::ApiError,

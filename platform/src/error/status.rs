@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use plinth_client::errors::v1::ErrorReason;
+use plinth_api::errors::v1::ErrorReason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 

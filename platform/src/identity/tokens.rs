@@ -1,6 +1,6 @@
-//! Access tokens: compact JWS (RFC 7515) signed with Ed25519, verified here
-//! by every server. Only `alg: EdDSA` with a known `kid` is accepted, so
-//! `alg: none` and HMAC-with-the-public-key forgeries cannot pass.
+//! Access tokens as every server verifies them: the token format and its
+//! checks are `plinth_api::token`'s, the same code modules verify with; the
+//! keys are the store's published signing keys.
 //!
 //! A valid signature is not enough: every answer also checks, through a
 //! short-lived cache that local changes clear at once, that the session is
@@ -12,10 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use ring::signature::{ED25519, UnparsedPublicKey};
-use serde::{Deserialize, Serialize};
+pub use plinth_api::token::{ALGORITHM, AccessClaims, MAX_TOKEN_BYTES};
+use plinth_api::token::{TokenRules, VerifyingKey};
 use uuid::Uuid;
 
 use super::UserIdentity;
@@ -25,12 +24,6 @@ use crate::{
     invalidation::{Cache, Change},
     store::{Store, tenants::PLATFORM_TENANT_ID, users::UserStatus},
 };
-
-/// The only algorithm issued or accepted.
-pub const ALGORITHM: &str = "EdDSA";
-
-/// Longest token accepted, in bytes.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// How long session, user and tenant states are trusted before they are
 /// read again (changes made on this replica clear them at once).
@@ -63,30 +56,6 @@ impl TokenSettings {
     pub fn retired_key_grace(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.access_token_ttl + self.leeway).unwrap_or_default()
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Header {
-    pub alg: String,
-    pub typ: String,
-    pub kid: String,
-}
-
-/// The claims Plinth puts in an access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    /// The user id.
-    pub sub: Uuid,
-    /// The tenant id.
-    pub tid: Uuid,
-    /// The session id.
-    pub sid: Uuid,
-    pub jti: Uuid,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
 }
 
 /// A token that verified, with what it says. Cheap to clone: the parts
@@ -128,7 +97,7 @@ impl VerifiedToken {
 }
 
 struct PublicKey {
-    key: UnparsedPublicKey<Vec<u8>>,
+    key: VerifyingKey,
     retired_at: Option<DateTime<Utc>>,
 }
 
@@ -157,6 +126,7 @@ struct SignedToken {
 /// Verifies access tokens.
 pub struct TokenVerifier {
     settings: TokenSettings,
+    rules: TokenRules,
     store: Store,
     keys: RwLock<KeySet>,
     states: RwLock<HashMap<Uuid, SubjectState>>,
@@ -166,6 +136,7 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     pub fn new(settings: TokenSettings, store: Store) -> TokenVerifier {
         TokenVerifier {
+            rules: TokenRules::new(&settings.issuer, &settings.audience, settings.leeway),
             settings,
             store,
             keys: RwLock::new(KeySet::default()),
@@ -203,9 +174,8 @@ impl TokenVerifier {
                 signed
             }
         };
-        let leeway = self.settings.leeway.as_secs() as i64;
         let key_valid = self.public_key(&signed.key_id, now).await?.is_some();
-        if signed.claims.exp + leeway <= now.timestamp() || !key_valid {
+        if self.rules.expired(&signed.claims, now.timestamp()) || !key_valid {
             return Err(ApiError::Unauthenticated);
         }
         let state = self.subject_state(&signed.claims, now).await?;
@@ -237,45 +207,19 @@ impl TokenVerifier {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<SignedToken, ApiError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(ApiError::Unauthenticated);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_part), Some(claims_part), Some(signature_part), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ApiError::Unauthenticated);
-        };
-        let header: Header = decode_json(header_part)?;
-        if header.alg != ALGORITHM || header.typ != "JWT" {
-            return Err(ApiError::Unauthenticated);
-        }
+        let key_id = self
+            .rules
+            .key_id(token)
+            .map_err(|_| ApiError::Unauthenticated)?;
         let key = self
-            .public_key(&header.kid, now)
+            .public_key(&key_id, now)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_part)
+        let claims = self
+            .rules
+            .verify(token, &key.key, now.timestamp())
             .map_err(|_| ApiError::Unauthenticated)?;
-        let signed = &token[..header_part.len() + 1 + claims_part.len()];
-        key.key
-            .verify(signed.as_bytes(), &signature)
-            .map_err(|_| ApiError::Unauthenticated)?;
-        let claims: AccessClaims = decode_json(claims_part)?;
-        let leeway = self.settings.leeway.as_secs() as i64;
-        let now = now.timestamp();
-        let valid = claims.iss == self.settings.issuer
-            && claims.aud == self.settings.audience
-            && claims.nbf - leeway <= now
-            && claims.iat - leeway <= now
-            && now < claims.exp + leeway;
-        if !valid {
-            return Err(ApiError::Unauthenticated);
-        }
-        Ok(SignedToken {
-            claims,
-            key_id: header.kid,
-        })
+        Ok(SignedToken { claims, key_id })
     }
 
     /// A key verifies tokens until its last token has expired after it was
@@ -309,12 +253,12 @@ impl TokenVerifier {
         let published = self.store.signing_keys.published(retired_since).await?;
         let by_kid: HashMap<String, Arc<PublicKey>> = published
             .into_iter()
-            .map(|record| {
+            .filter_map(|record| {
                 let key = PublicKey {
-                    key: UnparsedPublicKey::new(&ED25519, record.public_key),
+                    key: VerifyingKey::from_bytes(&record.public_key).ok()?,
                     retired_at: record.retired_at,
                 };
-                (record.kid, Arc::new(key))
+                Some((record.kid, Arc::new(key)))
             })
             .collect();
         let found = by_kid.get(kid).cloned();
@@ -389,27 +333,13 @@ impl Cache for TokenVerifier {
     }
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, ApiError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| ApiError::Unauthenticated)?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::Unauthenticated)
-}
-
 /// Encodes and signs `claims` (the issuing side, given a key pair).
 pub fn encode(
     kid: &str,
     claims: &AccessClaims,
     key_pair: &ring::signature::Ed25519KeyPair,
 ) -> String {
-    let header = Header {
-        alg: ALGORITHM.to_owned(),
-        typ: "JWT".to_owned(),
-        kid: kid.to_owned(),
-    };
-    let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serialises"));
-    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise"));
-    let signed = format!("{header}.{claims}");
-    let signature = URL_SAFE_NO_PAD.encode(key_pair.sign(signed.as_bytes()));
-    format!("{signed}.{signature}")
+    plinth_api::token::encode(kid, claims, |message| {
+        key_pair.sign(message).as_ref().to_vec()
+    })
 }

@@ -92,7 +92,7 @@ pub async fn serve(
         ];
         names.iter().chain(&infrastructure).fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(plinth_client::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(plinth_api::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 // Error details (ErrorInfo, BadRequest, ...), so that grpcurl
                 // shows them decoded.

@@ -2,7 +2,7 @@
 //! activation, deactivation and (soft) deletion, each kept consistent with
 //! the modules that depend on it.
 
-use plinth_client::registry::v1::ModuleDependency;
+use plinth_api::registry::v1::ModuleDependency;
 use plinth_platform::{
     audit::AuditDraft,
     clock,

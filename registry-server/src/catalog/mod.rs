@@ -8,7 +8,7 @@ mod register;
 
 use std::sync::Arc;
 
-use plinth_client::{prost::Message, registry::v1::ModuleManifest};
+use plinth_api::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{
     access::{Access, Scope},
     error::ApiError,

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use plinth_client::{prost::Message, registry::v1::ModuleManifest};
+use plinth_api::{prost::Message, registry::v1::ModuleManifest};
 use plinth_platform::{
     audit::AuditDraft,
     clock,

@@ -6,7 +6,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     DiscoverInstancesRequest, module_registry_service_server::ModuleRegistryServiceServer,
 };
 use plinth_platform::{identity, server::Rerouted};

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
-use plinth_client::{
+use plinth_api::{
     prost_types,
     registry::v1::{
         DiscoverInstancesRequest, Instance, InstanceChange, InstanceEventKind, InstanceSnapshot,
@@ -286,7 +286,7 @@ pub fn instance(record: &InstanceRecord) -> Instance {
 
 /// An instance as DiscoverInstances answers carry it.
 pub fn encoded_instance(record: &InstanceRecord) -> bytes::Bytes {
-    plinth_client::prost::Message::encode_to_vec(&instance(record)).into()
+    plinth_api::prost::Message::encode_to_vec(&instance(record)).into()
 }
 
 pub fn duration(value: Duration) -> prost_types::Duration {

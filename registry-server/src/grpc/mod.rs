@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     ActivateModuleRequest, ActivateModuleResponse, DeactivateModuleRequest,
     DeactivateModuleResponse, DeleteModuleRequest, DeleteModuleResponse, DeregisterInstanceRequest,
     DeregisterInstanceResponse, GetModuleRequest, GetModuleResponse, HeartbeatRequest,

@@ -2,7 +2,7 @@
 //! its field names, durations written as in protobuf JSON ("10s", "0.5s")
 //! and callbacks by their enum names ("LIFECYCLE_CALLBACK_TENANT_ENABLING").
 
-use plinth_client::{
+use plinth_api::{
     prost_types,
     registry::v1::{
         HealthCheck, LifecycleCallback, ManifestCallback, ManifestFeature, ManifestPermission,

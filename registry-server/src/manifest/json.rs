@@ -1,6 +1,6 @@
 //! `google.protobuf.Struct` as JSON, both ways.
 
-use plinth_client::prost_types::{ListValue, Struct, Value, value::Kind};
+use plinth_api::prost_types::{ListValue, Struct, Value, value::Kind};
 
 /// Largest integer a `Struct` number (an `f64`) holds exactly.
 const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;

@@ -8,7 +8,7 @@ pub mod json;
 
 use std::{collections::HashSet, time::Duration};
 
-use plinth_client::registry::v1::{LifecycleCallback, ModuleManifest};
+use plinth_api::registry::v1::{LifecycleCallback, ModuleManifest};
 use plinth_platform::{
     permission::{self, Grant},
     text,

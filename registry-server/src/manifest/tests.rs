@@ -1,7 +1,7 @@
 //! The manifest rules, one test each: the example manifest keeps them all,
 //! and each test breaks one and expects it reported at its field path.
 
-use plinth_client::{
+use plinth_api::{
     prost_types,
     registry::v1::{
         HealthCheck, ManifestCallback, ManifestFeature, ManifestPermission, ModuleDependency,

@@ -9,7 +9,7 @@ mod stream;
 mod tail;
 mod verification;
 
-use plinth_client::audit::v1::{
+use plinth_api::audit::v1::{
     AuditEvent, EventInput, Outcome, QueryEventsRequest, RecordEventsRequest, RecordedEvent,
     query_events_request,
 };

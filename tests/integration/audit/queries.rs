@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::{
         AuditEvent, EventInput, Order, Outcome, QueryEventsRequest, RecordEventsRequest,
         query_events_request,

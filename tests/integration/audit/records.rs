@@ -2,7 +2,7 @@
 //! repeat or conflict, and a module records only its own actions in tenants
 //! that hold it.
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::{EventInput, RecordEventsRequest},
     prost_types::{self, Struct, Value, value::Kind},
 };
@@ -180,7 +180,7 @@ async fn the_same_idempotency_key_and_content_return_the_first_event(backend: Ba
     assert_eq!(again[0].sequence, first[0].sequence + 1);
     let approved = query_all(
         &mut setup.acme.admin.clients,
-        plinth_client::audit::v1::QueryEventsRequest {
+        plinth_api::audit::v1::QueryEventsRequest {
             actions: vec!["finance.invoice.approved".to_owned()],
             ..in_tenant(&setup.acme.id)
         },
@@ -277,9 +277,9 @@ async fn a_suspended_tenant_takes_no_records(backend: Backend) {
         .operator()
         .await
         .tenants
-        .set_tenant_status(plinth_client::tenant::v1::SetTenantStatusRequest {
+        .set_tenant_status(plinth_api::tenant::v1::SetTenantStatusRequest {
             id: setup.acme.id.clone(),
-            status: plinth_client::tenant::v1::TenantStatus::Suspended.into(),
+            status: plinth_api::tenant::v1::TenantStatus::Suspended.into(),
             reason: "unpaid".to_owned(),
         })
         .await
@@ -327,7 +327,7 @@ async fn a_company_of_another_tenant_is_not_found(backend: Backend) {
         .admin
         .clients
         .tenants
-        .create_company(plinth_client::tenant::v1::CreateCompanyRequest {
+        .create_company(plinth_api::tenant::v1::CreateCompanyRequest {
             tenant_id: setup.globex.id.clone(),
             code: "globex-east".to_owned(),
             name: "Globex East".to_owned(),
@@ -528,7 +528,7 @@ async fn bad_events_are_refused_field_by_field(backend: Backend) {
 }
 
 /// The one event with `id` in acme's chain, as its admin reads it.
-async fn only_event(setup: &Setup, id: &str) -> plinth_client::audit::v1::AuditEvent {
+async fn only_event(setup: &Setup, id: &str) -> plinth_api::audit::v1::AuditEvent {
     let mut admin = setup.acme.admin.clients.clone();
     query_all(&mut admin, in_tenant(&setup.acme.id))
         .await

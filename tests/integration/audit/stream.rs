@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::{EventInput, VerifyChainRequest, verify_chain_request},
     auth::v1::CreateApiKeyRequest,
 };
@@ -166,7 +166,7 @@ async fn a_killed_server_publishes_what_it_committed_once_it_is_back(backend: Ba
         .unwrap();
     operator
         .registry
-        .activate_module(plinth_client::registry::v1::ActivateModuleRequest {
+        .activate_module(plinth_api::registry::v1::ActivateModuleRequest {
             module_id: "finance".to_owned(),
             version: String::new(),
         })

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::{
         AuditEvent, TailEventsRequest, TailEventsResponse,
         audit_service_client::AuditServiceClient, tail_events_response::Kind,
@@ -79,8 +79,8 @@ fn names(events: &[(AuditEvent, String)]) -> Vec<String> {
         .collect()
 }
 
-fn numbered(action: &str, number: usize) -> plinth_client::audit::v1::EventInput {
-    plinth_client::audit::v1::EventInput {
+fn numbered(action: &str, number: usize) -> plinth_api::audit::v1::EventInput {
+    plinth_api::audit::v1::EventInput {
         resource_id: number.to_string(),
         ..input(action)
     }

@@ -5,7 +5,7 @@
 
 use std::{path::Path, process::Command};
 
-use plinth_client::{
+use plinth_api::{
     audit::v1::{EventInput, VerifyChainRequest, VerifyChainResponse, verify_chain_request},
     prost_types::{Struct, Value, value::Kind},
 };

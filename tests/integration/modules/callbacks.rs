@@ -3,7 +3,7 @@
 //! unavailable module, optional callbacks, and after-change callbacks
 //! delivered at least once with one operation id per change.
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::LifecycleCallback as Callback,
     tenant::v1::{EnablementReason as Reason, SetCompanyModuleRequest, Switch, TenantModuleState},
 };
@@ -185,7 +185,7 @@ async fn after_callbacks_are_retried_under_one_operation_until_acknowledged(back
 
 async fn each_change_is_its_own_operation_with_its_actor_and_config(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
-    let crm_manifest = plinth_client::registry::v1::ModuleManifest {
+    let crm_manifest = plinth_api::registry::v1::ModuleManifest {
         config_schema: Some(struct_of(serde_json::json!({
             "type": "object",
             "properties": {"region": {"type": "string"}}
@@ -349,7 +349,7 @@ async fn a_company_switch_asks_the_module_and_tells_it(backend: Backend) {
     assert_eq!(asked.target.company_id, north);
 }
 
-pub fn struct_of(value: serde_json::Value) -> plinth_client::prost_types::Struct {
+pub fn struct_of(value: serde_json::Value) -> plinth_api::prost_types::Struct {
     let serde_json::Value::Object(object) = value else {
         panic!("an object")
     };

@@ -2,7 +2,7 @@
 //! a write affects, etags, provenance, secrets, and consistency across
 //! replicas.
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::ModuleManifest,
     tenant::v1::{
         ConfigSource, Consistency, GetModuleConfigRequest, ResolveModuleConfigRequest,
@@ -199,9 +199,9 @@ async fn key_order_and_64_bit_integers_survive(backend: Backend) {
     let clients = &mut acme.admin.clients;
     clients
         .tenants
-        .enable_modules(plinth_client::tenant::v1::EnableModulesRequest {
+        .enable_modules(plinth_api::tenant::v1::EnableModulesRequest {
             tenant_id: acme.id.clone(),
-            modules: vec![plinth_client::tenant::v1::ModuleEnablement {
+            modules: vec![plinth_api::tenant::v1::ModuleEnablement {
                 module_id: "billing".to_owned(),
                 version_pin: "1.1.0".to_owned(),
                 ..Default::default()

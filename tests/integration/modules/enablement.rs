@@ -2,7 +2,7 @@
 //! switches and features, default roles, provisioning, and the truth table
 //! of IsModuleEnabled.
 
-use plinth_client::{
+use plinth_api::{
     rbac::v1::{GetRoleRequest, RoleKey, get_role_request},
     registry::v1::{
         DeactivateModuleRequest, DeleteModuleRequest, ManifestPermission, ManifestRole,
@@ -453,7 +453,7 @@ async fn enabled_lists_resolve_features_per_company(backend: Backend) {
         .unwrap()
         .into_inner();
 
-    let summary = |modules: &[plinth_client::tenant::v1::EnabledModule]| {
+    let summary = |modules: &[plinth_api::tenant::v1::EnabledModule]| {
         modules
             .iter()
             .map(|module| {
@@ -545,7 +545,7 @@ async fn default_roles_are_created_on_the_first_enable_only(backend: Backend) {
         .unwrap();
     clients
         .rbac
-        .delete_role(plinth_client::rbac::v1::DeleteRoleRequest {
+        .delete_role(plinth_api::rbac::v1::DeleteRoleRequest {
             id: reader.id.clone(),
         })
         .await

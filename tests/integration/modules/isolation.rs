@@ -1,7 +1,7 @@
 //! Module isolation: a module key sees the tenants that hold its module
 //! and no other, whatever it asks about them.
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::VerifyTokenRequest,
     tenant::v1::{
         GetTenantRequest, IsModuleEnabledRequest, ListCompaniesRequest, ResolveModuleConfigRequest,
@@ -78,8 +78,8 @@ async fn answers(crm: &mut Clients, tenant_id: &str, user_id: &str, token: &str)
 
 async fn a_module_key_sees_only_tenants_that_hold_its_module(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
-    let crm_manifest = plinth_client::registry::v1::ModuleManifest {
-        permissions: vec![plinth_client::registry::v1::ManifestPermission {
+    let crm_manifest = plinth_api::registry::v1::ModuleManifest {
+        permissions: vec![plinth_api::registry::v1::ManifestPermission {
             name: "crm:lead:read".to_owned(),
             description: String::new(),
         }],

@@ -10,7 +10,7 @@ mod replicas;
 mod templates;
 mod watch;
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::{
         ActivateModuleRequest, HeartbeatRequest, InstanceStatus, LifecycleCallback,
         ManifestCallback, ManifestFeature, ModuleManifest, RegisterInstanceRequest,
@@ -150,11 +150,9 @@ pub async fn usable(
         .reason()
 }
 
-pub fn fully_consistent() -> plinth_client::tenant::v1::Consistency {
-    plinth_client::tenant::v1::Consistency {
-        requirement: Some(
-            plinth_client::tenant::v1::consistency::Requirement::FullyConsistent(true),
-        ),
+pub fn fully_consistent() -> plinth_api::tenant::v1::Consistency {
+    plinth_api::tenant::v1::Consistency {
+        requirement: Some(plinth_api::tenant::v1::consistency::Requirement::FullyConsistent(true)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     IsModuleEnabledRequest, ResolveModuleConfigRequest, SetModuleConfigRequest,
     set_module_config_request::Change,
 };
@@ -90,7 +90,7 @@ async fn changes_reach_the_other_replica_within_a_hundred_ms(backend: Backend) {
     let second = first.replica().await;
     in_catalog(
         &first,
-        &[plinth_client::registry::v1::ModuleManifest {
+        &[plinth_api::registry::v1::ModuleManifest {
             config_schema: Some(struct_of(serde_json::json!({"type": "object"}))),
             ..module("billing", &[])
         }],

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::LifecycleCallback,
     tenant::v1::{
         ApplyIndustryTemplateRequest, CreateIndustryTemplateRequest, DeleteIndustryTemplateRequest,
@@ -245,12 +245,12 @@ async fn applying_a_template_again_changes_nothing(backend: Backend) {
     acme.admin
         .clients
         .tenants
-        .set_module_config(plinth_client::tenant::v1::SetModuleConfigRequest {
+        .set_module_config(plinth_api::tenant::v1::SetModuleConfigRequest {
             module_id: "inventory".to_owned(),
             tenant_id: acme.id.clone(),
             company_id: String::new(),
             change: Some(
-                plinth_client::tenant::v1::set_module_config_request::Change::MergePatch(
+                plinth_api::tenant::v1::set_module_config_request::Change::MergePatch(
                     r#"{"low_stock_threshold":3}"#.to_owned(),
                 ),
             ),

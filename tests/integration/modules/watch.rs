@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     SetModuleConfigRequest, WatchModuleConfigRequest, WatchModuleConfigResponse,
     set_module_config_request::Change, watch_module_config_response::Event,
 };
@@ -25,8 +25,8 @@ crate::on_both_backends!(
 );
 
 /// A module that takes any configuration object.
-fn billing() -> plinth_client::registry::v1::ModuleManifest {
-    plinth_client::registry::v1::ModuleManifest {
+fn billing() -> plinth_api::registry::v1::ModuleManifest {
+    plinth_api::registry::v1::ModuleManifest {
         config_schema: Some(super::callbacks::struct_of(
             serde_json::json!({"type": "object"}),
         )),
@@ -45,7 +45,7 @@ async fn watch(
             module_id: "billing".to_owned(),
             tenant_id: tenant_id.to_owned(),
             after_revision,
-            checkpoint_interval: Some(plinth_client::prost_types::Duration {
+            checkpoint_interval: Some(plinth_api::prost_types::Duration {
                 seconds: 1,
                 nanos: 0,
             }),
@@ -272,7 +272,7 @@ async fn bad_watches_are_refused(backend: Backend) {
         module_id: module_id.to_owned(),
         tenant_id: tenant_id.to_owned(),
         after_revision: None,
-        checkpoint_interval: Some(plinth_client::prost_types::Duration { seconds, nanos: 0 }),
+        checkpoint_interval: Some(plinth_api::prost_types::Duration { seconds, nanos: 0 }),
     };
     let clients = &mut acme.admin.clients;
 

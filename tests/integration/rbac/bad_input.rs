@@ -1,7 +1,7 @@
 //! Careless and hostile inputs to the RBAC writes and listings: each is
 //! refused field by field, small, and changes nothing.
 
-use plinth_client::rbac::v1::{
+use plinth_api::rbac::v1::{
     GetRoleRequest, ListPermissionsRequest, ListRolesRequest, LookupUsersRequest,
     PermissionDeclaration, RegisterPermissionsRequest, UpdateRoleRequest,
 };
@@ -36,7 +36,7 @@ async fn role_fields_past_their_limits_are_field_violations(backend: Backend) {
 
     let cases = [
         (
-            plinth_client::rbac::v1::CreateRoleRequest {
+            plinth_api::rbac::v1::CreateRoleRequest {
                 key: "Clerk!".to_owned(),
                 display_name: "x".repeat(201),
                 description: "x".repeat(2001),
@@ -45,7 +45,7 @@ async fn role_fields_past_their_limits_are_field_violations(backend: Backend) {
             vec!["key", "display_name", "description"],
         ),
         (
-            plinth_client::rbac::v1::CreateRoleRequest {
+            plinth_api::rbac::v1::CreateRoleRequest {
                 permissions: vec!["inventory:item:read".to_owned(); 501],
                 parent_role_ids: vec![uuid::Uuid::now_v7().to_string(); 21],
                 ..good.clone()
@@ -53,7 +53,7 @@ async fn role_fields_past_their_limits_are_field_violations(backend: Backend) {
             vec!["permissions", "parent_role_ids"],
         ),
         (
-            plinth_client::rbac::v1::CreateRoleRequest {
+            plinth_api::rbac::v1::CreateRoleRequest {
                 tenant_id: "acme".to_owned(),
                 parent_role_ids: vec!["not-a-uuid".to_owned(), String::new()],
                 ..good.clone()
@@ -96,7 +96,7 @@ async fn binding_fields_past_their_limits_are_field_violations(backend: Backend)
 
     let cases = [
         (
-            plinth_client::rbac::v1::AssignRoleRequest {
+            plinth_api::rbac::v1::AssignRoleRequest {
                 expires_at: Some(far.into()),
                 company_id: "north".to_owned(),
                 ..good.clone()
@@ -104,7 +104,7 @@ async fn binding_fields_past_their_limits_are_field_violations(backend: Backend)
             vec!["expires_at", "company_id"],
         ),
         (
-            plinth_client::rbac::v1::AssignRoleRequest {
+            plinth_api::rbac::v1::AssignRoleRequest {
                 expires_at: Some(prost_types::Timestamp {
                     seconds: i64::MAX,
                     nanos: -1,

@@ -1,7 +1,7 @@
 //! The questions modules ask, who may ask them, and their bad inputs.
 
-use plinth_client::auth::v1::CreateUserRequest;
-use plinth_client::rbac::v1::{
+use plinth_api::auth::v1::CreateUserRequest;
+use plinth_api::rbac::v1::{
     CheckBatchRequest, CheckItem, CheckRequest, Consistency, GrantSource,
     ListUserPermissionsRequest, LookupCompaniesRequest, LookupUsersRequest, consistency,
 };
@@ -32,7 +32,7 @@ async fn an_explanation_names_the_binding_and_the_role_that_granted(backend: Bac
     let base = create_role(admin, &acme.id, "base", &["inventory:item:*"], &[]).await;
     let clerk = create_role(admin, &acme.id, "clerk", &[], &[&base]).await;
     let (binding, _) = assign(admin, &acme.id, &ada.user_id, &clerk, "").await;
-    let explain = |permission: &str| plinth_client::rbac::v1::CheckRequest {
+    let explain = |permission: &str| plinth_api::rbac::v1::CheckRequest {
         explain: true,
         ..check_request(&acme.id, &ada.user_id, permission, "")
     };
@@ -395,7 +395,7 @@ async fn malformed_questions_are_field_violations(backend: Backend) {
     let globex = tenant(&sandbox, "globex").await;
     let mut operator = sandbox.operator().await;
     let user_id = acme.admin.user_id.clone();
-    let with = |consistency: consistency::Requirement| plinth_client::rbac::v1::CheckRequest {
+    let with = |consistency: consistency::Requirement| plinth_api::rbac::v1::CheckRequest {
         consistency: Some(Consistency {
             requirement: Some(consistency),
         }),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::rbac::v1::{CheckRequest, Consistency, UnassignRoleRequest, consistency};
+use plinth_api::rbac::v1::{CheckRequest, Consistency, UnassignRoleRequest, consistency};
 use plinth_tests::{Backend, Sandbox, TestRedis, assert_refusal};
 use tonic::Code;
 

@@ -2,7 +2,7 @@
 //! RBAC call: B's real ids and ids that exist nowhere both answer NOT_FOUND,
 //! and B is unchanged afterwards.
 
-use plinth_client::rbac::v1::{
+use plinth_api::rbac::v1::{
     CheckBatchRequest, CheckItem, DeleteRoleRequest, GetRoleRequest, ListRoleBindingsRequest,
     ListRolesRequest, ListUserPermissionsRequest, LookupCompaniesRequest, LookupUsersRequest,
     RoleKey, UnassignRoleRequest, UpdateRoleRequest, get_role_request,
@@ -48,7 +48,7 @@ async fn every_call(
     clients: &mut Clients,
     own_tenant: &str,
     own_user: &str,
-    own_role: &plinth_client::rbac::v1::Role,
+    own_role: &plinth_api::rbac::v1::Role,
     target: &Ids,
 ) -> Vec<(&'static str, tonic::Status)> {
     let rbac = &mut clients.rbac;
@@ -211,8 +211,8 @@ async fn snapshot(
     operator: &mut Clients,
     tenant_id: &str,
 ) -> (
-    Vec<plinth_client::rbac::v1::Role>,
-    Vec<plinth_client::rbac::v1::RoleBinding>,
+    Vec<plinth_api::rbac::v1::Role>,
+    Vec<plinth_api::rbac::v1::RoleBinding>,
 ) {
     let roles = operator
         .rbac

@@ -9,7 +9,7 @@ mod consistency;
 mod isolation;
 mod model;
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{CreateUserRequest, WhoAmIRequest},
     rbac::v1::{
         AssignRoleRequest, CheckRequest, CreateRoleRequest, PermissionDeclaration,

@@ -1,7 +1,7 @@
 //! The RBAC model: inheritance, cycles, wildcards, company scope, expiry,
 //! escalation, protected roles and admins, declarations.
 
-use plinth_client::{
+use plinth_api::{
     auth::v1::{UpdateUserRequest, UserStatus},
     rbac::v1::{
         DeleteRoleRequest, GetRoleRequest, PermissionDeclaration, PermissionList,
@@ -196,7 +196,7 @@ async fn an_expired_binding_grants_nothing(backend: Backend) {
     let admin = &mut acme.admin.clients;
     let reader = create_role(admin, &acme.id, "reader", &["finance:invoice:read"], &[]).await;
     let expires = std::time::SystemTime::now() + std::time::Duration::from_millis(1500);
-    let request = plinth_client::rbac::v1::AssignRoleRequest {
+    let request = plinth_api::rbac::v1::AssignRoleRequest {
         expires_at: Some(expires.into()),
         ..assignment(&acme.id, &ada.user_id, &reader, "")
     };
@@ -206,7 +206,7 @@ async fn an_expired_binding_grants_nothing(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
 
     assert!(!allowed(admin, &acme.id, &ada.user_id, "finance:invoice:read", "").await);
-    let past = plinth_client::rbac::v1::AssignRoleRequest {
+    let past = plinth_api::rbac::v1::AssignRoleRequest {
         expires_at: Some(std::time::SystemTime::now().into()),
         ..assignment(&acme.id, &ada.user_id, &reader, "")
     };
@@ -295,7 +295,7 @@ async fn the_last_tenant_admin_cannot_be_unbound_or_disabled(backend: Backend) {
         .unwrap();
     let first_binding = operator
         .rbac
-        .list_role_bindings(plinth_client::rbac::v1::ListRoleBindingsRequest {
+        .list_role_bindings(plinth_api::rbac::v1::ListRoleBindingsRequest {
             tenant_id: acme.id.clone(),
             role_id: admin_role.id.clone(),
             ..Default::default()
@@ -551,7 +551,7 @@ async fn a_super_admins_use_of_another_tenant_is_audited_there(backend: Backend)
     let mut operator = sandbox.operator().await;
     operator
         .auth
-        .create_user(plinth_client::auth::v1::CreateUserRequest {
+        .create_user(plinth_api::auth::v1::CreateUserRequest {
             tenant_id: plinth_platform::store::tenants::PLATFORM_TENANT_ID.to_string(),
             email: "root@platform.example".to_owned(),
             display_name: "Root".to_owned(),
@@ -564,7 +564,7 @@ async fn a_super_admins_use_of_another_tenant_is_audited_there(backend: Backend)
     let roles = root
         .clients
         .rbac
-        .list_roles(plinth_client::rbac::v1::ListRolesRequest {
+        .list_roles(plinth_api::rbac::v1::ListRolesRequest {
             tenant_id: acme.id.clone(),
             ..Default::default()
         })

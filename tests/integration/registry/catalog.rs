@@ -1,6 +1,6 @@
 //! Registering module versions and reading the catalog over gRPC.
 
-use plinth_client::{
+use plinth_api::{
     rbac::v1::ListPermissionsRequest,
     registry::v1::{
         GetModuleRequest, ListModuleVersionsRequest, ModuleManifest, ModuleStatus,

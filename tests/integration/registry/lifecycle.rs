@@ -1,7 +1,7 @@
 //! The catalog's lifecycle over gRPC: listing, metadata, activation,
 //! deactivation and deletion, and who may manage it.
 
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     ActivateModuleRequest, DeactivateModuleRequest, DeleteModuleRequest, GetModuleRequest,
     ListModulesRequest, ModuleManifest, ModuleStatus, RegisterModuleRequest, UpdateModuleRequest,
 };

@@ -2,7 +2,7 @@
 //! of a manifest at once (the rules themselves are tested one by one in
 //! `registry-server`'s `manifest::tests`).
 
-use plinth_client::registry::v1::{ValidateManifestRequest, ValidateManifestResponse};
+use plinth_api::registry::v1::{ValidateManifestRequest, ValidateManifestResponse};
 use plinth_tests::{Backend, Credentials, Sandbox, assert_refusal, violated_fields};
 use registry_server::manifest::document;
 use tonic::Code;
@@ -14,7 +14,7 @@ crate::on_both_backends!(
     a_dry_run_without_a_manifest_is_a_field_violation,
 );
 
-fn example() -> plinth_client::registry::v1::ModuleManifest {
+fn example() -> plinth_api::registry::v1::ModuleManifest {
     document::parse(include_str!(
         "../../../registry-server/example-manifest.yaml"
     ))

@@ -8,7 +8,7 @@ mod manifests;
 mod probing;
 mod watch;
 
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     ModuleDependency, ModuleManifest, RegisterModuleRequest, RegisterModuleResponse,
 };
 use plinth_tests::Clients;

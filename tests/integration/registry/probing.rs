@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plinth_client::{
+use plinth_api::{
     prost_types,
     registry::v1::{
         DiscoverInstancesRequest, HealthCheck, InstanceStatus, ModuleManifest,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_client::{
+use plinth_api::{
     prost_types,
     registry::v1::{
         DeregisterInstanceRequest, InstanceEventKind, InstanceStatus, RegisterInstanceRequest,

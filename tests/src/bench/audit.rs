@@ -13,7 +13,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use plinth_client::{
+use plinth_api::{
     audit::v1::{
         EventInput, Outcome, QueryEventsRequest, RecordEventsRequest, TailEventsRequest,
         audit_service_client::AuditServiceClient, query_events_request, tail_events_response,

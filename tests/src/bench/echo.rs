@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::module_registry_service_server::ModuleRegistryServiceServer,
     tenant::v1::tenant_service_server::TenantServiceServer,
 };

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plinth_client::auth::v1::{LoginRequest, auth_service_client::AuthServiceClient};
+use plinth_api::auth::v1::{LoginRequest, auth_service_client::AuthServiceClient};
 
 use super::report::StormCounts;
 

@@ -260,13 +260,12 @@ fn new_histogram() -> Histogram<u64> {
 
 /// A key of the bench module, made by the operator.
 pub async fn module_key(channel: Channel, operator_key: &str) -> anyhow::Result<String> {
-    let mut auth =
-        plinth_client::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
-            channel,
-            crate::Credentials::api_key(operator_key),
-        );
+    let mut auth = plinth_api::auth::v1::auth_service_client::AuthServiceClient::with_interceptor(
+        channel,
+        crate::Credentials::api_key(operator_key),
+    );
     Ok(auth
-        .create_api_key(plinth_client::auth::v1::CreateApiKeyRequest {
+        .create_api_key(plinth_api::auth::v1::CreateApiKeyRequest {
             name: "bench module".to_owned(),
             module_id: rbac::MODULE.to_owned(),
             ..Default::default()

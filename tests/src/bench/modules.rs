@@ -2,7 +2,7 @@
 //! and what is my configuration (a document of about 2 KB), both by the
 //! module's own key.
 
-use plinth_client::{
+use plinth_api::{
     registry::v1::ActivateModuleRequest,
     registry::v1::module_registry_service_client::ModuleRegistryServiceClient,
     tenant::v1::{

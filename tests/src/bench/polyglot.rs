@@ -12,7 +12,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use plinth_client::rbac::v1::{CheckRequest, rbac_service_client::RbacServiceClient};
+use plinth_api::rbac::v1::{CheckRequest, rbac_service_client::RbacServiceClient};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::Credentials;

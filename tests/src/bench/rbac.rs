@@ -8,7 +8,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use plinth_client::rbac::v1::{
+use plinth_api::rbac::v1::{
     CheckBatchRequest, CheckItem, CheckRequest, ListUserPermissionsRequest,
     rbac_service_client::RbacServiceClient,
 };

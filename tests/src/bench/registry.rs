@@ -7,7 +7,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     DiscoverInstancesRequest, DiscoverInstancesResponse, HeartbeatRequest, Instance,
     InstanceStatus, ModuleManifest, RegisterInstanceRequest, RegisterModuleRequest,
     module_registry_service_client::ModuleRegistryServiceClient,
@@ -44,11 +44,11 @@ pub async fn populate(
                 version: "1.0.0".to_owned(),
                 display_name: "Bench".to_owned(),
                 // Takes any configuration object.
-                config_schema: Some(plinth_client::prost_types::Struct {
+                config_schema: Some(plinth_api::prost_types::Struct {
                     fields: [(
                         "type".to_owned(),
-                        plinth_client::prost_types::Value {
-                            kind: Some(plinth_client::prost_types::value::Kind::StringValue(
+                        plinth_api::prost_types::Value {
+                            kind: Some(plinth_api::prost_types::value::Kind::StringValue(
                                 "object".to_owned(),
                             )),
                         },
@@ -68,7 +68,7 @@ pub async fn populate(
                 version: "1.0.0".to_owned(),
                 endpoint: endpoint.to_owned(),
                 instance_key: format!("bench-{index}"),
-                lease_ttl: Some(plinth_client::prost_types::Duration {
+                lease_ttl: Some(plinth_api::prost_types::Duration {
                     seconds: 300,
                     nanos: 0,
                 }),
@@ -83,7 +83,7 @@ pub async fn populate(
         client
             .heartbeat(HeartbeatRequest {
                 instance_id: id.clone(),
-                status: plinth_client::registry::v1::InstanceStatus::Serving.into(),
+                status: plinth_api::registry::v1::InstanceStatus::Serving.into(),
             })
             .await?;
         ids.push(id);

@@ -10,7 +10,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use plinth_client::registry::v1::{
+use plinth_api::registry::v1::{
     HeartbeatRequest, InstanceStatus, RegisterInstanceRequest, WatchInstancesRequest,
     module_registry_service_client::ModuleRegistryServiceClient, watch_instances_response::Event,
 };

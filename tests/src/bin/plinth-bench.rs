@@ -27,7 +27,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use plinth_client::{
+use plinth_api::{
     auth::v1::{VerifyTokenRequest, WhoAmIRequest, auth_service_client::AuthServiceClient},
     rbac::v1::CheckRequest,
     tenant::v1::{SignupRequest, tenant_service_client::TenantServiceClient},

@@ -4,7 +4,7 @@
 mod requests;
 
 use futures_util::StreamExt;
-use plinth_client::audit::v1::{
+use plinth_api::audit::v1::{
     self as proto, audit_service_server::AuditService, tail_events_response::Kind,
 };
 use plinth_platform::{

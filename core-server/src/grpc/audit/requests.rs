@@ -1,8 +1,8 @@
 //! AuditService requests read into commands, every field bounded.
 
 use chrono::{DateTime, Utc};
-use plinth_client::audit::v1::{self as proto, query_events_request, verify_chain_request};
-use plinth_client::prost_types::{self, Struct, Value, value::Kind as ValueKind};
+use plinth_api::audit::v1::{self as proto, query_events_request, verify_chain_request};
+use plinth_api::prost_types::{self, Struct, Value, value::Kind as ValueKind};
 use plinth_platform::{audit::Outcome, clock, error::ApiError, store::audit_log::EventQuery};
 use registry_server::manifest::json;
 

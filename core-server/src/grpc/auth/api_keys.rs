@@ -1,6 +1,6 @@
 //! API keys: requests into commands, records into messages.
 
-use plinth_client::auth::v1 as proto;
+use plinth_api::auth::v1 as proto;
 use plinth_platform::{
     error::ApiError,
     identity,

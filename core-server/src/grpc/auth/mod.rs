@@ -4,7 +4,7 @@ mod api_keys;
 mod sessions;
 mod users;
 
-use plinth_client::auth::v1::{self as proto, auth_service_server::AuthService};
+use plinth_api::auth::v1::{self as proto, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{api_keys::KeyAdmin, sessions::Sessions, users::Users};

@@ -1,6 +1,6 @@
 //! Login, tokens, sessions, signing keys and the caller's own identity.
 
-use plinth_client::auth::v1::{self as proto, PrincipalKind as ProtoPrincipalKind};
+use plinth_api::auth::v1::{self as proto, PrincipalKind as ProtoPrincipalKind};
 use plinth_platform::{
     error::ApiError,
     identity::{self, Principal, PrincipalKind, tokens::MAX_TOKEN_BYTES},

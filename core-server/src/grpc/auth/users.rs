@@ -1,6 +1,6 @@
 //! Users: requests into commands, records into messages.
 
-use plinth_client::auth::v1::{self as proto, UserStatus as ProtoUserStatus};
+use plinth_api::auth::v1::{self as proto, UserStatus as ProtoUserStatus};
 use plinth_platform::{
     error::ApiError,
     identity,

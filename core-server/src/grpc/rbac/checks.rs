@@ -1,7 +1,7 @@
 //! Checks, lookups and declared permissions: requests into questions,
 //! answers into messages.
 
-use plinth_client::rbac::v1::{self as proto, GrantSource};
+use plinth_api::rbac::v1::{self as proto, GrantSource};
 use plinth_platform::{
     error::ApiError,
     identity,

@@ -3,7 +3,7 @@
 mod checks;
 mod roles;
 
-use plinth_client::rbac::v1::{self as proto, consistency, rbac_service_server::RbacService};
+use plinth_api::rbac::v1::{self as proto, consistency, rbac_service_server::RbacService};
 use tonic::{Request, Response, Status};
 
 use super::validate::Fields;

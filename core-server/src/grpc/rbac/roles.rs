@@ -1,6 +1,6 @@
 //! Roles and bindings: requests into commands, records into messages.
 
-use plinth_client::rbac::v1::{self as proto, get_role_request};
+use plinth_api::rbac::v1::{self as proto, get_role_request};
 use plinth_platform::{
     error::ApiError,
     identity,

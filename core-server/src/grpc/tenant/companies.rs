@@ -1,6 +1,6 @@
 //! Companies: requests into commands, records into messages.
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     self as proto, CompanyStatus as ProtoCompanyStatus, get_company_request,
 };
 use plinth_platform::{

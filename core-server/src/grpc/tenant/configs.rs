@@ -5,8 +5,8 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use bytes::Bytes;
 
 use futures_util::StreamExt;
-use plinth_client::prost::Message;
-use plinth_client::tenant::v1::{
+use plinth_api::prost::Message;
+use plinth_api::tenant::v1::{
     self as proto, ConfigSource, set_module_config_request, watch_module_config_response::Event,
 };
 use plinth_platform::{error::ApiError, identity};

@@ -7,7 +7,7 @@ mod modules;
 mod templates;
 mod tenants;
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     self as proto,
     tenant_service_server::{TenantService as GeneratedTenantService, TenantServiceServer},
 };

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     self as proto, EnablementReason, TenantModuleState as ProtoState, consistency,
 };
 use plinth_platform::{

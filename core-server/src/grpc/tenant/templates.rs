@@ -1,6 +1,6 @@
 //! Industry templates: requests into commands, templates into messages.
 
-use plinth_client::tenant::v1 as proto;
+use plinth_api::tenant::v1 as proto;
 use plinth_platform::{error::ApiError, identity, store::templates::Template};
 use tonic::{Request, Response};
 use uuid::Uuid;

@@ -1,6 +1,6 @@
 //! Tenants and signup: requests into commands, records into messages.
 
-use plinth_client::tenant::v1::{
+use plinth_api::tenant::v1::{
     self as proto, TenantStatus as ProtoTenantStatus, get_tenant_request,
 };
 use plinth_platform::{

@@ -24,7 +24,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Ordered maps: deterministic encodings, and small maps without a
         // hasher to seed on every message.
         .btree_map(".")
-        .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
         .build_client(true)
         .generate_default_stubs(true)
         .compile_fds(file_descriptors)?;

@@ -1,0 +1,451 @@
+//! The module runtime: serves a module's gRPC services next to gRPC health
+//! and the lifecycle callbacks, registers the instance with the registry,
+//! heartbeats its lease, and on shutdown reports DRAINING, waits for
+//! discovery to move callers away, deregisters and finishes its calls.
+
+use std::{
+    collections::BTreeMap, convert::Infallible, future::Future, net::SocketAddr, sync::Arc,
+    time::Duration,
+};
+
+use plinth_api::{
+    module::v1::{
+        CallbackTarget, Delivery, OnCompanyDisabledRequest, OnCompanyDisabledResponse,
+        OnCompanyEnabledRequest, OnCompanyEnabledResponse, OnCompanyEnablingRequest,
+        OnCompanyEnablingResponse, OnTenantDisabledRequest, OnTenantDisabledResponse,
+        OnTenantEnabledRequest, OnTenantEnabledResponse, OnTenantEnablingRequest,
+        OnTenantEnablingResponse,
+        module_lifecycle_service_server::{ModuleLifecycleService, ModuleLifecycleServiceServer},
+    },
+    registry::v1::{
+        DeregisterInstanceRequest, HeartbeatRequest, InstanceStatus, RegisterInstanceRequest,
+    },
+};
+use tokio::net::TcpListener;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::Routes,
+    transport::{Server, ServerTlsConfig},
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::Client;
+
+/// A refusal of an enable, with the reason shown to whoever asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Veto(pub String);
+
+/// The lifecycle callbacks a module answers (see `ModuleLifecycleService`
+/// in `plinth/module/v1/module.proto`). Every method has a default that
+/// accepts; the manifest's `callbacks` list which ones the core calls.
+///
+/// The after-change callbacks are delivered at least once: apply each
+/// `delivery.operation_id` once. An error makes the core retry later.
+pub trait Lifecycle: Send + Sync + 'static {
+    /// Before a tenant enables the module; a veto refuses the enable.
+    fn on_tenant_enabling(
+        &self,
+        target: &CallbackTarget,
+    ) -> impl Future<Output = Result<(), Veto>> + Send {
+        let _ = target;
+        async { Ok(()) }
+    }
+
+    /// Before a company of a tenant that has the module switches it on.
+    fn on_company_enabling(
+        &self,
+        target: &CallbackTarget,
+    ) -> impl Future<Output = Result<(), Veto>> + Send {
+        let _ = target;
+        async { Ok(()) }
+    }
+
+    fn on_tenant_enabled(
+        &self,
+        target: &CallbackTarget,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let _ = (target, delivery);
+        async { Ok(()) }
+    }
+
+    fn on_tenant_disabled(
+        &self,
+        target: &CallbackTarget,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let _ = (target, delivery);
+        async { Ok(()) }
+    }
+
+    fn on_company_enabled(
+        &self,
+        target: &CallbackTarget,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let _ = (target, delivery);
+        async { Ok(()) }
+    }
+
+    fn on_company_disabled(
+        &self,
+        target: &CallbackTarget,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
+        let _ = (target, delivery);
+        async { Ok(()) }
+    }
+}
+
+/// Serves a [`Lifecycle`] as the generated service.
+struct LifecycleService<L>(Arc<L>);
+
+fn target(target: Option<CallbackTarget>) -> Result<CallbackTarget, tonic::Status> {
+    target.ok_or_else(|| tonic::Status::invalid_argument("target is required"))
+}
+
+fn answer(verdict: Result<(), Veto>) -> (bool, String) {
+    match verdict {
+        Ok(()) => (true, String::new()),
+        Err(Veto(reason)) => (false, reason),
+    }
+}
+
+#[tonic::async_trait]
+impl<L: Lifecycle> ModuleLifecycleService for LifecycleService<L> {
+    async fn on_tenant_enabling(
+        &self,
+        request: tonic::Request<OnTenantEnablingRequest>,
+    ) -> Result<tonic::Response<OnTenantEnablingResponse>, tonic::Status> {
+        let target = target(request.into_inner().target)?;
+        let (allow, reason) = answer(self.0.on_tenant_enabling(&target).await);
+        Ok(tonic::Response::new(OnTenantEnablingResponse {
+            allow,
+            reason,
+        }))
+    }
+
+    async fn on_company_enabling(
+        &self,
+        request: tonic::Request<OnCompanyEnablingRequest>,
+    ) -> Result<tonic::Response<OnCompanyEnablingResponse>, tonic::Status> {
+        let target = target(request.into_inner().target)?;
+        let (allow, reason) = answer(self.0.on_company_enabling(&target).await);
+        Ok(tonic::Response::new(OnCompanyEnablingResponse {
+            allow,
+            reason,
+        }))
+    }
+
+    async fn on_tenant_enabled(
+        &self,
+        request: tonic::Request<OnTenantEnabledRequest>,
+    ) -> Result<tonic::Response<OnTenantEnabledResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let delivery = request.delivery.unwrap_or_default();
+        self.0
+            .on_tenant_enabled(&target(request.target)?, &delivery)
+            .await?;
+        Ok(tonic::Response::new(OnTenantEnabledResponse {}))
+    }
+
+    async fn on_tenant_disabled(
+        &self,
+        request: tonic::Request<OnTenantDisabledRequest>,
+    ) -> Result<tonic::Response<OnTenantDisabledResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let delivery = request.delivery.unwrap_or_default();
+        self.0
+            .on_tenant_disabled(&target(request.target)?, &delivery)
+            .await?;
+        Ok(tonic::Response::new(OnTenantDisabledResponse {}))
+    }
+
+    async fn on_company_enabled(
+        &self,
+        request: tonic::Request<OnCompanyEnabledRequest>,
+    ) -> Result<tonic::Response<OnCompanyEnabledResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let delivery = request.delivery.unwrap_or_default();
+        self.0
+            .on_company_enabled(&target(request.target)?, &delivery)
+            .await?;
+        Ok(tonic::Response::new(OnCompanyEnabledResponse {}))
+    }
+
+    async fn on_company_disabled(
+        &self,
+        request: tonic::Request<OnCompanyDisabledRequest>,
+    ) -> Result<tonic::Response<OnCompanyDisabledResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let delivery = request.delivery.unwrap_or_default();
+        self.0
+            .on_company_disabled(&target(request.target)?, &delivery)
+            .await?;
+        Ok(tonic::Response::new(OnCompanyDisabledResponse {}))
+    }
+}
+
+/// Why a module stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the listener: {0}")]
+    Listener(std::io::Error),
+    #[error("registering the instance: {0}")]
+    Register(tonic::Status),
+    #[error("serving: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// One running instance of a module. Build it, add its services, and
+/// [`serve`](Module::serve) it.
+pub struct Module {
+    client: Client,
+    module_id: String,
+    version: String,
+    instance_key: String,
+    labels: BTreeMap<String, String>,
+    advertise: Option<String>,
+    tls: Option<ServerTlsConfig>,
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    lease: Duration,
+    drain: Duration,
+}
+
+impl Module {
+    /// Module `module_id` at `version` (registered with the registry).
+    pub fn new(client: &Client, module_id: &str, version: &str) -> Module {
+        Module {
+            client: client.clone(),
+            module_id: module_id.to_owned(),
+            version: version.to_owned(),
+            instance_key: uuid::Uuid::now_v7().to_string(),
+            labels: BTreeMap::new(),
+            advertise: None,
+            tls: None,
+            routes: Routes::default(),
+            service_names: Vec::new(),
+            lease: Duration::from_secs(30),
+            drain: Duration::from_secs(2),
+        }
+    }
+
+    /// Answers the lifecycle callbacks with `lifecycle`.
+    pub fn lifecycle(self, lifecycle: impl Lifecycle) -> Module {
+        self.service(ModuleLifecycleServiceServer::new(LifecycleService(
+            Arc::new(lifecycle),
+        )))
+    }
+
+    /// Serves one of the module's gRPC services (wrap it in an
+    /// [`Authenticator`](crate::Authenticator) layer to know its users).
+    pub fn service<S>(mut self, service: S) -> Module
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes = self.routes.add_service(service);
+        self.service_names.push(S::NAME);
+        self
+    }
+
+    /// The URL the registry publishes and the core calls back on; by
+    /// default `http(s)://` and the listener's address.
+    pub fn advertise(mut self, endpoint: impl Into<String>) -> Module {
+        self.advertise = Some(endpoint.into());
+        self
+    }
+
+    /// Serves TLS (and, with a client CA, requires the core's certificate).
+    pub fn tls(mut self, tls: ServerTlsConfig) -> Module {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Names the instance across restarts (default: a fresh UUID).
+    pub fn instance_key(mut self, key: impl Into<String>) -> Module {
+        self.instance_key = key.into();
+        self
+    }
+
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Module {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// The lease asked for (5 s to 5 min; default 30 s).
+    pub fn lease(mut self, lease: Duration) -> Module {
+        self.lease = lease;
+        self
+    }
+
+    /// How long the instance stays DRAINING before it deregisters and
+    /// stops (default 2 s).
+    pub fn drain(mut self, drain: Duration) -> Module {
+        self.drain = drain;
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ModuleError> {
+        let address = listener.local_addr().map_err(ModuleError::Listener)?;
+        let endpoint = match &self.advertise {
+            Some(endpoint) => endpoint.clone(),
+            None => default_endpoint(address, self.tls.is_some())?,
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut server = Server::builder();
+        if let Some(tls) = self.tls.clone() {
+            server = server.tls_config(tls)?;
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let serving = tokio::spawn(
+            server
+                .add_routes(self.routes.clone().add_service(health_service))
+                .serve_with_incoming_shutdown(incoming, async {
+                    stopped.await.ok();
+                }),
+        );
+        let registration = Registration {
+            client: self.client.clone(),
+            request: RegisterInstanceRequest {
+                module_id: self.module_id.clone(),
+                version: self.version.clone(),
+                endpoint,
+                labels: self.labels.clone().into_iter().collect(),
+                lease_ttl: prost_types::Duration::try_from(self.lease).ok(),
+                instance_key: self.instance_key.clone(),
+            },
+        };
+        let mut instance = registration
+            .register()
+            .await
+            .map_err(ModuleError::Register)?;
+        self.report(&health, ServingStatus::Serving).await;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(instance.heartbeat_every) => {
+                    instance = registration.heartbeat(instance).await;
+                }
+            }
+        }
+        self.report(&health, ServingStatus::NotServing).await;
+        registration.drain(&instance.id).await;
+        tokio::time::sleep(self.drain).await;
+        registration.deregister(&instance.id).await;
+        stop.send(()).ok();
+        match serving.await {
+            Ok(served) => Ok(served?),
+            Err(panicked) => Err(ModuleError::Invalid(format!(
+                "the server task failed: {panicked}"
+            ))),
+        }
+    }
+
+    async fn report(&self, health: &HealthReporter, status: ServingStatus) {
+        health.set_service_status("", status).await;
+        for name in &self.service_names {
+            health.set_service_status(*name, status).await;
+        }
+    }
+}
+
+fn default_endpoint(address: SocketAddr, tls: bool) -> Result<String, ModuleError> {
+    if address.ip().is_unspecified() {
+        return Err(ModuleError::Invalid(format!(
+            "listening on {address}: set the address callers reach with Module::advertise"
+        )));
+    }
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{address}"))
+}
+
+struct Registration {
+    client: Client,
+    request: RegisterInstanceRequest,
+}
+
+struct Registered {
+    id: String,
+    heartbeat_every: Duration,
+}
+
+impl Registration {
+    async fn register(&self) -> Result<Registered, tonic::Status> {
+        let response = self
+            .client
+            .registry()
+            .register_instance(self.request.clone())
+            .await?
+            .into_inner();
+        let lease = response
+            .lease_ttl
+            .and_then(|lease| Duration::try_from(lease).ok())
+            .unwrap_or(Duration::from_secs(30));
+        let id = response
+            .instance
+            .map(|instance| instance.instance_id)
+            .unwrap_or_default();
+        tracing::info!(instance = %id, module = %self.request.module_id, "instance registered");
+        // Serving from the first beat: the registration itself says STARTING.
+        self.beat(&id, InstanceStatus::Serving).await?;
+        Ok(Registered {
+            id,
+            heartbeat_every: lease / 3,
+        })
+    }
+
+    async fn beat(&self, id: &str, status: InstanceStatus) -> Result<(), tonic::Status> {
+        let request = HeartbeatRequest {
+            instance_id: id.to_owned(),
+            status: status.into(),
+        };
+        self.client.registry().heartbeat(request).await.map(drop)
+    }
+
+    /// Renews the lease; a lapsed lease registers the instance again.
+    async fn heartbeat(&self, instance: Registered) -> Registered {
+        match self.beat(&instance.id, InstanceStatus::Serving).await {
+            Ok(()) => instance,
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tracing::warn!(instance = %instance.id, "lease lapsed: registering again");
+                self.register().await.unwrap_or(instance)
+            }
+            Err(status) => {
+                tracing::warn!(instance = %instance.id, %status, "heartbeat failed");
+                instance
+            }
+        }
+    }
+
+    async fn drain(&self, id: &str) {
+        if let Err(status) = self.beat(id, InstanceStatus::Draining).await {
+            tracing::warn!(instance = %id, %status, "could not report draining");
+        }
+    }
+
+    async fn deregister(&self, id: &str) {
+        let request = DeregisterInstanceRequest {
+            instance_id: id.to_owned(),
+        };
+        if let Err(status) = self.client.registry().deregister_instance(request).await {
+            tracing::warn!(instance = %id, %status, "could not deregister");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! A real core for a module's own tests: the embedded default (SQLite in a
+//! temporary directory, caches in process) serving every core service and
+//! the registry on an ephemeral loopback port, in the test's process.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), plinth_client::testing::TestError> {
+//! use plinth_client::testing::TestCore;
+//!
+//! let core = TestCore::start().await?;
+//! let module = core.publish_module(&std::fs::read_to_string("manifest.yaml")?).await?;
+//! let alice = core.tenant_user("acme", "stock", "{}", &["stock:item:read"]).await?;
+//! # let _ = (module, alice);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use plinth_api::{
+    auth::v1::{CreateApiKeyRequest, CreateUserRequest, LoginRequest},
+    rbac::v1::{AssignRoleRequest, CreateRoleRequest},
+    registry::v1::{ActivateModuleRequest, RegisterModuleRequest},
+    tenant::v1::{CreateTenantRequest, EnableModulesRequest, ModuleEnablement},
+};
+use plinth_platform::config::Config;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::Client;
+
+pub type TestError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The password of every user a [`TestCore`] makes.
+pub const PASSWORD: &str = "correct horse battery staple 42";
+
+/// A user of a tenant, signed in.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub access_token: String,
+    /// The RBAC consistency token of the user's grant.
+    pub consistency_token: String,
+}
+
+/// A running core; stopped when dropped.
+pub struct TestCore {
+    endpoint: String,
+    operator_key: String,
+    data: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl TestCore {
+    /// Starts a fresh core and waits for its first operator key.
+    pub async fn start() -> Result<TestCore, TestError> {
+        let data = tempfile::tempdir()?;
+        let config = Config {
+            data_dir: data.path().to_owned(),
+            shutdown_grace_seconds: 1,
+            ..Config::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let stopped = async {
+                stop.await.ok();
+            };
+            if let Err(error) = core_server::run(config, listener, stopped).await {
+                tracing::error!(%error, "the test core stopped");
+            }
+        });
+        let key_file = data.path().join(core_server::BOOTSTRAP_KEY_FILE);
+        let mut operator_key = String::new();
+        for _ in 0..400 {
+            operator_key = tokio::fs::read_to_string(&key_file)
+                .await
+                .unwrap_or_default();
+            if !operator_key.is_empty() || server.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if operator_key.is_empty() {
+            return Err("the test core did not start".into());
+        }
+        Ok(TestCore {
+            endpoint,
+            operator_key: operator_key.trim().to_owned(),
+            data,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The core's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// A client with the operator key: may do anything.
+    pub fn operator(&self) -> Result<Client, TestError> {
+        self.client(&self.operator_key)
+    }
+
+    /// A client presenting `api_key`.
+    pub fn client(&self, api_key: &str) -> Result<Client, TestError> {
+        Ok(Client::builder(self.endpoint.clone())
+            .api_key(api_key)
+            .connect_lazy()?)
+    }
+
+    /// Registers and activates the module of `manifest` (YAML or JSON, as
+    /// `registry-server` reads manifests) and returns a client holding a
+    /// new key of that module.
+    pub async fn publish_module(&self, manifest: &str) -> Result<Client, TestError> {
+        let manifest = registry_server::manifest::document::parse(manifest)?;
+        let module_id = manifest.id.clone();
+        let operator = self.operator()?;
+        operator
+            .registry()
+            .register_module(RegisterModuleRequest {
+                manifest: Some(manifest),
+            })
+            .await?;
+        operator
+            .registry()
+            .activate_module(ActivateModuleRequest {
+                module_id: module_id.clone(),
+                version: String::new(),
+            })
+            .await?;
+        let key = operator
+            .auth()
+            .create_api_key(CreateApiKeyRequest {
+                name: module_id.clone(),
+                module_id,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .secret;
+        self.client(&key)
+    }
+
+    /// Tenant `tenant_code` (created if new) with `module_id` enabled and
+    /// its tenant configuration set to `tenant_config` (a JSON object), and
+    /// a new user of it holding `permissions`, signed in.
+    pub async fn tenant_user(
+        &self,
+        tenant_code: &str,
+        module_id: &str,
+        tenant_config: &str,
+        permissions: &[&str],
+    ) -> Result<TestUser, TestError> {
+        let operator = self.operator()?;
+        let tenant_id = operator
+            .tenants()
+            .create_tenant(CreateTenantRequest {
+                code: tenant_code.to_owned(),
+                name: tenant_code.to_owned(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .tenant
+            .ok_or("no tenant in the answer")?
+            .id;
+        operator
+            .tenants()
+            .enable_modules(EnableModulesRequest {
+                tenant_id: tenant_id.clone(),
+                modules: vec![ModuleEnablement {
+                    module_id: module_id.to_owned(),
+                    tenant_config: tenant_config.to_owned(),
+                    ..Default::default()
+                }],
+                enable_dependencies: true,
+            })
+            .await?;
+        let email = format!(
+            "user-{}@{tenant_code}.example",
+            uuid::Uuid::now_v7().simple()
+        );
+        let user_id = operator
+            .auth()
+            .create_user(CreateUserRequest {
+                tenant_id: tenant_id.clone(),
+                email: email.clone(),
+                display_name: "Test user".to_owned(),
+                password: PASSWORD.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .user
+            .ok_or("no user in the answer")?
+            .id;
+        let consistency_token = self.grant(&tenant_id, &user_id, permissions).await?;
+        let access_token = operator
+            .auth()
+            .login(LoginRequest {
+                tenant_code: tenant_code.to_owned(),
+                email: email.clone(),
+                password: PASSWORD.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .tokens
+            .ok_or("no tokens in the answer")?
+            .access_token;
+        Ok(TestUser {
+            tenant_id,
+            user_id,
+            email,
+            access_token,
+            consistency_token,
+        })
+    }
+
+    /// Grants `permissions` to a user through a new role; the grant's
+    /// consistency token.
+    pub async fn grant(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        permissions: &[&str],
+    ) -> Result<String, TestError> {
+        let rbac = self.operator()?.rbac();
+        let role = rbac
+            .clone()
+            .create_role(CreateRoleRequest {
+                tenant_id: tenant_id.to_owned(),
+                key: format!("test-{}", uuid::Uuid::now_v7().simple()),
+                display_name: "Test role".to_owned(),
+                permissions: permissions
+                    .iter()
+                    .map(|&permission| permission.to_owned())
+                    .collect(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .role
+            .ok_or("no role in the answer")?;
+        Ok(rbac
+            .clone()
+            .assign_role(AssignRoleRequest {
+                tenant_id: tenant_id.to_owned(),
+                user_id: user_id.to_owned(),
+                role_id: role.id,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .consistency_token)
+    }
+
+    /// Stops the core, waiting for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.take().map(|shutdown| shutdown.send(()));
+        if let Some(server) = self.server.take() {
+            server.await.ok();
+        }
+    }
+}
+
+impl Drop for TestCore {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).ok();
+        }
+    }
+}
