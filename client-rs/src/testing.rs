@@ -7,8 +7,10 @@
 //! use plinth_client::testing::TestCore;
 //!
 //! let core = TestCore::start().await?;
-//! let module = core.publish_module(&std::fs::read_to_string("manifest.yaml")?).await?;
-//! let alice = core.tenant_user("acme", "stock", "{}", &["stock:item:read"]).await?;
+//! let key = core.publish_module(&std::fs::read_to_string("manifest.yaml")?).await?;
+//! let module = core.client(&key)?;
+//! let acme = core.tenant("acme", "stock", r#"{"warehouse": "north"}"#).await?;
+//! let alice = core.user(&acme, &["stock:item:count"]).await?;
 //! # let _ = (module, alice);
 //! # Ok(())
 //! # }
@@ -25,12 +27,19 @@ use plinth_api::{
 use plinth_platform::config::Config;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-use crate::Client;
+use crate::{Client, ClientBuilder};
 
 pub type TestError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The password of every user a [`TestCore`] makes.
 pub const PASSWORD: &str = "correct horse battery staple 42";
+
+/// A tenant made by [`TestCore::tenant`].
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: String,
+    pub code: String,
+}
 
 /// A user of a tenant, signed in.
 #[derive(Debug, Clone)]
@@ -53,15 +62,20 @@ pub struct TestCore {
 }
 
 impl TestCore {
-    /// Starts a fresh core and waits for its first operator key.
+    /// Starts a fresh core on an ephemeral loopback port and waits for its
+    /// first operator key.
     pub async fn start() -> Result<TestCore, TestError> {
+        TestCore::start_on(TcpListener::bind("127.0.0.1:0").await?).await
+    }
+
+    /// Starts a fresh core on `listener`.
+    pub async fn start_on(listener: TcpListener) -> Result<TestCore, TestError> {
         let data = tempfile::tempdir()?;
         let config = Config {
             data_dir: data.path().to_owned(),
             shutdown_grace_seconds: 1,
             ..Config::default()
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -112,15 +126,18 @@ impl TestCore {
 
     /// A client presenting `api_key`.
     pub fn client(&self, api_key: &str) -> Result<Client, TestError> {
-        Ok(Client::builder(self.endpoint.clone())
-            .api_key(api_key)
-            .connect_lazy()?)
+        Ok(self.client_builder(api_key).connect_lazy()?)
+    }
+
+    /// A client builder for this core presenting `api_key`.
+    pub fn client_builder(&self, api_key: &str) -> ClientBuilder {
+        Client::builder(self.endpoint.clone()).api_key(api_key)
     }
 
     /// Registers and activates the module of `manifest` (YAML or JSON, as
-    /// `registry-server` reads manifests) and returns a client holding a
-    /// new key of that module.
-    pub async fn publish_module(&self, manifest: &str) -> Result<Client, TestError> {
+    /// `registry-server` reads manifests) and returns a new API key of that
+    /// module.
+    pub async fn publish_module(&self, manifest: &str) -> Result<String, TestError> {
         let manifest = registry_server::manifest::document::parse(manifest)?;
         let module_id = manifest.id.clone();
         let operator = self.operator()?;
@@ -137,7 +154,7 @@ impl TestCore {
                 version: String::new(),
             })
             .await?;
-        let key = operator
+        Ok(operator
             .auth()
             .create_api_key(CreateApiKeyRequest {
                 name: module_id.clone(),
@@ -146,26 +163,23 @@ impl TestCore {
             })
             .await?
             .into_inner()
-            .secret;
-        self.client(&key)
+            .secret)
     }
 
-    /// Tenant `tenant_code` (created if new) with `module_id` enabled and
-    /// its tenant configuration set to `tenant_config` (a JSON object), and
-    /// a new user of it holding `permissions`, signed in.
-    pub async fn tenant_user(
+    /// Creates tenant `code` with `module_id` enabled and its tenant
+    /// configuration set to `tenant_config` (a JSON object).
+    pub async fn tenant(
         &self,
-        tenant_code: &str,
+        code: &str,
         module_id: &str,
         tenant_config: &str,
-        permissions: &[&str],
-    ) -> Result<TestUser, TestError> {
+    ) -> Result<TestTenant, TestError> {
         let operator = self.operator()?;
-        let tenant_id = operator
+        let id = operator
             .tenants()
             .create_tenant(CreateTenantRequest {
-                code: tenant_code.to_owned(),
-                name: tenant_code.to_owned(),
+                code: code.to_owned(),
+                name: code.to_owned(),
                 ..Default::default()
             })
             .await?
@@ -176,7 +190,7 @@ impl TestCore {
         operator
             .tenants()
             .enable_modules(EnableModulesRequest {
-                tenant_id: tenant_id.clone(),
+                tenant_id: id.clone(),
                 modules: vec![ModuleEnablement {
                     module_id: module_id.to_owned(),
                     tenant_config: tenant_config.to_owned(),
@@ -185,14 +199,28 @@ impl TestCore {
                 enable_dependencies: true,
             })
             .await?;
+        Ok(TestTenant {
+            id,
+            code: code.to_owned(),
+        })
+    }
+
+    /// A new user of `tenant` holding `permissions`, signed in.
+    pub async fn user(
+        &self,
+        tenant: &TestTenant,
+        permissions: &[&str],
+    ) -> Result<TestUser, TestError> {
+        let operator = self.operator()?;
         let email = format!(
-            "user-{}@{tenant_code}.example",
-            uuid::Uuid::now_v7().simple()
+            "user-{}@{}.example",
+            uuid::Uuid::now_v7().simple(),
+            tenant.code
         );
         let user_id = operator
             .auth()
             .create_user(CreateUserRequest {
-                tenant_id: tenant_id.clone(),
+                tenant_id: tenant.id.clone(),
                 email: email.clone(),
                 display_name: "Test user".to_owned(),
                 password: PASSWORD.to_owned(),
@@ -202,11 +230,11 @@ impl TestCore {
             .user
             .ok_or("no user in the answer")?
             .id;
-        let consistency_token = self.grant(&tenant_id, &user_id, permissions).await?;
+        let consistency_token = self.grant(&tenant.id, &user_id, permissions).await?;
         let access_token = operator
             .auth()
             .login(LoginRequest {
-                tenant_code: tenant_code.to_owned(),
+                tenant_code: tenant.code.clone(),
                 email: email.clone(),
                 password: PASSWORD.to_owned(),
             })
@@ -216,7 +244,7 @@ impl TestCore {
             .ok_or("no tokens in the answer")?
             .access_token;
         Ok(TestUser {
-            tenant_id,
+            tenant_id: tenant.id.clone(),
             user_id,
             email,
             access_token,
@@ -263,7 +291,7 @@ impl TestCore {
     }
 
     /// Stops the core, waiting for it to finish.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         self.shutdown.take().map(|shutdown| shutdown.send(()));
         if let Some(server) = self.server.take() {
             server.await.ok();

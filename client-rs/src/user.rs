@@ -118,6 +118,11 @@ impl Authenticator {
         }
     }
 
+    /// `inner` with every request authenticated: the layer's service.
+    pub fn wrap<S>(self: &Arc<Self>, inner: S) -> Authenticate<S> {
+        self.layer().layer(inner)
+    }
+
     /// The user of a request with these headers.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<User, Refusal> {
         let token = headers

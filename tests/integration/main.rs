@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod bad_input;
+mod client_rs;
 mod credentials;
 mod example_modules;
 mod generated_clients;

@@ -3,25 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use plinth_api::auth::v1::{
     CreateUserRequest, GetJwksRequest, ListUsersRequest, LoginRequest, LoginResponse,
     LogoutRequest, PrincipalKind, RefreshRequest, RotateSigningKeyRequest, TokenPair,
     VerifyTokenRequest, WhoAmIRequest,
 };
 use plinth_api::tenant::v1::{SetTenantStatusRequest, SignupRequest, TenantStatus};
-use plinth_platform::{
-    audit::Actor,
-    clock,
-    identity::tokens::{AccessClaims, encode},
-    store::signing_keys::SigningKeyRecord,
-};
 use plinth_tests::{
-    Backend, Credentials, Sandbox, all_at_once, error_reason, module_key, violated_fields,
-};
-use ring::{
-    rand::SystemRandom,
-    signature::{Ed25519KeyPair, KeyPair},
+    Backend, Credentials, Sandbox, all_at_once, error_reason, forgeries::Forger, module_key,
+    violated_fields,
 };
 use tonic::Code;
 
@@ -211,35 +201,6 @@ async fn the_whole_flow_from_signup_to_logout(backend: Backend) {
     );
 }
 
-/// A key the test controls, published through the store like a rotation.
-fn test_key(
-    sandbox_key_created: chrono::DateTime<chrono::Utc>,
-) -> (Ed25519KeyPair, SigningKeyRecord) {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let record = SigningKeyRecord {
-        kid: uuid::Uuid::now_v7().simple().to_string(),
-        algorithm: "EdDSA".to_owned(),
-        public_key: pair.public_key().as_ref().to_vec(),
-        encrypted_private_key: vec![0; 16],
-        created_at: sandbox_key_created,
-        retired_at: None,
-    };
-    (pair, record)
-}
-
-fn craft(
-    header: serde_json::Value,
-    claims: &AccessClaims,
-    sign: impl Fn(&[u8]) -> Vec<u8>,
-) -> String {
-    let header = URL_SAFE_NO_PAD.encode(header.to_string());
-    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
-    let signed = format!("{header}.{claims}");
-    let signature = URL_SAFE_NO_PAD.encode(sign(signed.as_bytes()));
-    format!("{signed}.{signature}")
-}
-
 async fn forged_and_broken_tokens_are_refused(backend: Backend) {
     let sandbox = Sandbox::start(backend).await;
     let initech = sign_up(&sandbox, "initech").await;
@@ -247,97 +208,28 @@ async fn forged_and_broken_tokens_are_refused(backend: Backend) {
     crate::modules::enabled_for(&sandbox, &initech, "crm").await;
     let key = module_key(&sandbox, "crm").await;
     let genuine = verify(&sandbox, &key, &session.access_token).await.unwrap();
-
-    // Publish two keys the test holds: one rotated out an hour ago (long past
-    // its grace of 15 min + leeway), one current.
     let store = sandbox.database.open_store().await;
-    let now = clock::now();
-    let (old_pair, old_record) = test_key(now - chrono::Duration::hours(2));
-    let (pair, record) = test_key(now - chrono::Duration::hours(1));
-    for published in [&old_record, &record] {
-        let audit = plinth_platform::audit::AuditDraft::new(
-            Actor::default(),
-            "test.key",
-            "signing_key",
-            &published.kid,
-        );
-        let mut tx = store.begin().await.unwrap();
-        plinth_platform::store::signing_keys::rotate_in(&mut tx, published, audit)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    }
+    let forger = Forger::publish(
+        &store,
+        genuine.user_id.parse().unwrap(),
+        genuine.tenant_id.parse().unwrap(),
+        genuine.session_id.parse().unwrap(),
+    )
+    .await;
     // An unknown kid reloads the key set at most once a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let claims = AccessClaims {
-        iss: "plinth".to_owned(),
-        aud: "plinth".to_owned(),
-        sub: genuine.user_id.parse().unwrap(),
-        tid: genuine.tenant_id.parse().unwrap(),
-        sid: genuine.session_id.parse().unwrap(),
-        jti: uuid::Uuid::now_v7(),
-        iat: now.timestamp(),
-        nbf: now.timestamp(),
-        exp: now.timestamp() + 600,
-    };
-    let with = |change: fn(&mut AccessClaims)| {
-        let mut changed = claims.clone();
-        change(&mut changed);
-        encode(&record.kid, &changed, &pair)
-    };
-    verify(&sandbox, &key, &encode(&record.kid, &claims, &pair))
+    verify(&sandbox, &key, &forger.genuine())
         .await
         .expect("control: a well-formed token from the test key verifies");
 
-    let header = |alg: &str, kid: &str| serde_json::json!({ "alg": alg, "typ": "JWT", "kid": kid });
-    let hmac_with_public_key = |message: &[u8]| {
-        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pair.public_key().as_ref());
-        ring::hmac::sign(&secret, message).as_ref().to_vec()
-    };
-    let (stranger, _) = test_key(now);
-    let forged = [
-        (
-            "alg none",
-            craft(header("none", &record.kid), &claims, |_| Vec::new()),
-        ),
-        (
-            "HS256 with the public key",
-            craft(header("HS256", &record.kid), &claims, hmac_with_public_key),
-        ),
-        ("unknown kid", encode("no-such-kid", &claims, &pair)),
-        (
-            "signed by an unpublished key",
-            encode(&record.kid, &claims, &stranger),
-        ),
-        ("expired", with(|claims| claims.exp = claims.iat - 120)),
-        ("not yet valid", with(|claims| claims.nbf += 120)),
-        ("issued in the future", with(|claims| claims.iat += 120)),
-        (
-            "wrong issuer",
-            with(|claims| claims.iss = "someone-else".to_owned()),
-        ),
-        (
-            "wrong audience",
-            with(|claims| claims.aud = "another-api".to_owned()),
-        ),
-        (
-            "rotated-out key past its grace",
-            encode(&old_record.kid, &claims, &old_pair),
-        ),
-        ("garbage", "not.a.token".to_owned()),
-        ("two parts", "abc.def".to_owned()),
-        ("tampered claims", {
-            let token = encode(&record.kid, &claims, &pair);
-            let mut parts: Vec<&str> = token.split('.').collect();
-            let mut other = claims.clone();
-            other.sub = uuid::Uuid::now_v7();
-            let tampered = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
-            parts[1] = &tampered;
-            parts.join(".")
-        }),
-    ];
-    for (case, token) in forged {
+    for (case, token) in forger.forgeries() {
         let status = verify(&sandbox, &key, &token).await.expect_err(case);
+        if case == "oversized" {
+            // Past 8 KiB a token is refused unread: as a field, with a violation.
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(violated_fields(&status), ["access_token"]);
+            continue;
+        }
         assert_eq!(status.code(), Code::Unauthenticated, "{case}");
         assert_eq!(
             status.message(),
@@ -345,11 +237,6 @@ async fn forged_and_broken_tokens_are_refused(backend: Backend) {
             "{case}"
         );
     }
-    // Past 8 KiB a token is refused unread: as a field, with a violation.
-    let oversized = format!("{}.{}", "a".repeat(9000), "b");
-    let status = verify(&sandbox, &key, &oversized).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(violated_fields(&status), ["access_token"]);
     let jwks = sandbox
         .operator()
         .await
@@ -358,9 +245,9 @@ async fn forged_and_broken_tokens_are_refused(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert!(jwks.keys.iter().any(|jwk| jwk.kid == record.kid));
+    assert!(jwks.keys.iter().any(|jwk| jwk.kid == forger.current_kid()));
     assert!(
-        jwks.keys.iter().all(|jwk| jwk.kid != old_record.kid),
+        jwks.keys.iter().all(|jwk| jwk.kid != forger.retired_kid()),
         "keys past their grace are unpublished"
     );
 }

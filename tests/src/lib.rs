@@ -4,6 +4,7 @@
 
 pub mod bench;
 mod clients;
+pub mod forgeries;
 mod mutual_tls;
 pub mod test_module;
 

@@ -1,0 +1,26 @@
+//! Runs the Stock module against the core named by the environment (see
+//! `plinth_client::Client::from_env`), listening on `MODULE_LISTEN`
+//! (default `127.0.0.1:0`); prints the address it serves, drains on
+//! SIGTERM or Ctrl-C.
+
+use tokio::{net::TcpListener, signal::unix::SignalKind};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let client = plinth_client::Client::from_env()?.connect().await?;
+    let listen = std::env::var("MODULE_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".to_owned());
+    let listener = TcpListener::bind(listen).await?;
+    println!("{}", listener.local_addr()?);
+    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    stock_module::serve(client, listener, shutdown).await?;
+    Ok(())
+}
