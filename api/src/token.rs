@@ -177,3 +177,133 @@ pub fn encode(kid: &str, claims: &AccessClaims, sign: impl FnOnce(&[u8]) -> Vec<
     let signature = URL_SAFE_NO_PAD.encode(sign(signed.as_bytes()));
     format!("{signed}.{signature}")
 }
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+
+    fn key_pair() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn jwk(pair: &Ed25519KeyPair) -> Jwk {
+        Jwk {
+            kty: "OKP".to_owned(),
+            crv: "Ed25519".to_owned(),
+            x: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            kid: "k1".to_owned(),
+            alg: ALGORITHM.to_owned(),
+            r#use: "sig".to_owned(),
+        }
+    }
+
+    fn claims(now: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "plinth".to_owned(),
+            aud: "plinth".to_owned(),
+            sub: Uuid::now_v7(),
+            tid: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            jti: Uuid::now_v7(),
+            iat: now,
+            nbf: now,
+            exp: now + 900,
+        }
+    }
+
+    #[test]
+    fn only_ed25519_keys_of_32_bytes_are_read_from_a_jwks() {
+        let genuine = jwk(&key_pair());
+        assert!(VerifyingKey::from_jwk(&genuine).is_ok());
+        let wrong = [
+            Jwk {
+                kty: "RSA".to_owned(),
+                ..genuine.clone()
+            },
+            Jwk {
+                crv: "X25519".to_owned(),
+                ..genuine.clone()
+            },
+            Jwk {
+                alg: "HS256".to_owned(),
+                ..genuine.clone()
+            },
+            Jwk {
+                x: URL_SAFE_NO_PAD.encode([7u8; 31]),
+                ..genuine.clone()
+            },
+            Jwk {
+                x: "not base64!".to_owned(),
+                ..genuine.clone()
+            },
+        ];
+        for jwk in &wrong {
+            assert_eq!(
+                VerifyingKey::from_jwk(jwk).unwrap_err(),
+                TokenError::Malformed,
+                "{jwk:?}"
+            );
+        }
+        let set = key_set(&[genuine, wrong[0].clone()]);
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn a_token_verifies_within_the_leeway_and_not_past_it() {
+        let pair = key_pair();
+        let key = VerifyingKey::from_jwk(&jwk(&pair)).unwrap();
+        let rules = TokenRules::new("plinth", "plinth", Duration::from_secs(60));
+        let now = 1_800_000_000;
+        let token = encode("k1", &claims(now), |message| {
+            pair.sign(message).as_ref().to_vec()
+        });
+        assert_eq!(rules.key_id(&token).unwrap(), "k1");
+        assert!(
+            rules.verify(&token, &key, now - 59).is_ok(),
+            "issued within the leeway"
+        );
+        assert!(
+            rules.verify(&token, &key, now + 959).is_ok(),
+            "expired within the leeway"
+        );
+        assert_eq!(
+            rules.verify(&token, &key, now - 61).unwrap_err(),
+            TokenError::OutsideValidity
+        );
+        assert_eq!(
+            rules.verify(&token, &key, now + 960).unwrap_err(),
+            TokenError::OutsideValidity
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_party_or_signed_by_another_key_is_refused() {
+        let (pair, other) = (key_pair(), key_pair());
+        let key = VerifyingKey::from_jwk(&jwk(&pair)).unwrap();
+        let now = 1_800_000_000;
+        let sign = |claims: &AccessClaims, pair: &Ed25519KeyPair| {
+            encode("k1", claims, |message| pair.sign(message).as_ref().to_vec())
+        };
+        let rules = TokenRules::new("plinth", "plinth", Duration::ZERO);
+        let stranger = sign(&claims(now), &other);
+        assert_eq!(
+            rules.verify(&stranger, &key, now).unwrap_err(),
+            TokenError::BadSignature
+        );
+        let elsewhere = AccessClaims {
+            aud: "billing".to_owned(),
+            ..claims(now)
+        };
+        assert_eq!(
+            rules
+                .verify(&sign(&elsewhere, &pair), &key, now)
+                .unwrap_err(),
+            TokenError::WrongParty
+        );
+        let oversized = format!("{}.{}.{}", "a".repeat(MAX_TOKEN_BYTES), "b", "c");
+        assert_eq!(rules.key_id(&oversized).unwrap_err(), TokenError::Malformed);
+    }
+}

@@ -1,6 +1,6 @@
 //! The channel every stub of a [`Client`](crate::Client) calls through: it
-//! adds the API key and a request id, gives calls without a deadline the
-//! default one, and retries idempotent calls the core answered UNAVAILABLE
+//! adds the API key and a request id, gives unary calls without a deadline
+//! the default one, and retries idempotent calls the core answered UNAVAILABLE
 //! (or could not be reached for), with jittered exponential backoff inside
 //! the call's deadline.
 
@@ -63,15 +63,26 @@ const IDEMPOTENT_PREFIXES: &[&str] = &[
 
 const SERVER_STREAMING_PREFIXES: &[&str] = &["Watch", "Tail"];
 
+fn method<B>(request: &Request<B>) -> &str {
+    request.uri().path().rsplit('/').next().unwrap_or_default()
+}
+
+/// Streams answer for as long as the caller reads: no default deadline, and
+/// no retry of a stream that may have delivered part of its answer.
+fn is_stream<B>(request: &Request<B>) -> bool {
+    let method = method(request);
+    SERVER_STREAMING_PREFIXES
+        .iter()
+        .any(|prefix| method.starts_with(prefix))
+}
+
 fn is_idempotent<B>(request: &Request<B>) -> bool {
-    let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+    let method = method(request);
     request.extensions().get::<Idempotent>().is_some()
         || (IDEMPOTENT_PREFIXES
             .iter()
             .any(|prefix| method.starts_with(prefix))
-            && !SERVER_STREAMING_PREFIXES
-                .iter()
-                .any(|prefix| method.starts_with(prefix)))
+            && !is_stream(request))
 }
 
 pub(crate) struct Settings {
@@ -122,11 +133,16 @@ impl Service<Request<Body>> for PlinthChannel {
             headers
                 .entry("x-request-id")
                 .or_insert_with(|| header_value(&uuid::Uuid::now_v7().to_string()));
-            let timeout = match headers.get("grpc-timeout").and_then(parse_grpc_timeout) {
+            let asked = headers.get("grpc-timeout").and_then(parse_grpc_timeout);
+            let stream = is_stream(&request);
+            let timeout = match asked {
                 Some(timeout) => timeout,
+                None if stream => return inner.call(request).await.map_err(Into::into),
                 None => {
                     let timeout = settings.default_timeout;
-                    headers.insert("grpc-timeout", grpc_timeout(timeout));
+                    request
+                        .headers_mut()
+                        .insert("grpc-timeout", grpc_timeout(timeout));
                     timeout
                 }
             };

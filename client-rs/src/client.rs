@@ -138,15 +138,30 @@ impl ClientBuilder {
 
     /// Connects now, failing if the core cannot be reached.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let endpoint = self.endpoint()?;
-        let channel = endpoint.connect().await?;
-        self.client(channel)
+        let settings = self.settings()?;
+        let channel = self.endpoint()?.connect().await?;
+        Ok(self.client(channel, settings))
     }
 
     /// Connects at the first call (and again after the core went away).
     pub fn connect_lazy(self) -> Result<Client, ClientError> {
+        let settings = self.settings()?;
         let channel = self.endpoint()?.connect_lazy();
-        self.client(channel)
+        Ok(self.client(channel, settings))
+    }
+
+    fn settings(&self) -> Result<Settings, ClientError> {
+        let api_key = self
+            .api_key
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| ClientError::Invalid("the API key is not a valid header value".into()))?;
+        Ok(Settings {
+            api_key,
+            default_timeout: self.timeout,
+            retries: self.retries,
+        })
     }
 
     fn endpoint(&self) -> Result<Endpoint, ClientError> {
@@ -162,24 +177,11 @@ impl ClientBuilder {
         }
     }
 
-    fn client(self, channel: tonic::transport::Channel) -> Result<Client, ClientError> {
-        let api_key = self
-            .api_key
-            .map(|key| HeaderValue::from_str(&key))
-            .transpose()
-            .map_err(|_| ClientError::Invalid("the API key is not a valid header value".into()))?;
-        let channel = PlinthChannel::new(
-            channel,
-            Settings {
-                api_key,
-                default_timeout: self.timeout,
-                retries: self.retries,
-            },
-        );
-        Ok(Client {
-            channel,
+    fn client(self, channel: tonic::transport::Channel, settings: Settings) -> Client {
+        Client {
+            channel: PlinthChannel::new(channel, settings),
             checks: Arc::new(CheckCache::new(self.checks)),
-        })
+        }
     }
 }
 
@@ -206,18 +208,25 @@ impl Client {
     }
 
     /// A builder from the environment the example modules share:
-    /// `PLINTH_TARGET` (the endpoint), `PLINTH_API_KEY`, and for TLS
+    /// `PLINTH_TARGET` (a URL, or `host:port`: `https://` with a CA, else
+    /// `http://`), `PLINTH_API_KEY`, and for TLS
     /// `PLINTH_CA` with, for mTLS, `PLINTH_CERTIFICATE` and
     /// `PLINTH_PRIVATE_KEY` (file paths).
     pub fn from_env() -> Result<ClientBuilder, ClientError> {
         let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
         let target = variable("PLINTH_TARGET")
             .ok_or_else(|| ClientError::Invalid("PLINTH_TARGET is not set".into()))?;
-        let mut builder = Client::builder(target);
+        let ca = variable("PLINTH_CA");
+        let endpoint = match (target.contains("://"), &ca) {
+            (true, _) => target,
+            (false, Some(_)) => format!("https://{target}"),
+            (false, None) => format!("http://{target}"),
+        };
+        let mut builder = Client::builder(endpoint);
         if let Some(api_key) = variable("PLINTH_API_KEY") {
             builder = builder.api_key(api_key);
         }
-        if let Some(ca) = variable("PLINTH_CA") {
+        if let Some(ca) = ca {
             let certificate = variable("PLINTH_CERTIFICATE");
             let key = variable("PLINTH_PRIVATE_KEY");
             let identity = match (&certificate, &key) {

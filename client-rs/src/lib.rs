@@ -30,5 +30,5 @@ pub use channel::{Idempotent, PlinthChannel, RetryPolicy};
 pub use checks::CheckCacheSettings;
 pub use client::{Client, ClientBuilder, ClientError, Tls};
 pub use plinth_api::*;
-pub use runtime::{Lifecycle, Module, ModuleError, Veto};
+pub use runtime::{Lifecycle, Module, ModuleError, Veto, shutdown_signal};
 pub use user::{Authenticate, AuthenticateLayer, Authenticator, Refusal, User};

@@ -366,6 +366,26 @@ impl Module {
     }
 }
 
+/// Completes on SIGTERM (as orchestrators stop processes) or Ctrl-C: the
+/// usual `shutdown` of [`Module::serve`].
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C only");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn default_endpoint(address: SocketAddr, tls: bool) -> Result<String, ModuleError> {
     if address.ip().is_unspecified() {
         return Err(ModuleError::Invalid(format!(

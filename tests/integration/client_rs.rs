@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use plinth_client::{
-    Authenticator, CheckCacheSettings, Client, Refusal, RetryPolicy, User,
+    Authenticator, CheckCacheSettings, Client, ClientError, Refusal, RetryPolicy, User,
     auth::v1::{GetJwksRequest, LoginRequest, LogoutRequest},
     registry::v1::{DiscoverInstancesRequest, InstanceStatus},
     tenant::v1::{CreateTenantRequest, EnableModulesRequest, ModuleEnablement},
@@ -467,6 +467,44 @@ async fn idempotent_calls_retry_until_the_core_answers_and_writes_fail_fast() {
     assert!(uuid::Uuid::parse_str(&request_id).is_ok(), "{request_id}");
     let mut core = core.await.unwrap();
     core.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_own_deadline_bounds_its_retries() {
+    let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let client = Client::builder(format!("http://{address}"))
+        .retries(RetryPolicy {
+            max_attempts: 1_000,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(20),
+        })
+        .connect_lazy()
+        .unwrap();
+    let mut request = tonic::Request::new(GetJwksRequest {});
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = client.auth().get_jwks(request).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
+        "{status:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        "gave up after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_refuses_a_malformed_endpoint_or_api_key() {
+    let endpoint = Client::builder("not a url").connect_lazy();
+    assert!(matches!(endpoint, Err(ClientError::Invalid(_))));
+    let api_key = Client::builder("http://127.0.0.1:1")
+        .api_key("line\nbreak")
+        .connect_lazy();
+    assert!(matches!(api_key, Err(ClientError::Invalid(_))));
 }
 
 /// The request id the core echoes for a call the client sent.

@@ -3,8 +3,6 @@
 //! (default `127.0.0.1:0`); prints the address it serves, drains on
 //! SIGTERM or Ctrl-C.
 
-use tokio::{net::TcpListener, signal::unix::SignalKind};
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -12,15 +10,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let client = plinth_client::Client::from_env()?.connect().await?;
     let listen = std::env::var("MODULE_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".to_owned());
-    let listener = TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("{}", listener.local_addr()?);
-    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
-    stock_module::serve(client, listener, shutdown).await?;
+    stock_module::serve(client, listener, plinth_client::shutdown_signal()).await?;
     Ok(())
 }

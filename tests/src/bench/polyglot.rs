@@ -1,7 +1,9 @@
 //! Sequential Check latency as module developers and operators meet it:
-//! the Python client (grpcio, one channel), grpcurl (a process per call,
-//! resolving the method through reflection), and tonic for scale. One call
-//! at a time: latency, not throughput.
+//! client-rs's `require` (its cache off, then warm), the Python client
+//! (grpcio, one channel), grpcurl (a process per call, resolving the method
+//! through reflection), and tonic for scale. One call at a time: latency,
+//! not throughput. The core's CPU during each client's calls shows what
+//! reached it: a warm cache sends nothing.
 
 use std::{
     future::Future,
@@ -15,7 +17,9 @@ use hdrhistogram::Histogram;
 use plinth_api::rbac::v1::{CheckRequest, rbac_service_client::RbacServiceClient};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::Credentials;
+use plinth_client::{CheckCacheSettings, User};
+
+use crate::{Credentials, bench::ServerProcess};
 
 /// Calls of the tonic and Python clients, after as many again to warm up.
 const CLIENT_CALLS: usize = 2_000;
@@ -30,6 +34,8 @@ pub enum Sequential {
         calls: usize,
         p50_micros: u64,
         p99_micros: u64,
+        /// The core's CPU per call while they ran, where it was read.
+        core_cpu_micros: Option<f64>,
     },
     Skipped {
         client: &'static str,
@@ -46,10 +52,11 @@ fn installed(name: &str) -> PathBuf {
 /// the echo server's health check through tonic.
 pub async fn sequential_checks(
     echo: SocketAddr,
-    address: SocketAddr,
+    core: &ServerProcess,
     module_key: &str,
     check: CheckRequest,
 ) -> anyhow::Result<Vec<Sequential>> {
+    let address = core.address;
     let echoed = one_at_a_time("tonic (Rust), echo baseline", {
         let client = HealthClient::new(connect(echo).await?);
         move || {
@@ -58,6 +65,44 @@ pub async fn sequential_checks(
         }
     })
     .await?;
+    let sdk_user = User {
+        user_id: check.user_id.parse()?,
+        tenant_id: check.tenant_id.parse()?,
+        session_id: uuid::Uuid::nil(),
+        expires_at: std::time::SystemTime::now(),
+    };
+    let mut sdk_figures = Vec::new();
+    for (client, ttl) in [
+        ("client-rs require, cache off", Duration::ZERO),
+        ("client-rs require, warm cache", Duration::from_secs(600)),
+    ] {
+        let sdk = plinth_client::Client::builder(format!("http://{address}"))
+            .api_key(module_key)
+            .check_cache(CheckCacheSettings { ttl, capacity: 10 })
+            .connect()
+            .await?;
+        let (user, company_id, permission) = (&sdk_user, &check.company_id, &check.permission);
+        let cpu_before = core.cpu_time();
+        let mut measured = one_at_a_time(client, || {
+            let sdk = sdk.clone();
+            async move {
+                sdk.require_in(user, permission, Some(company_id), None)
+                    .await
+            }
+        })
+        .await?;
+        let core_cpu = core.cpu_time().saturating_sub(cpu_before);
+        if let Sequential::Measured {
+            calls,
+            core_cpu_micros,
+            ..
+        } = &mut measured
+        {
+            // Warm-up calls included: the first one asks the core.
+            *core_cpu_micros = Some(core_cpu.as_secs_f64() * 1e6 / (2 * *calls) as f64);
+        }
+        sdk_figures.push(measured);
+    }
     let checked = one_at_a_time("tonic (Rust)", {
         let channel = connect(address).await?;
         let client = RbacServiceClient::with_interceptor(channel, Credentials::api_key(module_key));
@@ -78,7 +123,10 @@ pub async fn sequential_checks(
         }
     })
     .await?;
-    Ok(vec![echoed, checked, python, grpcurl])
+    let mut figures = vec![echoed, checked];
+    figures.extend(sdk_figures);
+    figures.extend([python, grpcurl]);
+    Ok(figures)
 }
 
 async fn connect(address: SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
@@ -112,6 +160,7 @@ where
         calls: CLIENT_CALLS,
         p50_micros: latency.value_at_quantile(0.5),
         p99_micros: latency.value_at_quantile(0.99),
+        core_cpu_micros: None,
     })
 }
 
@@ -144,6 +193,7 @@ fn python_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) ->
             calls: CLIENT_CALLS,
             p50_micros: figures["p50_us"].as_u64().unwrap_or_default(),
             p99_micros: figures["p99_us"].as_u64().unwrap_or_default(),
+            core_cpu_micros: None,
         },
         None => Sequential::Skipped {
             client: CLIENT,
@@ -193,6 +243,7 @@ fn grpcurl_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) -
         calls: GRPCURL_CALLS,
         p50_micros: latency.value_at_quantile(0.5),
         p99_micros: latency.value_at_quantile(0.99),
+        core_cpu_micros: None,
     }
 }
 
@@ -205,8 +256,14 @@ pub fn report(figures: &[Sequential]) {
                 calls,
                 p50_micros,
                 p99_micros,
+                core_cpu_micros,
             } => {
-                println!("  {client}: p50 {p50_micros} us, p99 {p99_micros} us over {calls} calls")
+                let core_cpu = core_cpu_micros
+                    .map(|micros| format!(", core CPU {micros:.2} us per call"))
+                    .unwrap_or_default();
+                println!(
+                    "  {client}: p50 {p50_micros} us, p99 {p99_micros} us over {calls} calls{core_cpu}"
+                )
             }
             Sequential::Skipped { client, why } => println!("  {client}: not measured ({why})"),
         }

@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let sequential = load_generator.block_on(bench::polyglot::sequential_checks(
         fixture.echo.address,
-        fixture.core.address,
+        &fixture.core,
         &fixture.module_key,
         CheckRequest {
             tenant_id: fixture.rbac_tenant_id.clone(),
