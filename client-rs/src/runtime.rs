@@ -26,7 +26,7 @@ use tonic::{
     body::Body,
     server::NamedService,
     service::Routes,
-    transport::{Server, ServerTlsConfig},
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -269,6 +269,37 @@ impl Module {
     pub fn tls(mut self, tls: ServerTlsConfig) -> Module {
         self.tls = Some(tls);
         self
+    }
+
+    /// TLS from the environment, when `MODULE_SERVER_CERTIFICATE` and
+    /// `MODULE_SERVER_PRIVATE_KEY` name PEM files: served with that
+    /// certificate and, when `PLINTH_CA` is set too, requiring client
+    /// certificates it signed (the core calls back with its own). Neither
+    /// set: plaintext.
+    pub fn tls_from_env(self) -> Result<Module, ModuleError> {
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let read = |path: String| {
+            std::fs::read(&path)
+                .map_err(|error| ModuleError::Invalid(format!("reading {path}: {error}")))
+        };
+        let (certificate, key) = match (
+            variable("MODULE_SERVER_CERTIFICATE"),
+            variable("MODULE_SERVER_PRIVATE_KEY"),
+        ) {
+            (Some(certificate), Some(key)) => (read(certificate)?, read(key)?),
+            (None, None) => return Ok(self),
+            _ => {
+                return Err(ModuleError::Invalid(
+                    "set both MODULE_SERVER_CERTIFICATE and MODULE_SERVER_PRIVATE_KEY, or neither"
+                        .into(),
+                ));
+            }
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(certificate, key));
+        if let Some(ca) = variable("PLINTH_CA") {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(self.tls(tls))
     }
 
     /// Names the instance across restarts (default: a fresh UUID).

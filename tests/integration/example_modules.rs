@@ -4,7 +4,8 @@
 //! enable without its required setting and hears of the enable that has
 //! it; it serves a user holding its permission (configured by the tenant,
 //! recorded in the tenant's audit log) and refuses one without; stopped,
-//! it deregisters.
+//! it deregisters. The Rust example runs from its environment the same way
+//! (its users' API is tested in-process, in `client_rs`).
 
 use std::{
     io::BufRead,
@@ -20,7 +21,9 @@ use plinth_api::{
     registry::v1::{ActivateModuleRequest, DiscoverInstancesRequest, Instance},
     tenant::v1::{EnableModulesRequest, ModuleEnablement},
 };
-use plinth_tests::{Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared};
+use plinth_tests::{
+    Clients, MutualTls, assert_refusal, error_metadata, module_key, prepared, workspace_binary,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{
@@ -80,6 +83,17 @@ async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
         .stdout(Stdio::piped())
         .spawn()
         .expect("the module's runtime starts");
+    let line = first_line(&mut child).await;
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("the module's first line is its address, got {line:?}"));
+    ModuleProcess {
+        child,
+        http: ready["http"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The first line a module prints: where it serves.
+async fn first_line(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
     let first_line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -87,17 +101,29 @@ async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
             .read_line(&mut line)
             .map(|_| line)
     });
-    let line = tokio::time::timeout(Duration::from_secs(30), first_line)
+    tokio::time::timeout(Duration::from_secs(30), first_line)
         .await
         .expect("the module says it serves within 30 s")
         .unwrap()
+        .unwrap()
+}
+
+/// Sends SIGTERM and expects a clean exit within 10 s.
+async fn terminate(mut module: ModuleProcess) {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &module.child.id().to_string()])
+        .status()
         .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("the module's first line is its address, got {line:?}"));
-    ModuleProcess {
-        child,
-        http: ready["http"].as_str().unwrap().to_owned(),
-    }
+    assert!(terminated.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = module.child.wait();
+        (module, status)
+    });
+    let (_module, status) = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("the module stops within 10 s")
+        .unwrap();
+    assert!(status.unwrap().success());
 }
 
 /// One HTTP/1.1 call to the module: its status and JSON answer.
@@ -342,20 +368,7 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         .into_inner();
     assert_eq!(health.status(), ServingStatus::Serving);
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &module.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exited = tokio::task::spawn_blocking(move || {
-        let status = module.child.wait();
-        (module, status)
-    });
-    let (_module, status) = tokio::time::timeout(Duration::from_secs(10), exited)
-        .await
-        .expect("the module stops within 10 s")
-        .unwrap();
-    assert!(status.unwrap().success());
+    terminate(module).await;
     let left = instances(&mut operator, example.module).await;
     assert!(left.is_empty(), "the stopped module deregistered");
 }
@@ -398,4 +411,94 @@ async fn the_typescript_crm_module_serves_its_tenants_users_over_mtls() {
         action: "crm.contact.created",
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_stock_binary_runs_from_its_environment_over_mtls() {
+    let server = MutualTls::start().await;
+    let mut operator = server.operator().await;
+    let manifest = registry_server::manifest::document::parse(include_str!(
+        "../../examples/stock-rust/manifest.yaml"
+    ))
+    .unwrap();
+    crate::registry::register(&mut operator, manifest)
+        .await
+        .unwrap();
+    operator
+        .registry
+        .activate_module(ActivateModuleRequest {
+            module_id: "stock".to_owned(),
+            version: String::new(),
+        })
+        .await
+        .unwrap();
+    let key = module_key(&server.sandbox, "stock").await;
+    let client = server.ca.module_certificate("stock").unwrap();
+    let (certificate, private_key) = server.client_files("stock", &client);
+    let serving = server.ca.server_certificate().unwrap();
+    let (server_certificate, server_key) = server.client_files("callbacks", &serving);
+    let mut child = Command::new(workspace_binary("stock-module"))
+        .env("PLINTH_TARGET", server.sandbox.address.to_string())
+        .env("PLINTH_CA", server.ca_file())
+        .env("PLINTH_CERTIFICATE", certificate)
+        .env("PLINTH_PRIVATE_KEY", private_key)
+        .env("PLINTH_API_KEY", key)
+        .env("MODULE_SERVER_CERTIFICATE", server_certificate)
+        .env("MODULE_SERVER_PRIVATE_KEY", server_key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the stock module starts");
+    let address = first_line(&mut child).await;
+    let module = ModuleProcess {
+        child,
+        http: String::new(),
+    };
+    let mut serving = instances(&mut operator, "stock").await;
+    for _ in 0..100 {
+        if !serving.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        serving = instances(&mut operator, "stock").await;
+    }
+    assert_eq!(serving.len(), 1, "the module registered one instance");
+    assert_eq!(serving[0].endpoint, format!("https://{}", address.trim()));
+    let health = HealthClient::new(server.channel_to(&serving[0].endpoint).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("the module answers health over mTLS")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    let tenant_id = operator.create_tenant("initech").await;
+    let enable = |tenant_config: &str| EnableModulesRequest {
+        tenant_id: tenant_id.clone(),
+        modules: vec![ModuleEnablement {
+            module_id: "stock".to_owned(),
+            tenant_config: tenant_config.to_owned(),
+            ..Default::default()
+        }],
+        enable_dependencies: false,
+    };
+    let vetoed = operator
+        .tenants
+        .enable_modules(enable("{}"))
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &vetoed,
+        Code::FailedPrecondition,
+        "ERROR_REASON_MODULE_VETOED",
+    );
+    let veto_reason = error_metadata(&vetoed, "veto_reason").unwrap_or_default();
+    assert!(veto_reason.contains("warehouse"), "{veto_reason}");
+    operator
+        .tenants
+        .enable_modules(enable(r#"{"warehouse": "north"}"#))
+        .await
+        .expect("the module allows an enable with its setting");
+
+    terminate(module).await;
+    let left = instances(&mut operator, "stock").await;
+    assert!(left.is_empty(), "the stopped module deregistered");
 }

@@ -275,15 +275,21 @@ async fn wait_for_file(path: &std::path::Path) -> String {
 /// The `core-server` binary of this build (the test command builds it
 /// before the tests), for tests that run it as its own process.
 pub fn core_server_binary() -> PathBuf {
+    workspace_binary("core-server")
+}
+
+/// A binary of this workspace, of the test binary's build profile (the
+/// test command builds those the tests run).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("the test binary's path");
     let profile_dir = test_binary
         .parent()
         .and_then(std::path::Path::parent)
         .expect("target/<profile>/deps/<test binary>");
-    let binary = profile_dir.join("core-server");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build -p core-server` first (tests/run does)",
+        "{} is missing: run `cargo build -p {name}` first (tests/run does)",
         binary.display()
     );
     binary

@@ -34,7 +34,8 @@ use api::{
 pub const MODULE_ID: &str = "stock";
 pub const VERSION: &str = "1.0.0";
 
-/// Serves the module on `listener` until `shutdown`, then drains.
+/// Serves the module on `listener` until `shutdown`, then drains; with TLS
+/// as `Module::tls_from_env` reads it.
 pub async fn serve(
     client: Client,
     listener: TcpListener,
@@ -47,6 +48,7 @@ pub async fn serve(
         tenants: tenants.clone(),
     };
     Module::new(&client, MODULE_ID, VERSION)
+        .tls_from_env()?
         .lifecycle(tenants)
         .service(users.wrap(StockServiceServer::new(stock)))
         .serve(listener, shutdown)

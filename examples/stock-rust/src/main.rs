@@ -1,7 +1,8 @@
 //! Runs the Stock module against the core named by the environment (see
-//! `plinth_client::Client::from_env`), listening on `MODULE_LISTEN`
-//! (default `127.0.0.1:0`); prints the address it serves, drains on
-//! SIGTERM or Ctrl-C.
+//! `plinth_client::Client::from_env` and `Module::tls_from_env`), listening
+//! on `MODULE_LISTEN` (default `127.0.0.1:0`); prints the address it serves,
+//! drains on SIGTERM or Ctrl-C. The module must be published first (its
+//! `manifest.yaml`, as `docs/operators.md` shows).
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
