@@ -235,7 +235,7 @@ async fn instances(operator: &mut Clients, module: &str) -> Vec<Instance> {
 async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
     let server = MutualTls::start().await;
     let mut operator = server.operator().await;
-    let mut module = start(&server, &example).await;
+    let module = start(&server, &example).await;
     operator
         .registry
         .activate_module(ActivateModuleRequest {
