@@ -32,9 +32,10 @@ pub enum Sequential {
     Measured {
         client: &'static str,
         calls: usize,
-        p50_micros: u64,
-        p99_micros: u64,
-        /// The core's CPU per call while they ran, where it was read.
+        p50_micros: f64,
+        p99_micros: f64,
+        /// The core's CPU per call while they ran (warm-up included), where
+        /// it was read.
         core_cpu_micros: Option<f64>,
     },
     Skipped {
@@ -57,7 +58,7 @@ pub async fn sequential_checks(
     check: CheckRequest,
 ) -> anyhow::Result<Vec<Sequential>> {
     let address = core.address;
-    let echoed = one_at_a_time("tonic (Rust), echo baseline", {
+    let echoed = one_at_a_time("tonic (Rust), echo baseline", None, {
         let client = HealthClient::new(connect(echo).await?);
         move || {
             let mut client = client.clone();
@@ -82,8 +83,7 @@ pub async fn sequential_checks(
             .connect()
             .await?;
         let (user, company_id, permission) = (&sdk_user, &check.company_id, &check.permission);
-        let cpu_before = core.cpu_time();
-        let mut measured = one_at_a_time(client, || {
+        let measured = one_at_a_time(client, Some(core), || {
             let sdk = sdk.clone();
             async move {
                 sdk.require_in(user, permission, Some(company_id), None)
@@ -91,19 +91,9 @@ pub async fn sequential_checks(
             }
         })
         .await?;
-        let core_cpu = core.cpu_time().saturating_sub(cpu_before);
-        if let Sequential::Measured {
-            calls,
-            core_cpu_micros,
-            ..
-        } = &mut measured
-        {
-            // Warm-up calls included: the first one asks the core.
-            *core_cpu_micros = Some(core_cpu.as_secs_f64() * 1e6 / (2 * *calls) as f64);
-        }
         sdk_figures.push(measured);
     }
-    let checked = one_at_a_time("tonic (Rust)", {
+    let checked = one_at_a_time("tonic (Rust)", Some(core), {
         let channel = connect(address).await?;
         let client = RbacServiceClient::with_interceptor(channel, Credentials::api_key(module_key));
         let check = check.clone();
@@ -138,9 +128,11 @@ async fn connect(address: SocketAddr) -> anyhow::Result<tonic::transport::Channe
     )
 }
 
-/// `call` made [`CLIENT_CALLS`] times, one at a time, after as many to warm up.
+/// `call` made [`CLIENT_CALLS`] times, one at a time, after as many to warm
+/// up; with `core`'s CPU per call over both.
 async fn one_at_a_time<Call, Answer>(
     client: &'static str,
+    core: Option<&ServerProcess>,
     mut call: Call,
 ) -> anyhow::Result<Sequential>
 where
@@ -148,19 +140,23 @@ where
     Answer: Future<Output = Result<(), tonic::Status>>,
 {
     let mut latency = Histogram::<u64>::new(3)?;
+    let cpu_before = core.map(ServerProcess::cpu_time);
     for round in 0..2 * CLIENT_CALLS {
         let started = Instant::now();
         call().await?;
         if round >= CLIENT_CALLS {
-            latency.record(started.elapsed().as_micros() as u64)?;
+            latency.record(started.elapsed().as_nanos() as u64)?;
         }
     }
+    let core_cpu = core
+        .zip(cpu_before)
+        .map(|(core, before)| core.cpu_time().saturating_sub(before));
     Ok(Sequential::Measured {
         client,
         calls: CLIENT_CALLS,
-        p50_micros: latency.value_at_quantile(0.5),
-        p99_micros: latency.value_at_quantile(0.99),
-        core_cpu_micros: None,
+        p50_micros: latency.value_at_quantile(0.5) as f64 / 1e3,
+        p99_micros: latency.value_at_quantile(0.99) as f64 / 1e3,
+        core_cpu_micros: core_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / (2 * CLIENT_CALLS) as f64),
     })
 }
 
@@ -191,8 +187,8 @@ fn python_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) ->
         Some(figures) => Sequential::Measured {
             client: CLIENT,
             calls: CLIENT_CALLS,
-            p50_micros: figures["p50_us"].as_u64().unwrap_or_default(),
-            p99_micros: figures["p99_us"].as_u64().unwrap_or_default(),
+            p50_micros: figures["p50_us"].as_f64().unwrap_or_default(),
+            p99_micros: figures["p99_us"].as_f64().unwrap_or_default(),
             core_cpu_micros: None,
         },
         None => Sequential::Skipped {
@@ -241,8 +237,8 @@ fn grpcurl_checks(address: SocketAddr, module_key: &str, check: &CheckRequest) -
     Sequential::Measured {
         client: CLIENT,
         calls: GRPCURL_CALLS,
-        p50_micros: latency.value_at_quantile(0.5),
-        p99_micros: latency.value_at_quantile(0.99),
+        p50_micros: latency.value_at_quantile(0.5) as f64,
+        p99_micros: latency.value_at_quantile(0.99) as f64,
         core_cpu_micros: None,
     }
 }
@@ -259,10 +255,10 @@ pub fn report(figures: &[Sequential]) {
                 core_cpu_micros,
             } => {
                 let core_cpu = core_cpu_micros
-                    .map(|micros| format!(", core CPU {micros:.2} us per call"))
+                    .map(|micros| format!(", core CPU {micros:.1} us per call"))
                     .unwrap_or_default();
                 println!(
-                    "  {client}: p50 {p50_micros} us, p99 {p99_micros} us over {calls} calls{core_cpu}"
+                    "  {client}: p50 {p50_micros:.1} us, p99 {p99_micros:.1} us over {calls} calls{core_cpu}"
                 )
             }
             Sequential::Skipped { client, why } => println!("  {client}: not measured ({why})"),
