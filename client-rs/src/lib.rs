@@ -21,6 +21,7 @@
 mod channel;
 mod checks;
 mod client;
+mod lifecycle;
 mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,6 +30,7 @@ mod user;
 pub use channel::{Idempotent, PlinthChannel, RetryPolicy};
 pub use checks::CheckCacheSettings;
 pub use client::{Client, ClientBuilder, ClientError, Tls};
+pub use lifecycle::{Lifecycle, Veto};
 pub use plinth_api::*;
-pub use runtime::{Lifecycle, Module, ModuleError, Veto, shutdown_signal};
+pub use runtime::{Module, ModuleError, shutdown_signal};
 pub use user::{Authenticate, AuthenticateLayer, Authenticator, Refusal, User};

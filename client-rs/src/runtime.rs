@@ -9,14 +9,7 @@ use std::{
 };
 
 use plinth_api::{
-    module::v1::{
-        CallbackTarget, Delivery, OnCompanyDisabledRequest, OnCompanyDisabledResponse,
-        OnCompanyEnabledRequest, OnCompanyEnabledResponse, OnCompanyEnablingRequest,
-        OnCompanyEnablingResponse, OnTenantDisabledRequest, OnTenantDisabledResponse,
-        OnTenantEnabledRequest, OnTenantEnabledResponse, OnTenantEnablingRequest,
-        OnTenantEnablingResponse,
-        module_lifecycle_service_server::{ModuleLifecycleService, ModuleLifecycleServiceServer},
-    },
+    module::v1::module_lifecycle_service_server::ModuleLifecycleServiceServer,
     registry::v1::{
         DeregisterInstanceRequest, HeartbeatRequest, InstanceStatus, RegisterInstanceRequest,
     },
@@ -30,162 +23,10 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::Client;
-
-/// A refusal of an enable, with the reason shown to whoever asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Veto(pub String);
-
-/// The lifecycle callbacks a module answers (see `ModuleLifecycleService`
-/// in `plinth/module/v1/module.proto`). Every method has a default that
-/// accepts; the manifest's `callbacks` list which ones the core calls.
-///
-/// The after-change callbacks are delivered at least once: apply each
-/// `delivery.operation_id` once. An error makes the core retry later.
-pub trait Lifecycle: Send + Sync + 'static {
-    /// Before a tenant enables the module; a veto refuses the enable.
-    fn on_tenant_enabling(
-        &self,
-        target: &CallbackTarget,
-    ) -> impl Future<Output = Result<(), Veto>> + Send {
-        let _ = target;
-        async { Ok(()) }
-    }
-
-    /// Before a company of a tenant that has the module switches it on.
-    fn on_company_enabling(
-        &self,
-        target: &CallbackTarget,
-    ) -> impl Future<Output = Result<(), Veto>> + Send {
-        let _ = target;
-        async { Ok(()) }
-    }
-
-    fn on_tenant_enabled(
-        &self,
-        target: &CallbackTarget,
-        delivery: &Delivery,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        let _ = (target, delivery);
-        async { Ok(()) }
-    }
-
-    fn on_tenant_disabled(
-        &self,
-        target: &CallbackTarget,
-        delivery: &Delivery,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        let _ = (target, delivery);
-        async { Ok(()) }
-    }
-
-    fn on_company_enabled(
-        &self,
-        target: &CallbackTarget,
-        delivery: &Delivery,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        let _ = (target, delivery);
-        async { Ok(()) }
-    }
-
-    fn on_company_disabled(
-        &self,
-        target: &CallbackTarget,
-        delivery: &Delivery,
-    ) -> impl Future<Output = Result<(), tonic::Status>> + Send {
-        let _ = (target, delivery);
-        async { Ok(()) }
-    }
-}
-
-/// Serves a [`Lifecycle`] as the generated service.
-struct LifecycleService<L>(Arc<L>);
-
-fn target(target: Option<CallbackTarget>) -> Result<CallbackTarget, tonic::Status> {
-    target.ok_or_else(|| tonic::Status::invalid_argument("target is required"))
-}
-
-fn answer(verdict: Result<(), Veto>) -> (bool, String) {
-    match verdict {
-        Ok(()) => (true, String::new()),
-        Err(Veto(reason)) => (false, reason),
-    }
-}
-
-#[tonic::async_trait]
-impl<L: Lifecycle> ModuleLifecycleService for LifecycleService<L> {
-    async fn on_tenant_enabling(
-        &self,
-        request: tonic::Request<OnTenantEnablingRequest>,
-    ) -> Result<tonic::Response<OnTenantEnablingResponse>, tonic::Status> {
-        let target = target(request.into_inner().target)?;
-        let (allow, reason) = answer(self.0.on_tenant_enabling(&target).await);
-        Ok(tonic::Response::new(OnTenantEnablingResponse {
-            allow,
-            reason,
-        }))
-    }
-
-    async fn on_company_enabling(
-        &self,
-        request: tonic::Request<OnCompanyEnablingRequest>,
-    ) -> Result<tonic::Response<OnCompanyEnablingResponse>, tonic::Status> {
-        let target = target(request.into_inner().target)?;
-        let (allow, reason) = answer(self.0.on_company_enabling(&target).await);
-        Ok(tonic::Response::new(OnCompanyEnablingResponse {
-            allow,
-            reason,
-        }))
-    }
-
-    async fn on_tenant_enabled(
-        &self,
-        request: tonic::Request<OnTenantEnabledRequest>,
-    ) -> Result<tonic::Response<OnTenantEnabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_tenant_enabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnTenantEnabledResponse {}))
-    }
-
-    async fn on_tenant_disabled(
-        &self,
-        request: tonic::Request<OnTenantDisabledRequest>,
-    ) -> Result<tonic::Response<OnTenantDisabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_tenant_disabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnTenantDisabledResponse {}))
-    }
-
-    async fn on_company_enabled(
-        &self,
-        request: tonic::Request<OnCompanyEnabledRequest>,
-    ) -> Result<tonic::Response<OnCompanyEnabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_company_enabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnCompanyEnabledResponse {}))
-    }
-
-    async fn on_company_disabled(
-        &self,
-        request: tonic::Request<OnCompanyDisabledRequest>,
-    ) -> Result<tonic::Response<OnCompanyDisabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_company_disabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnCompanyDisabledResponse {}))
-    }
-}
+use crate::{
+    Client,
+    lifecycle::{Lifecycle, LifecycleService},
+};
 
 /// Why a module stopped serving.
 #[derive(Debug, thiserror::Error)]
