@@ -91,77 +91,47 @@ fn answer(verdict: Result<(), Veto>) -> (bool, String) {
     }
 }
 
-#[tonic::async_trait]
-impl<L: Lifecycle> ModuleLifecycleService for LifecycleService<L> {
-    async fn on_tenant_enabling(
-        &self,
-        request: tonic::Request<OnTenantEnablingRequest>,
-    ) -> Result<tonic::Response<OnTenantEnablingResponse>, tonic::Status> {
-        let target = target(request.into_inner().target)?;
-        let (allow, reason) = answer(self.0.on_tenant_enabling(&target).await);
-        Ok(tonic::Response::new(OnTenantEnablingResponse {
-            allow,
-            reason,
-        }))
-    }
+/// The service's methods: those asked before a change answer the verdict,
+/// those told after it answer once the module has applied it.
+macro_rules! lifecycle_service {
+    (
+        before: $(($before:ident, $before_request:ident, $before_response:ident)),+;
+        after: $(($after:ident, $after_request:ident, $after_response:ident)),+;
+    ) => {
+        #[tonic::async_trait]
+        impl<L: Lifecycle> ModuleLifecycleService for LifecycleService<L> {
+            $(
+                async fn $before(
+                    &self,
+                    request: tonic::Request<$before_request>,
+                ) -> Result<tonic::Response<$before_response>, tonic::Status> {
+                    let target = target(request.into_inner().target)?;
+                    let (allow, reason) = answer(self.0.$before(&target).await);
+                    Ok(tonic::Response::new($before_response { allow, reason }))
+                }
+            )+
+            $(
+                async fn $after(
+                    &self,
+                    request: tonic::Request<$after_request>,
+                ) -> Result<tonic::Response<$after_response>, tonic::Status> {
+                    let request = request.into_inner();
+                    let delivery = request.delivery.unwrap_or_default();
+                    self.0.$after(&target(request.target)?, &delivery).await?;
+                    Ok(tonic::Response::new($after_response {}))
+                }
+            )+
+        }
+    };
+}
 
-    async fn on_company_enabling(
-        &self,
-        request: tonic::Request<OnCompanyEnablingRequest>,
-    ) -> Result<tonic::Response<OnCompanyEnablingResponse>, tonic::Status> {
-        let target = target(request.into_inner().target)?;
-        let (allow, reason) = answer(self.0.on_company_enabling(&target).await);
-        Ok(tonic::Response::new(OnCompanyEnablingResponse {
-            allow,
-            reason,
-        }))
-    }
-
-    async fn on_tenant_enabled(
-        &self,
-        request: tonic::Request<OnTenantEnabledRequest>,
-    ) -> Result<tonic::Response<OnTenantEnabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_tenant_enabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnTenantEnabledResponse {}))
-    }
-
-    async fn on_tenant_disabled(
-        &self,
-        request: tonic::Request<OnTenantDisabledRequest>,
-    ) -> Result<tonic::Response<OnTenantDisabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_tenant_disabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnTenantDisabledResponse {}))
-    }
-
-    async fn on_company_enabled(
-        &self,
-        request: tonic::Request<OnCompanyEnabledRequest>,
-    ) -> Result<tonic::Response<OnCompanyEnabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_company_enabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnCompanyEnabledResponse {}))
-    }
-
-    async fn on_company_disabled(
-        &self,
-        request: tonic::Request<OnCompanyDisabledRequest>,
-    ) -> Result<tonic::Response<OnCompanyDisabledResponse>, tonic::Status> {
-        let request = request.into_inner();
-        let delivery = request.delivery.unwrap_or_default();
-        self.0
-            .on_company_disabled(&target(request.target)?, &delivery)
-            .await?;
-        Ok(tonic::Response::new(OnCompanyDisabledResponse {}))
-    }
+lifecycle_service! {
+    before:
+        (on_tenant_enabling, OnTenantEnablingRequest, OnTenantEnablingResponse),
+        (on_company_enabling, OnCompanyEnablingRequest, OnCompanyEnablingResponse);
+    after:
+        (on_tenant_enabled, OnTenantEnabledRequest, OnTenantEnabledResponse),
+        (on_tenant_disabled, OnTenantDisabledRequest, OnTenantDisabledResponse),
+        (on_company_enabled, OnCompanyEnabledRequest, OnCompanyEnabledResponse),
+        (on_company_disabled, OnCompanyDisabledRequest, OnCompanyDisabledResponse);
 }

@@ -63,23 +63,33 @@ impl Drop for ModuleProcess {
     }
 }
 
-async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
-    let key = module_key(&server.sandbox, example.module).await;
-    let client = server.ca.module_certificate(example.module).unwrap();
-    let (certificate, private_key) = server.client_files(example.module, &client);
+/// The environment every example module reads: the core, its CA, the
+/// module's key and client certificate, and the certificate its callback
+/// server presents.
+async fn module_environment(server: &MutualTls, module: &str) -> Vec<(&'static str, String)> {
+    let key = module_key(&server.sandbox, module).await;
+    let client = server.ca.module_certificate(module).unwrap();
+    let (certificate, private_key) = server.client_files(module, &client);
     let serving = server.ca.server_certificate().unwrap();
     let (server_certificate, server_key) = server.client_files("callbacks", &serving);
+    let path = |path: PathBuf| path.display().to_string();
+    vec![
+        ("PLINTH_TARGET", server.sandbox.address.to_string()),
+        ("PLINTH_URL", format!("https://{}", server.sandbox.address)),
+        ("PLINTH_CA", path(server.ca_file())),
+        ("PLINTH_CERTIFICATE", path(certificate)),
+        ("PLINTH_PRIVATE_KEY", path(private_key)),
+        ("PLINTH_API_KEY", key),
+        ("MODULE_SERVER_CERTIFICATE", path(server_certificate)),
+        ("MODULE_SERVER_PRIVATE_KEY", path(server_key)),
+    ]
+}
+
+async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
     let [program, script] = &example.command;
     let mut child = Command::new(program)
         .arg(script)
-        .env("PLINTH_TARGET", server.sandbox.address.to_string())
-        .env("PLINTH_URL", format!("https://{}", server.sandbox.address))
-        .env("PLINTH_CA", server.ca_file())
-        .env("PLINTH_CERTIFICATE", certificate)
-        .env("PLINTH_PRIVATE_KEY", private_key)
-        .env("PLINTH_API_KEY", key)
-        .env("MODULE_SERVER_CERTIFICATE", server_certificate)
-        .env("MODULE_SERVER_PRIVATE_KEY", server_key)
+        .envs(module_environment(server, example.module).await)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the module's runtime starts");
@@ -432,19 +442,8 @@ async fn the_rust_stock_binary_runs_from_its_environment_over_mtls() {
         })
         .await
         .unwrap();
-    let key = module_key(&server.sandbox, "stock").await;
-    let client = server.ca.module_certificate("stock").unwrap();
-    let (certificate, private_key) = server.client_files("stock", &client);
-    let serving = server.ca.server_certificate().unwrap();
-    let (server_certificate, server_key) = server.client_files("callbacks", &serving);
     let mut child = Command::new(workspace_binary("stock-module"))
-        .env("PLINTH_TARGET", server.sandbox.address.to_string())
-        .env("PLINTH_CA", server.ca_file())
-        .env("PLINTH_CERTIFICATE", certificate)
-        .env("PLINTH_PRIVATE_KEY", private_key)
-        .env("PLINTH_API_KEY", key)
-        .env("MODULE_SERVER_CERTIFICATE", server_certificate)
-        .env("MODULE_SERVER_PRIVATE_KEY", server_key)
+        .envs(module_environment(&server, "stock").await)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the stock module starts");
