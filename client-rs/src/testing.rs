@@ -74,6 +74,7 @@ impl TestCore {
         let config = Config {
             data_dir: data.path().to_owned(),
             shutdown_grace_seconds: 1,
+            admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
         let endpoint = format!("http://{}", listener.local_addr()?);

@@ -101,9 +101,12 @@ async fn core_services(
         invalidator.clone(),
     ));
     invalidator.register(signing_keys.clone());
-    let grants = rbac::grants::Grants::new(store.clone());
+    let grants = rbac::grants::Grants::new(store.clone(), node.metrics.cache("rbac_grants"));
     invalidator.register(grants.clone());
-    let enablement = plinth_platform::enablement::Enablement::new(store.clone());
+    let enablement = plinth_platform::enablement::Enablement::new(
+        store.clone(),
+        node.metrics.cache("enablement"),
+    );
     invalidator.register(enablement.clone());
     let access = access::Access::new(store.clone(), grants.clone(), enablement.clone());
     let audit = audit::Audit::new(store.clone(), access.clone(), enablement.clone());
@@ -180,7 +183,7 @@ async fn core_services(
             templates: templates.clone(),
         },
     );
-    let configs = module_config::ModuleConfigs::new(&parts);
+    let configs = module_config::ModuleConfigs::new(&parts, node.metrics.cache("module_config"));
     let config_watches = module_config::ConfigWatches::start(configs.clone(), node.draining());
     let limit = config.max_message_bytes;
     let mut services = ServiceSet::default();

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     error::ApiError,
     invalidation::{Cache, Change},
+    metrics::CacheCounters,
     store::{
         Store,
         tenant_modules::{CompanyModuleRecord, TenantModuleRecord},
@@ -83,6 +84,7 @@ pub struct Enablement {
     snapshots: RwLock<Snapshots>,
     known_versions: KnownVersions,
     company_tenants: RwLock<HashMap<Uuid, Uuid, RandomState>>,
+    counters: CacheCounters,
 }
 
 #[derive(Default)]
@@ -100,9 +102,10 @@ impl Snapshots {
 }
 
 impl Enablement {
-    pub fn new(store: Store) -> Arc<Enablement> {
+    pub fn new(store: Store, counters: CacheCounters) -> Arc<Enablement> {
         Arc::new(Enablement {
             store,
+            counters,
             snapshots: RwLock::new(Snapshots {
                 by_tenant: HashMap::default(),
                 sweep_at: SWEEP_FROM_ENTRIES,
@@ -191,8 +194,10 @@ impl Enablement {
             .filter(|snapshot| snapshot.serves(required))
             .cloned();
         if let Some(snapshot) = cached {
+            self.counters.hit();
             return Ok(snapshot);
         }
+        self.counters.miss();
         let loaded_at = Instant::now();
         let read = self
             .store

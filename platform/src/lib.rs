@@ -13,6 +13,7 @@ mod files;
 pub mod grants;
 pub mod identity;
 pub mod invalidation;
+pub mod metrics;
 pub mod node;
 pub mod outlet;
 pub mod permission;

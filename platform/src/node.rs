@@ -6,15 +6,17 @@ use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
 use crate::{
+    clock,
     config::Config,
     identity::{
         api_keys::ApiKeys, layer::Authentication, tenant_states::TenantStates,
         tokens::TokenVerifier,
     },
     invalidation::Invalidator,
+    metrics::{GaugeReader, Metrics},
     server::{self, ServeError, ServiceSet},
     shared_redis::SharedRedis,
-    store::Store,
+    store::{Store, instances::InstanceStatus},
 };
 
 /// A server process's shared parts, before its services are added.
@@ -27,6 +29,8 @@ pub struct Node {
     pub tokens: Arc<TokenVerifier>,
     /// Caches register here to hear about changes, local and remote.
     pub invalidator: Arc<Invalidator>,
+    /// What the process counts, served on the admin port.
+    pub metrics: Arc<Metrics>,
     /// Turns true when shutdown begins, so long-lived streams end cleanly
     /// instead of holding the drain open.
     draining: tokio::sync::watch::Sender<bool>,
@@ -43,9 +47,24 @@ impl Node {
             None => None,
         };
         let invalidator = Invalidator::new(redis.clone());
+        let metrics = Arc::new(Metrics::new(&[
+            plinth_api::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]));
         let tenant_states = Arc::new(TenantStates::new(store.tenants.clone()));
-        let api_keys = Arc::new(ApiKeys::new(store.api_keys.clone(), tenant_states.clone()));
-        let tokens = Arc::new(TokenVerifier::new(config.token_settings(), store.clone()));
+        let api_keys = Arc::new(ApiKeys::new(
+            store.api_keys.clone(),
+            tenant_states.clone(),
+            metrics.cache("api_keys"),
+        ));
+        let tokens = Arc::new(TokenVerifier::new(
+            config.token_settings(),
+            store.clone(),
+            metrics.cache("access_tokens"),
+        ));
+        metrics.read_at_scrape(store_gauges(&metrics, store.clone()));
         invalidator.register(tenant_states);
         invalidator.register(api_keys.clone());
         invalidator.register(tokens.clone());
@@ -56,6 +75,7 @@ impl Node {
             api_keys,
             tokens,
             invalidator,
+            metrics,
             draining: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -83,10 +103,47 @@ impl Node {
             &self.config,
             self.store,
             authentication,
+            self.metrics,
             services,
             listener,
             shutdown,
         )
         .await
     }
+}
+
+/// Reads the store's gauges: pool connections, the callback outbox, and
+/// live leases by status.
+fn store_gauges(metrics: &Metrics, store: Store) -> GaugeReader {
+    let connections =
+        ["idle", "in_use", "max"].map(|state| metrics.gauge("plinth_database_connections", state));
+    let callback_backlog = metrics.gauge("plinth_callback_backlog", "outbox");
+    let leases: Arc<[_]> = InstanceStatus::ALL
+        .iter()
+        .map(|&status| {
+            (
+                status,
+                metrics.gauge("plinth_registry_leases", status.as_str()),
+            )
+        })
+        .collect();
+    Box::new(move || {
+        let now = store.connections();
+        for (gauge, value) in connections.iter().zip([now.idle, now.in_use, now.max]) {
+            gauge.set(i64::from(value));
+        }
+        let (store, callback_backlog, leases) =
+            (store.clone(), callback_backlog.clone(), leases.clone());
+        Box::pin(async move {
+            if let Ok(backlog) = store.callbacks.backlog().await {
+                callback_backlog.set(backlog);
+            }
+            if let Ok(live) = store.instances.live_by_status(clock::now()).await {
+                for (status, gauge) in leases.iter() {
+                    let count = live.iter().find(|(counted, _)| counted == status);
+                    gauge.set(count.map_or(0, |(_, count)| *count));
+                }
+            }
+        })
+    })
 }

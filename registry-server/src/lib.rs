@@ -75,9 +75,9 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let store = Store::connect(&config.database_url(), config.database_max_connections).await?;
     let node = Node::start(config, store).await?;
-    let grants = Grants::new(node.store.clone());
+    let grants = Grants::new(node.store.clone(), node.metrics.cache("rbac_grants"));
     node.invalidator.register(grants.clone());
-    let enablement = Enablement::new(node.store.clone());
+    let enablement = Enablement::new(node.store.clone(), node.metrics.cache("enablement"));
     node.invalidator.register(enablement.clone());
     let access = Access::new(node.store.clone(), grants, enablement);
     let mut services = ServiceSet::default();

@@ -1,6 +1,7 @@
 //! End-to-end tests over real gRPC, real PostgreSQL and real SQLite; one
 //! binary so that two cores link it once.
 
+mod admin;
 mod api_keys;
 mod audit;
 mod bad_input;

@@ -164,6 +164,7 @@ impl Sandbox {
             database_url: Some(database.url.clone()),
             shutdown_grace_seconds: 2,
             key_encryption_key: Some(Secret::new(random_key_encryption_key())),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
         configure(&mut config);
@@ -293,6 +294,34 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// One HTTP/1.1 GET (or other `method`) of `path`: the status and body.
+/// A server that is not listening yet gets 5 s to start.
+pub async fn http_get(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut attempts = 0;
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => break stream,
+            Err(_) if attempts < 100 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("connecting to {address}: {error}"),
+        }
+    };
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: plinth\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .expect("a status line");
+    (status, body.to_owned())
 }
 
 /// The repository's root.

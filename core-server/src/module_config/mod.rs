@@ -14,7 +14,8 @@ mod watch;
 use std::sync::Arc;
 
 use plinth_platform::{
-    access::Access, enablement::Enablement, invalidation::Invalidator, store::Store,
+    access::Access, enablement::Enablement, invalidation::Invalidator, metrics::CacheCounters,
+    store::Store,
 };
 use sha2::{Digest, Sha256};
 
@@ -41,9 +42,9 @@ pub struct ModuleConfigs {
 
 impl ModuleConfigs {
     /// Its cache of resolutions hears of catalog changes.
-    pub fn new(parts: &ModuleParts) -> ModuleConfigs {
+    pub fn new(parts: &ModuleParts, counters: CacheCounters) -> ModuleConfigs {
         let parts = parts.clone();
-        let resolutions = Resolutions::new();
+        let resolutions = Resolutions::new(counters);
         parts.invalidator.register(resolutions.clone());
         ModuleConfigs {
             resolutions,

@@ -16,6 +16,7 @@ use plinth_platform::{
     error::ApiError,
     identity::Principal,
     invalidation::{Cache, Change},
+    metrics::CacheCounters,
     store::{Store, StoreError},
 };
 use uuid::Uuid;
@@ -77,6 +78,7 @@ type Key = (Uuid, String, Option<Uuid>);
 #[derive(Default)]
 pub struct Resolutions {
     entries: RwLock<Entries>,
+    counters: CacheCounters,
 }
 
 #[derive(Default)]
@@ -86,24 +88,30 @@ struct Entries {
 }
 
 impl Resolutions {
-    pub fn new() -> Arc<Resolutions> {
+    pub fn new(counters: CacheCounters) -> Arc<Resolutions> {
         Arc::new(Resolutions {
             entries: RwLock::new(Entries {
                 by_scope: HashMap::default(),
                 sweep_at: SWEEP_FROM_ENTRIES,
             }),
+            counters,
         })
     }
 
     fn cached(&self, key: &Key, modules_version: i64) -> Option<Arc<Resolution>> {
-        read(&self.entries)
+        let cached = read(&self.entries)
             .by_scope
             .get(key)
             .filter(|resolution| {
                 resolution.modules_version >= modules_version
                     && resolution.resolved_at.elapsed() < MAX_AGE
             })
-            .cloned()
+            .cloned();
+        match cached {
+            Some(_) => self.counters.hit(),
+            None => self.counters.miss(),
+        }
+        cached
     }
 
     fn keep(&self, key: Key, resolution: Arc<Resolution>) {

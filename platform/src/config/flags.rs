@@ -15,6 +15,9 @@ pub struct ConfigArgs {
     /// Address gRPC is served on [default: 127.0.0.1:50051]
     #[arg(long, global = true, env = "PLINTH_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the admin HTTP port: /metrics, /livez, /readyz [default: 127.0.0.1:9464]
+    #[arg(long, global = true, env = "PLINTH_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for the embedded database and generated keys [default: data]
     #[arg(long, global = true, env = "PLINTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -109,6 +112,7 @@ impl Config {
         let config = self;
         overlay!(config, args;
             listen,
+            admin_listen,
             data_dir,
             database_max_connections,
             max_message_bytes,

@@ -22,6 +22,8 @@ pub use flags::ConfigArgs;
 pub struct Config {
     /// Where gRPC is served.
     pub listen: SocketAddr,
+    /// Where the admin HTTP port serves `/metrics`, `/livez` and `/readyz`.
+    pub admin_listen: SocketAddr,
     /// Holds the SQLite database (embedded default) and the bootstrap key.
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; defaults to SQLite in `data_dir`.
@@ -127,6 +129,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             data_dir: PathBuf::from("data"),
             database_url: None,
             database_max_connections: 16,

@@ -23,6 +23,7 @@ use crate::{
     clock,
     error::ApiError,
     invalidation::{Cache, Change},
+    metrics::CacheCounters,
     permission::{Grant, Matcher},
     store::{
         Store,
@@ -271,12 +272,13 @@ pub struct Grants {
     /// One reload of a tenant's roles at a time; the others wait for it.
     reloading: Mutex<()>,
     known_versions: KnownVersions,
+    counters: CacheCounters,
 }
 
 impl Grants {
     /// Also sweeps stale sets out every [`MAX_AGE`], so memory returns
     /// to its level after load.
-    pub fn new(store: Store) -> Arc<Grants> {
+    pub fn new(store: Store, counters: CacheCounters) -> Arc<Grants> {
         let grants = Arc::new(Grants {
             held_roles: HeldRoles::new(store.clone()),
             store,
@@ -284,6 +286,7 @@ impl Grants {
             tenant_roles: RwLock::default(),
             reloading: Mutex::new(()),
             known_versions: KnownVersions::default(),
+            counters,
         });
         let sweeping = Arc::downgrade(&grants);
         tokio::spawn(async move {
@@ -339,8 +342,10 @@ impl Grants {
         if let Some(cached) = read(&self.compiled).entries.get(&(user_id, scope))
             && cached.serves(required)
         {
+            self.counters.hit();
             return Ok(cached.clone());
         }
+        self.counters.miss();
         let compiled = Arc::new(self.compile(tenant_id, user_id, scope).await?);
         if compiled.version < required {
             return Err(ApiError::RbacVersionBehind {

@@ -27,6 +27,7 @@ use crate::{
     clock,
     error::ApiError,
     invalidation::{Cache, Change},
+    metrics::CacheCounters,
     store::{self, ApiKeyRecord, ApiKeyStore, Store, StoreError, Tx},
 };
 
@@ -69,14 +70,20 @@ pub struct ApiKeys {
     store: Arc<dyn ApiKeyStore>,
     tenants: Arc<TenantStates>,
     cache: RwLock<HashMap<Uuid, Arc<CachedKey>>>,
+    counters: CacheCounters,
 }
 
 impl ApiKeys {
-    pub fn new(store: Arc<dyn ApiKeyStore>, tenants: Arc<TenantStates>) -> ApiKeys {
+    pub fn new(
+        store: Arc<dyn ApiKeyStore>,
+        tenants: Arc<TenantStates>,
+        counters: CacheCounters,
+    ) -> ApiKeys {
         ApiKeys {
             store,
             tenants,
             cache: RwLock::new(HashMap::new()),
+            counters,
         }
     }
 
@@ -87,8 +94,14 @@ impl ApiKeys {
         let (key_id, secret) = parse(presented).ok_or(ApiError::Unauthenticated)?;
         let presented_hash = hash_secret(secret);
         let cached = match self.cached(key_id) {
-            Some(cached) => cached,
-            None => self.load(key_id).await?.ok_or(ApiError::Unauthenticated)?,
+            Some(cached) => {
+                self.counters.hit();
+                cached
+            }
+            None => {
+                self.counters.miss();
+                self.load(key_id).await?.ok_or(ApiError::Unauthenticated)?
+            }
         };
         let now = clock::now();
         if !secret_matches(&cached.record, &presented_hash, now) || !is_usable(&cached.record, now)

@@ -22,6 +22,7 @@ use crate::{
     clock,
     error::ApiError,
     invalidation::{Cache, Change},
+    metrics::CacheCounters,
     store::{Store, tenants::PLATFORM_TENANT_ID, users::UserStatus},
 };
 
@@ -131,10 +132,11 @@ pub struct TokenVerifier {
     keys: RwLock<KeySet>,
     states: RwLock<HashMap<Uuid, SubjectState>>,
     verified: RwLock<HashMap<Arc<str>, Arc<SignedToken>>>,
+    counters: CacheCounters,
 }
 
 impl TokenVerifier {
-    pub fn new(settings: TokenSettings, store: Store) -> TokenVerifier {
+    pub fn new(settings: TokenSettings, store: Store, counters: CacheCounters) -> TokenVerifier {
         TokenVerifier {
             rules: TokenRules::new(&settings.issuer, &settings.audience, settings.leeway),
             settings,
@@ -142,6 +144,7 @@ impl TokenVerifier {
             keys: RwLock::new(KeySet::default()),
             states: RwLock::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
+            counters,
         }
     }
 
@@ -160,8 +163,12 @@ impl TokenVerifier {
             .get(token)
             .cloned();
         let signed = match cached {
-            Some(signed) => signed,
+            Some(signed) => {
+                self.counters.hit();
+                signed
+            }
             None => {
+                self.counters.miss();
                 let signed = Arc::new(self.verify_signed(token, now).await?);
                 let mut tokens = self
                     .verified

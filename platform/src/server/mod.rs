@@ -2,13 +2,15 @@
 //! (NOT_SERVING while the database is unreachable), reflection v1 and
 //! v1alpha, TLS or mTLS, limits, and a shutdown that drains in-flight calls.
 
+mod admin;
 mod batched_writes;
+mod call_metrics;
 mod rerouted;
 pub mod stack;
 
 pub use rerouted::Rerouted;
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use futures_util::TryStreamExt;
 use tokio::net::TcpListener;
@@ -20,7 +22,7 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::Config, identity::layer::Authentication, store::Store};
+use crate::{config::Config, identity::layer::Authentication, metrics::Metrics, store::Store};
 
 /// How often the database is pinged for health.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,14 +76,34 @@ pub async fn serve(
     config: &Config,
     store: Store,
     authentication: Authentication,
+    metrics: Arc<Metrics>,
     mut services: ServiceSet,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.admin_listen,
+            source,
+        })?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let names = services.names.clone();
     set_status(&reporter, &names, ServingStatus::Serving).await;
-    let health_probe = tokio::spawn(probe_database(store, reporter.clone(), names.clone()));
+    let (ready, readiness) = tokio::sync::watch::channel(true);
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.clone(),
+        readiness,
+        admin_stopped,
+    ));
+    let health_probe = tokio::spawn(probe_database(
+        store,
+        reporter.clone(),
+        names.clone(),
+        ready.clone(),
+    ));
 
     // Reflection lists what this server serves, not every service in the API.
     let reflection = || {
@@ -119,6 +141,7 @@ pub async fn serve(
         // HTTP/2 caps in-flight calls per connection; clients queue beyond it.
         .max_concurrent_streams(config.max_concurrent_calls_per_connection)
         .layer(stack::call_stack(
+            metrics,
             config.max_call_duration(),
             config.max_message_bytes,
             authentication,
@@ -133,6 +156,7 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         set_status(&reporter, &names, ServingStatus::NotServing).await;
+        ready.send_replace(false);
         let _ = draining_sender.send(());
     };
     let grace = config.shutdown_grace();
@@ -144,6 +168,8 @@ pub async fn serve(
         }
     };
     health_probe.abort();
+    admin_stop.send_replace(true);
+    let _ = admin.await;
     result
 }
 
@@ -176,8 +202,14 @@ async fn set_status(reporter: &HealthReporter, names: &[&'static str], status: S
     }
 }
 
-/// Flips every service to NOT_SERVING while the database does not answer.
-async fn probe_database(store: Store, reporter: HealthReporter, names: Vec<&'static str>) {
+/// Flips every service to NOT_SERVING (and the admin port's readiness off)
+/// while the database does not answer.
+async fn probe_database(
+    store: Store,
+    reporter: HealthReporter,
+    names: Vec<&'static str>,
+    ready: tokio::sync::watch::Sender<bool>,
+) {
     let mut serving = true;
     let mut interval = tokio::time::interval(HEALTH_PROBE_INTERVAL);
     loop {
@@ -196,6 +228,7 @@ async fn probe_database(store: Store, reporter: HealthReporter, names: Vec<&'sta
                 ServingStatus::NotServing
             };
             set_status(&reporter, &names, status).await;
+            ready.send_replace(serving);
         }
     }
 }

@@ -17,9 +17,11 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceBuilder, layer::util::Stack};
 
+use super::call_metrics::CallMetrics;
 use crate::{
     error::ApiError,
     identity::layer::Authentication,
+    metrics::Metrics,
     request_id::{self, RequestId},
 };
 
@@ -28,17 +30,23 @@ pub type CallStack = Stack<
     Around<Authentication>,
     Stack<
         Around<Deadline>,
-        Stack<Around<ErrorContract>, Stack<Around<RequestSpan>, tower::layer::util::Identity>>,
+        Stack<
+            Around<ErrorContract>,
+            Stack<Around<RequestSpan>, Stack<Around<CallMetrics>, tower::layer::util::Identity>>,
+        >,
     >,
 >;
 
 /// The stack, one layer per line, in the order calls pass it.
 pub fn call_stack(
+    metrics: Arc<Metrics>,
     max_call: Duration,
     max_message_bytes: usize,
     authentication: Authentication,
 ) -> CallStack {
     ServiceBuilder::new()
+        // Metrics: every call counted, refusals included.
+        .layer(Around(CallMetrics(metrics)))
         // Trace: a request id for every call, in its span, logs and answer.
         .layer(Around(RequestSpan))
         // Errors the framework raised (size, decoding, unknown methods) get

@@ -62,6 +62,12 @@ pub struct InstanceChange {
 /// Reads instances.
 #[async_trait::async_trait]
 pub trait InstanceStore: Send + Sync {
+    /// Instances whose lease runs past `now`, counted by status.
+    async fn live_by_status(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(InstanceStatus, i64)>, StoreError>;
+
     async fn instance(&self, instance_id: Uuid) -> Result<Option<InstanceRecord>, StoreError>;
 
     /// A module's instances whose lease runs past `now`, oldest first.
@@ -263,6 +269,22 @@ macro_rules! impl_instance_store {
     ($db:ty) => {
         #[async_trait::async_trait]
         impl InstanceStore for SqlStore<$db> {
+            async fn live_by_status(
+                &self,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<(InstanceStatus, i64)>, StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM module_instances WHERE lease_expires_at > $1 \
+                     GROUP BY status",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(status, count)| Ok((InstanceStatus::try_from(status)?, count)))
+                    .collect()
+            }
+
             async fn instance(
                 &self,
                 instance_id: Uuid,

@@ -238,6 +238,15 @@ trait StoreAdmin: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn begin(&self) -> Result<TxConnection, StoreError>;
+    fn connections(&self) -> Connections;
+}
+
+/// The database pool's connections now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
 }
 
 macro_rules! impl_store_admin {
@@ -258,6 +267,15 @@ macro_rules! impl_store_admin {
 
             async fn begin(&self) -> Result<TxConnection, StoreError> {
                 Ok(TxConnection::$db(self.pool.begin_with($begin).await?))
+            }
+
+            fn connections(&self) -> Connections {
+                let (size, idle) = (self.pool.size(), self.pool.num_idle() as u32);
+                Connections {
+                    idle,
+                    in_use: size.saturating_sub(idle),
+                    max: self.pool.options().get_max_connections(),
+                }
             }
         }
 
@@ -441,6 +459,11 @@ impl Store {
     /// each commit that appended audit events.
     pub fn audit_news(&self) -> watch::Receiver<i64> {
         self.audit_news.subscribe()
+    }
+
+    /// The database pool's connections now.
+    pub fn connections(&self) -> Connections {
+        self.admin.connections()
     }
 
     pub fn backend(&self) -> Backend {

@@ -57,6 +57,9 @@ impl CallbackRecord {
 /// Reads and claims callbacks to deliver.
 #[async_trait::async_trait]
 pub trait CallbackStore: Send + Sync {
+    /// Callbacks in the outbox, due or waiting to be retried.
+    async fn backlog(&self) -> Result<i64, StoreError>;
+
     /// Callbacks due at `now`, unclaimed (or whose claim lapsed), each the
     /// oldest of its tenant and module, at most `limit`.
     async fn due_callbacks(
@@ -125,6 +128,12 @@ macro_rules! impl_callback_store {
     ($db:ty) => {
         #[async_trait::async_trait]
         impl CallbackStore for SqlStore<$db> {
+            async fn backlog(&self) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM module_callbacks")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn due_callbacks(
                 &self,
                 now: DateTime<Utc>,

@@ -72,11 +72,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Spawns `command` (which must serve gRPC health on `address`) and
     /// returns once it answers, with the time from spawn to that answer.
+    /// Its admin port, unless the command names one, takes any free port,
+    /// so that servers started side by side do not compete for the default.
     pub async fn start(
         mut command: Command,
         address: SocketAddr,
     ) -> anyhow::Result<(ServerProcess, Duration)> {
         let spawned = Instant::now();
+        if !command
+            .get_envs()
+            .any(|(name, _)| name == "PLINTH_ADMIN_LISTEN")
+        {
+            command.env("PLINTH_ADMIN_LISTEN", "127.0.0.1:0");
+        }
         let child = command.stdout(Stdio::null()).spawn()?;
         let server = ServerProcess {
             child,
