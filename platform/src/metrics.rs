@@ -214,22 +214,13 @@ impl Metrics {
                 families.clone(),
             ))
         };
-        let mut methods = HashMap::new();
-        for encoded in descriptor_sets {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
-                continue;
-            };
-            for file in &set.file {
-                for service in &file.service {
-                    let service_name = format!("{}.{}", file.package(), service.name());
-                    for method in &service.method {
-                        let path = format!("/{service_name}/{}", method.name());
-                        let kind = grpc_type(method);
-                        methods.insert(path.into(), series(kind, &service_name, method.name()));
-                    }
-                }
-            }
-        }
+        let methods = declared_methods(descriptor_sets)
+            .map(|method| {
+                let path = method.path();
+                let series = series(method.grpc_type, &method.service, &method.name);
+                (path.into_boxed_str(), series)
+            })
+            .collect();
         Metrics {
             registry,
             methods,
@@ -287,6 +278,53 @@ impl Metrics {
         text
     }
 }
+
+/// A method some service declares.
+pub struct DeclaredMethod {
+    /// `package.Service`.
+    pub service: String,
+    pub name: String,
+    /// `unary`, `server_stream`, `client_stream` or `bidi_stream`.
+    pub grpc_type: &'static str,
+}
+
+impl DeclaredMethod {
+    /// `/package.Service/Method`, as requests name it.
+    pub fn path(&self) -> String {
+        format!("/{}/{}", self.service, self.name)
+    }
+}
+
+/// The methods of the services in `descriptor_sets` (encoded
+/// `FileDescriptorSet`s).
+pub fn declared_methods(descriptor_sets: &[&[u8]]) -> impl Iterator<Item = DeclaredMethod> {
+    descriptor_sets
+        .iter()
+        .filter_map(|encoded| prost_types::FileDescriptorSet::decode(*encoded).ok())
+        .flat_map(|set| set.file)
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service.into_iter().flat_map(move |service| {
+                let service_name = format!("{package}.{}", service.name());
+                service
+                    .method
+                    .into_iter()
+                    .map(move |method| DeclaredMethod {
+                        service: service_name.clone(),
+                        name: method.name().to_owned(),
+                        grpc_type: grpc_type(&method),
+                    })
+            })
+        })
+}
+
+/// The descriptor sets of everything a Plinth server serves.
+pub const SERVED_DESCRIPTOR_SETS: &[&[u8]] = &[
+    plinth_api::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
 
 fn grpc_type(method: &prost_types::MethodDescriptorProto) -> &'static str {
     match (method.client_streaming(), method.server_streaming()) {

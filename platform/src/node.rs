@@ -13,7 +13,7 @@ use crate::{
         tokens::TokenVerifier,
     },
     invalidation::Invalidator,
-    metrics::{GaugeReader, Metrics},
+    metrics::{GaugeReader, Metrics, SERVED_DESCRIPTOR_SETS},
     server::{self, ServeError, ServiceSet},
     shared_redis::SharedRedis,
     store::{Store, instances::InstanceStatus},
@@ -47,12 +47,7 @@ impl Node {
             None => None,
         };
         let invalidator = Invalidator::new(redis.clone());
-        let metrics = Arc::new(Metrics::new(&[
-            plinth_api::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ]));
+        let metrics = Arc::new(Metrics::new(SERVED_DESCRIPTOR_SETS));
         let tenant_states = Arc::new(TenantStates::new(store.tenants.clone()));
         let api_keys = Arc::new(ApiKeys::new(
             store.api_keys.clone(),

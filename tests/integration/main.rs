@@ -12,6 +12,7 @@ mod generated_clients;
 mod identity;
 mod inactive_tenants;
 mod key_encryption;
+mod limits;
 mod modules;
 mod operator_guide;
 mod rbac;

@@ -52,6 +52,9 @@ pub struct ConfigArgs {
         env = "PLINTH_MAX_CONCURRENT_CALLS_PER_CONNECTION"
     )]
     pub max_concurrent_calls_per_connection: Option<u32>,
+    /// Unary calls in progress beyond which new ones are refused, 1 to 100000 [default: 1024]
+    #[arg(long, global = true, env = "PLINTH_MAX_CONCURRENT_CALLS")]
+    pub max_concurrent_calls: Option<u32>,
     /// Seconds shutdown waits for in-flight calls, 0 to 3600 [default: 10]
     #[arg(long, global = true, env = "PLINTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
@@ -118,6 +121,7 @@ impl Config {
             max_message_bytes,
             max_call_seconds,
             max_concurrent_calls_per_connection,
+            max_concurrent_calls,
             shutdown_grace_seconds,
             log_format,
             redis_prefix,

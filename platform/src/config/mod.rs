@@ -38,6 +38,9 @@ pub struct Config {
     pub max_call_seconds: u64,
     /// In-flight calls per connection beyond which new ones wait.
     pub max_concurrent_calls_per_connection: u32,
+    /// Unary calls in progress in the whole process beyond which new ones
+    /// are refused at once (UNAVAILABLE, OVERLOADED).
+    pub max_concurrent_calls: u32,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
@@ -138,6 +141,7 @@ impl Default for Config {
             max_message_bytes: 4 * 1024 * 1024,
             max_call_seconds: 30,
             max_concurrent_calls_per_connection: 256,
+            max_concurrent_calls: 1024,
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
             redis_url: None,
@@ -234,6 +238,11 @@ impl Config {
                 "max_concurrent_calls_per_connection",
                 u64::from(self.max_concurrent_calls_per_connection),
                 1..=10_000,
+            ),
+            (
+                "max_concurrent_calls",
+                u64::from(self.max_concurrent_calls),
+                1..=100_000,
             ),
             (
                 "shutdown_grace_seconds",

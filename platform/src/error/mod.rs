@@ -155,6 +155,8 @@ pub enum ApiError {
     },
     #[error("the server is shutting down; retry on another replica")]
     ShuttingDown,
+    #[error("the server is at its bound of calls in progress; retry shortly")]
+    Overloaded { retry_after: std::time::Duration },
     #[error("role ancestors would be deeper than {max_depth}")]
     RoleTooDeep { max_depth: i64 },
     #[error("{resource_type} changed since it was read")]

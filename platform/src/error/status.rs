@@ -148,6 +148,12 @@ impl From<ApiError> for Status {
                 HashMap::new(),
                 ErrorDetails::new(),
             ),
+            ApiError::Overloaded { retry_after } => (
+                Code::Unavailable,
+                ErrorReason::Overloaded,
+                HashMap::new(),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             ApiError::RbacVersionBehind { retry_after } => (
                 Code::Unavailable,
                 ErrorReason::RbacVersionBehind,

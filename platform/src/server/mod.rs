@@ -6,6 +6,7 @@ mod admin;
 mod batched_writes;
 mod call_metrics;
 mod rerouted;
+mod shedding;
 pub mod stack;
 
 pub use rerouted::Rerouted;
@@ -142,6 +143,7 @@ pub async fn serve(
         .max_concurrent_streams(config.max_concurrent_calls_per_connection)
         .layer(stack::call_stack(
             metrics,
+            config.max_concurrent_calls as usize,
             config.max_call_duration(),
             config.max_message_bytes,
             authentication,

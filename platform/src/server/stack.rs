@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceBuilder, layer::util::Stack};
 
-use super::call_metrics::CallMetrics;
+use super::{call_metrics::CallMetrics, shedding::LoadShedding};
 use crate::{
     error::ApiError,
     identity::layer::Authentication,
@@ -31,8 +31,14 @@ pub type CallStack = Stack<
     Stack<
         Around<Deadline>,
         Stack<
-            Around<ErrorContract>,
-            Stack<Around<RequestSpan>, Stack<Around<CallMetrics>, tower::layer::util::Identity>>,
+            Around<LoadShedding>,
+            Stack<
+                Around<ErrorContract>,
+                Stack<
+                    Around<RequestSpan>,
+                    Stack<Around<CallMetrics>, tower::layer::util::Identity>,
+                >,
+            >,
         >,
     >,
 >;
@@ -40,6 +46,7 @@ pub type CallStack = Stack<
 /// The stack, one layer per line, in the order calls pass it.
 pub fn call_stack(
     metrics: Arc<Metrics>,
+    max_calls: usize,
     max_call: Duration,
     max_message_bytes: usize,
     authentication: Authentication,
@@ -52,6 +59,8 @@ pub fn call_stack(
         // Errors the framework raised (size, decoding, unknown methods) get
         // the same codes and details as the services' own.
         .layer(Around(ErrorContract { max_message_bytes }))
+        // Shedding: past the bound of calls in progress, refused at once.
+        .layer(Around(LoadShedding::new(max_calls)))
         // Timeout: the caller's deadline, capped.
         .layer(Around(Deadline { max_call }))
         // Auth: the caller resolved once into a principal, or refused.

@@ -223,6 +223,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ALREADY_EXISTS. Metadata: `idempotency_key`, `index` (its event's
     position in the request).
     """
+    ERROR_REASON_OVERLOADED: _ErrorReason.ValueType  # 44
+    """The server is at its bound of calls in progress and refused this one
+    at once instead of queueing it; retry after the RetryInfo delay, on
+    this replica or another. Code UNAVAILABLE. Metadata: none.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every `google.rpc.ErrorInfo.reason` a Plinth server sends is one of these
@@ -430,5 +435,10 @@ ERROR_REASON_IDEMPOTENCY_KEY_CONFLICT: ErrorReason.ValueType  # 43
 module, with other content; nothing in the batch was recorded. Code
 ALREADY_EXISTS. Metadata: `idempotency_key`, `index` (its event's
 position in the request).
+"""
+ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 44
+"""The server is at its bound of calls in progress and refused this one
+at once instead of queueing it; retry after the RetryInfo delay, on
+this replica or another. Code UNAVAILABLE. Metadata: none.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
