@@ -88,6 +88,9 @@ pub async fn serve(
             address: config.admin_listen,
             source,
         })?;
+    if let Ok(address) = admin_listener.local_addr() {
+        tracing::info!(%address, "admin port: /metrics, /livez, /readyz");
+    }
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let names = services.names.clone();
     set_status(&reporter, &names, ServingStatus::Serving).await;
