@@ -20,6 +20,7 @@ pub mod polyglot;
 pub mod rbac;
 pub mod registry;
 pub mod report;
+pub mod shedding;
 pub mod tokens;
 pub mod watch;
 use tonic::transport::{Channel, Endpoint};

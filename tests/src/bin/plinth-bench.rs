@@ -89,6 +89,9 @@ struct Args {
     /// Measure the audit part only
     #[arg(long)]
     audit_only: bool,
+    /// Measure load shedding only
+    #[arg(long)]
+    shedding_only: bool,
     /// The core-server binary [default: beside this one]
     #[arg(long)]
     core_server: Option<PathBuf>,
@@ -149,6 +152,20 @@ fn main() -> anyhow::Result<()> {
         ))?;
         Ok(bench::audit::report(&figures))
     };
+    let load = Load {
+        connections: args.connections,
+        in_flight_per_connection: args.in_flight,
+        warm_up: Duration::from_secs(args.warm_up_seconds),
+        duration: Duration::from_secs(args.seconds),
+    };
+    let shedding = |runtime: &tokio::runtime::Runtime| -> anyhow::Result<()> {
+        let figures = runtime.block_on(bench::shedding::measure_both(&core_server, load))?;
+        bench::shedding::report(&figures);
+        Ok(())
+    };
+    if args.shedding_only {
+        return shedding(&load_generator);
+    }
     if args.audit_only {
         if audit(&load_generator)? {
             std::process::exit(1);
@@ -163,12 +180,6 @@ fn main() -> anyhow::Result<()> {
     ))?;
     load_generator.block_on(log_in_repeatedly(fixture.core.address, args.logins))?;
     let after_logins = fixture.core.resident_bytes();
-    let load = Load {
-        connections: args.connections,
-        in_flight_per_connection: args.in_flight,
-        warm_up: Duration::from_secs(args.warm_up_seconds),
-        duration: Duration::from_secs(args.seconds),
-    };
 
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
@@ -226,6 +237,7 @@ fn main() -> anyhow::Result<()> {
     // The servers stop here: exiting skips destructors.
     drop(fixture);
     failed |= audit(&load_generator)?;
+    shedding(&load_generator)?;
     if failed {
         std::process::exit(1);
     }
