@@ -130,11 +130,9 @@ async fn server_process(
     key_encryption_key: &str,
 ) -> ServerProcess {
     let address = plinth_tests::bench::free_address().unwrap();
-    let mut command = std::process::Command::new(core_server_binary());
+    let mut command =
+        plinth_tests::bench::core_server_command(&core_server_binary(), address, directory);
     command
-        .args(["--listen", &address.to_string()])
-        .arg("--data-dir")
-        .arg(directory)
         .args(["--database-url", &database.url])
         .args(["--redis-url", &redis.url, "--redis-prefix", &redis.prefix])
         .env("PLINTH_KEY_ENCRYPTION_KEY", key_encryption_key)

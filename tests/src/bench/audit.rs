@@ -7,7 +7,6 @@
 
 use std::{
     path::Path,
-    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,7 +30,7 @@ use plinth_api::{
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::{ServerProcess, connect, free_address, new_histogram};
+use super::{ServerProcess, connect, core_server_command, free_address, new_histogram};
 use crate::{
     Backend, Credentials, KeyedChannel, TestDatabase, TestRedis, random_key_encryption_key,
 };
@@ -100,14 +99,10 @@ impl Recording {
     ) -> anyhow::Result<Recording> {
         let directory = tempfile::tempdir()?;
         let address = free_address()?;
-        let mut command = Command::new(core_server);
+        let mut command = core_server_command(core_server, address, directory.path());
         command
-            .args(["--listen", &address.to_string()])
-            .arg("--data-dir")
-            .arg(directory.path())
             .args(["--database-url", &database.url])
-            .env("PLINTH_KEY_ENCRYPTION_KEY", random_key_encryption_key())
-            .env("RUST_LOG", "warn");
+            .env("PLINTH_KEY_ENCRYPTION_KEY", random_key_encryption_key());
         if let Some(redis) = redis {
             command.args(["--redis-url", &redis.url, "--redis-prefix", &redis.prefix]);
         }

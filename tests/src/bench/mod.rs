@@ -6,6 +6,7 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -166,6 +167,17 @@ fn clock_ticks_per_second() -> anyhow::Result<u64> {
 /// A free loopback address for a server to take.
 pub fn free_address() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `core-server` serving on `address` from `data_dir`, logging warnings.
+pub fn core_server_command(binary: &Path, address: SocketAddr, data_dir: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--listen", &address.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn");
+    command
 }
 
 /// Opens `count` separate HTTP/2 connections to `address`.

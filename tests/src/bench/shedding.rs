@@ -6,7 +6,7 @@
 //! before trying again. The latency of the calls it accepts is what
 //! shedding keeps bounded.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use plinth_api::{
     auth::v1::{LoginRequest, auth_service_client::AuthServiceClient},
@@ -15,7 +15,9 @@ use plinth_api::{
 
 use tonic_types::StatusExt;
 
-use super::{Load, Measurement, ServerProcess, connect, free_address, measure};
+use super::{
+    Load, Measurement, ServerProcess, connect, core_server_command, free_address, measure,
+};
 use crate::Credentials;
 
 /// The bound of the shedding server: well under the load's calls in flight.
@@ -35,12 +37,7 @@ pub async fn measure_both(core_server: &Path, load: Load) -> anyhow::Result<Vec<
     for bound in [None, Some(BOUND)] {
         let directory = tempfile::tempdir()?;
         let address = free_address()?;
-        let mut command = Command::new(core_server);
-        command
-            .args(["--listen", &address.to_string()])
-            .arg("--data-dir")
-            .arg(directory.path())
-            .env("RUST_LOG", "error");
+        let mut command = core_server_command(core_server, address, directory.path());
         if let Some(bound) = bound {
             command.args(["--max-concurrent-calls", &bound.to_string()]);
         }

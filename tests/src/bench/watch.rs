@@ -5,7 +5,6 @@
 use std::{
     net::SocketAddr,
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -193,15 +192,11 @@ pub async fn deliveries(
     let mut replicas = Vec::with_capacity(directories.len());
     for directory in &directories {
         let address = super::free_address()?;
-        let mut command = Command::new(core_server);
+        let mut command = super::core_server_command(core_server, address, directory.path());
         command
-            .args(["--listen", &address.to_string()])
-            .arg("--data-dir")
-            .arg(directory.path())
             .args(["--database-url", &database.url])
             .args(["--redis-url", &redis.url, "--redis-prefix", &redis.prefix])
-            .env("PLINTH_KEY_ENCRYPTION_KEY", &key_encryption_key)
-            .env("RUST_LOG", "warn");
+            .env("PLINTH_KEY_ENCRYPTION_KEY", &key_encryption_key);
         replicas.push(ServerProcess::start(command, address).await?.0);
     }
     let operator_key =

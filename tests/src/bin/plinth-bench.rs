@@ -274,14 +274,9 @@ async fn prepare(
     let (echo, _) = ServerProcess::start(echo_command, echo_address).await?;
 
     let core_address = bench::free_address()?;
-    let mut core_command = Command::new(core_server);
-    core_command
-        .args(["--listen", &core_address.to_string()])
-        .arg("--data-dir")
-        .arg(data_dir)
-        // The storm comes from one address: let the per-account limit show.
-        .args(["--login-free-failures-per-peer", "1000"])
-        .env("RUST_LOG", "warn");
+    let mut core_command = bench::core_server_command(core_server, core_address, data_dir);
+    // The storm comes from one address: let the per-account limit show.
+    core_command.args(["--login-free-failures-per-peer", "1000"]);
     let (core, cold_start) = ServerProcess::start(core_command, core_address).await?;
     let idle = settled_resident_bytes(&core).await;
 
