@@ -17,6 +17,9 @@ use crate::metrics::Metrics;
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The pause after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// Serves the admin port on `listener` until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
@@ -29,8 +32,14 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let Ok((stream, _)) = accepted else {
-            continue;
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, say: wait instead of spinning on it.
+                tracing::warn!(%error, "admin port: accepting failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
         };
         let (metrics, ready) = (metrics.clone(), ready.clone());
         let service = service_fn(move |request| {
