@@ -102,6 +102,43 @@ async fn start(server: &MutualTls, example: &Example) -> ModuleProcess {
     }
 }
 
+/// The module vetoes an enable with `unconfigured`, naming `vetoed_for`,
+/// and allows one with `configured`.
+async fn vetoes_then_allows(
+    operator: &mut Clients,
+    tenant_id: &str,
+    module: &str,
+    (unconfigured, vetoed_for): (&str, &str),
+    configured: &str,
+) {
+    let enable = |tenant_config: &str| EnableModulesRequest {
+        tenant_id: tenant_id.to_owned(),
+        modules: vec![ModuleEnablement {
+            module_id: module.to_owned(),
+            tenant_config: tenant_config.to_owned(),
+            ..ModuleEnablement::default()
+        }],
+        enable_dependencies: false,
+    };
+    let vetoed = operator
+        .tenants
+        .enable_modules(enable(unconfigured))
+        .await
+        .unwrap_err();
+    assert_refusal(
+        &vetoed,
+        Code::FailedPrecondition,
+        "ERROR_REASON_MODULE_VETOED",
+    );
+    let veto_reason = error_metadata(&vetoed, "veto_reason").unwrap_or_default();
+    assert!(veto_reason.contains(vetoed_for), "{veto_reason}");
+    operator
+        .tenants
+        .enable_modules(enable(configured))
+        .await
+        .expect("the module allows an enable with its setting");
+}
+
 /// The first line a module prints: where it serves.
 async fn first_line(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
@@ -255,33 +292,14 @@ async fn the_example_serves_its_tenants_users_over_mtls(example: Example) {
         .await
         .expect("the module published its manifest");
     let tenant_id = operator.create_tenant("acme").await;
-    let enable = |tenant_config: &str| EnableModulesRequest {
-        tenant_id: tenant_id.clone(),
-        modules: vec![ModuleEnablement {
-            module_id: example.module.to_owned(),
-            tenant_config: tenant_config.to_owned(),
-            ..ModuleEnablement::default()
-        }],
-        enable_dependencies: false,
-    };
-
-    let vetoed = operator
-        .tenants
-        .enable_modules(enable(example.unconfigured))
-        .await
-        .unwrap_err();
-    assert_refusal(
-        &vetoed,
-        Code::FailedPrecondition,
-        "ERROR_REASON_MODULE_VETOED",
-    );
-    let veto_reason = error_metadata(&vetoed, "veto_reason").unwrap_or_default();
-    assert!(veto_reason.contains(example.vetoed_for), "{veto_reason}");
-    operator
-        .tenants
-        .enable_modules(enable(example.configured))
-        .await
-        .expect("the module allows an enable with its setting");
+    vetoes_then_allows(
+        &mut operator,
+        &tenant_id,
+        example.module,
+        (example.unconfigured, example.vetoed_for),
+        example.configured,
+    )
+    .await;
     let told = async {
         loop {
             let (_, told) = http(&module.http, "GET", "/tenants", None, "").await;
@@ -470,32 +488,14 @@ async fn the_rust_stock_binary_runs_from_its_environment_over_mtls() {
     assert_eq!(health.status(), ServingStatus::Serving);
 
     let tenant_id = operator.create_tenant("initech").await;
-    let enable = |tenant_config: &str| EnableModulesRequest {
-        tenant_id: tenant_id.clone(),
-        modules: vec![ModuleEnablement {
-            module_id: "stock".to_owned(),
-            tenant_config: tenant_config.to_owned(),
-            ..Default::default()
-        }],
-        enable_dependencies: false,
-    };
-    let vetoed = operator
-        .tenants
-        .enable_modules(enable("{}"))
-        .await
-        .unwrap_err();
-    assert_refusal(
-        &vetoed,
-        Code::FailedPrecondition,
-        "ERROR_REASON_MODULE_VETOED",
-    );
-    let veto_reason = error_metadata(&vetoed, "veto_reason").unwrap_or_default();
-    assert!(veto_reason.contains("warehouse"), "{veto_reason}");
-    operator
-        .tenants
-        .enable_modules(enable(r#"{"warehouse": "north"}"#))
-        .await
-        .expect("the module allows an enable with its setting");
+    vetoes_then_allows(
+        &mut operator,
+        &tenant_id,
+        "stock",
+        ("{}", "warehouse"),
+        r#"{"warehouse": "north"}"#,
+    )
+    .await;
 
     terminate(module).await;
     let left = instances(&mut operator, "stock").await;
