@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod outlet;
 pub mod permission;
+pub mod rate_limits;
 pub mod request_id;
 pub mod server;
 pub mod shared_redis;

@@ -13,8 +13,9 @@ use crate::{
         tokens::TokenVerifier,
     },
     invalidation::Invalidator,
+    rate_limits::RateLimiter,
     metrics::{GaugeReader, Metrics, SERVED_DESCRIPTOR_SETS},
-    server::{self, ServeError, ServiceSet},
+    server::{self, ServeError, ServiceSet, stack::Callers},
     shared_redis::SharedRedis,
     store::{Store, instances::InstanceStatus},
 };
@@ -88,7 +89,11 @@ impl Node {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let authentication = Authentication::new(self.api_keys, self.tokens, anonymous_methods);
+        let (api_key_limit, user_limit) = self.config.rate_limits();
+        let callers = Callers {
+            authentication: Authentication::new(self.api_keys, self.tokens, anonymous_methods),
+            rate_limiter: Arc::new(RateLimiter::new(api_key_limit, user_limit, self.redis)),
+        };
         let draining = self.draining;
         let shutdown = async move {
             shutdown.await;
@@ -97,7 +102,7 @@ impl Node {
         server::serve(
             &self.config,
             self.store,
-            authentication,
+            callers,
             self.metrics,
             services,
             listener,

@@ -1,5 +1,6 @@
 //! The one Redis connection a server opens, shared by everything that
-//! coordinates replicas (cache invalidation, login and signup counters).
+//! coordinates replicas (cache invalidation, login and signup counters,
+//! rate limits).
 //!
 //! Redis is an accelerator, never a dependency of an answer: every command
 //! has a short deadline, and after a failure the callers' local fallbacks are
@@ -79,6 +80,19 @@ impl SharedRedis {
     ) -> Option<T> {
         self.guarded(what, |mut connection| async move {
             pipeline.query_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Like [`SharedRedis::command`], for a script (sent by its hash, and
+    /// loaded first when Redis does not know it).
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.guarded(what, |mut connection| async move {
+            invocation.invoke_async(&mut connection).await
         })
         .await
     }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use plinth_api::auth::v1::{
-    ApiKey, CreateApiKeyRequest, ListApiKeysRequest, RevokeApiKeyRequest, RotateApiKeyRequest,
-    WhoAmIRequest,
+    ApiKey, CreateApiKeyRequest, ListApiKeysRequest, RateLimit, RevokeApiKeyRequest,
+    RotateApiKeyRequest, WhoAmIRequest,
 };
 use plinth_tests::{Backend, Clients, Sandbox, error_reason, violated_fields};
 use tonic::Code;
@@ -283,6 +283,10 @@ async fn invalid_key_requests_report_each_field(backend: Backend) {
                 seconds: 5,
                 nanos: 0,
             }),
+            rate_limit: Some(RateLimit {
+                calls_per_second: 0,
+                burst: 1,
+            }),
         },
     )
     .await
@@ -295,7 +299,14 @@ async fn invalid_key_requests_report_each_field(backend: Backend) {
     );
     assert_eq!(
         violated_fields(&status),
-        ["name", "module_id", "tenant_id", "scopes[0]", "ttl"]
+        [
+            "name",
+            "module_id",
+            "tenant_id",
+            "scopes[0]",
+            "ttl",
+            "rate_limit.calls_per_second"
+        ]
     );
     let grace = operator
         .auth

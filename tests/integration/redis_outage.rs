@@ -15,13 +15,13 @@ use crate::tokens::{PASSWORD, login, sign_up};
 const SLOWEST_LOGIN: Duration = Duration::from_secs(1);
 
 /// A redis-server of the test's own, on a free port, that the test can kill.
-struct PrivateRedis {
-    process: Child,
-    url: String,
+pub struct PrivateRedis {
+    pub process: Child,
+    pub url: String,
 }
 
 impl PrivateRedis {
-    async fn start() -> PrivateRedis {
+    pub async fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -11,6 +11,7 @@ use plinth_platform::{
         api_keys::{self, IssuedApiKey, NewApiKey},
     },
     invalidation::{Change, Invalidator},
+    rate_limits::RateLimit,
     store::{ApiKeyFilter, ApiKeyRecord, Store, StoreError},
 };
 use uuid::Uuid;
@@ -48,6 +49,8 @@ pub struct KeyRequest {
     pub scopes: Vec<String>,
     /// Within [`KEY_LIFETIME`]; `None` never expires.
     pub lifetime: Option<Duration>,
+    /// The key's own limit; `None` takes the server's default for keys.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A page of keys.
@@ -99,6 +102,9 @@ impl KeyAdmin {
                 Scope::tenant_or_platform(request.tenant_id),
             )
             .await?;
+        if request.rate_limit.is_some() {
+            self.require_platform_limits(principal).await?;
+        }
         let expires_at = request
             .lifetime
             .map(|lifetime| {
@@ -113,6 +119,7 @@ impl KeyAdmin {
             tenant_id: request.tenant_id,
             scopes: request.scopes,
             expires_at,
+            rate_limit: request.rate_limit,
         };
         let mut tx = self.store.begin().await?;
         if let Some(tenant_id) = new_key.tenant_id {
@@ -187,6 +194,45 @@ impl KeyAdmin {
         tx.commit().await?;
         self.invalidator.changed(Change::ApiKey(key_id)).await;
         Ok(revoked)
+    }
+
+    /// Sets or clears a key's own rate limit.
+    pub async fn set_rate_limit(
+        &self,
+        principal: &Principal,
+        key_id: Uuid,
+        limit: Option<RateLimit>,
+    ) -> Result<ApiKeyRecord, ApiError> {
+        self.require_platform_limits(principal).await?;
+        let key = self
+            .store
+            .api_keys
+            .get(key_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource_type: "api_key",
+            })?;
+        let mut tx = self.store.begin().await?;
+        let updated = api_keys::set_rate_limit(
+            &mut tx,
+            &key,
+            limit,
+            principal.actor(),
+            &principal.request_id,
+        )
+        .await
+        .map_err(not_found_as_key)?;
+        tx.commit().await?;
+        self.invalidator.changed(Change::ApiKey(key_id)).await;
+        Ok(updated)
+    }
+
+    /// Limits are the platform's to give: a tenant admin could otherwise
+    /// lift its own keys past what the deployment allows.
+    async fn require_platform_limits(&self, principal: &Principal) -> Result<(), ApiError> {
+        self.access
+            .require(principal, API_KEY_CREATE, Scope::tenant_or_platform(None))
+            .await
     }
 
     async fn manageable(

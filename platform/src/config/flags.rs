@@ -55,6 +55,18 @@ pub struct ConfigArgs {
     /// Unary calls in progress beyond which new ones are refused, 1 to 100000 [default: 1024]
     #[arg(long, global = true, env = "PLINTH_MAX_CONCURRENT_CALLS")]
     pub max_concurrent_calls: Option<u32>,
+    /// Calls per second of an API key without its own limit, 1 to 1000000 [default: 10000]
+    #[arg(long, global = true, env = "PLINTH_API_KEY_CALLS_PER_SECOND")]
+    pub api_key_calls_per_second: Option<u32>,
+    /// Burst of an API key without its own limit, 1 to 1000000 [default: 20000]
+    #[arg(long, global = true, env = "PLINTH_API_KEY_BURST")]
+    pub api_key_burst: Option<u32>,
+    /// Calls per second of each user, 1 to 1000000 [default: 100]
+    #[arg(long, global = true, env = "PLINTH_USER_CALLS_PER_SECOND")]
+    pub user_calls_per_second: Option<u32>,
+    /// Burst of each user, 1 to 1000000 [default: 200]
+    #[arg(long, global = true, env = "PLINTH_USER_BURST")]
+    pub user_burst: Option<u32>,
     /// Seconds shutdown waits for in-flight calls, 0 to 3600 [default: 10]
     #[arg(long, global = true, env = "PLINTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
@@ -122,6 +134,10 @@ impl Config {
             max_call_seconds,
             max_concurrent_calls_per_connection,
             max_concurrent_calls,
+            api_key_calls_per_second,
+            api_key_burst,
+            user_calls_per_second,
+            user_burst,
             shutdown_grace_seconds,
             log_format,
             redis_prefix,

@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate_limits::{MAX_RATE, RateLimit};
+
 mod flags;
 
 pub use flags::ConfigArgs;
@@ -41,6 +43,13 @@ pub struct Config {
     /// Unary calls in progress in the whole process beyond which new ones
     /// are refused at once (UNAVAILABLE, OVERLOADED).
     pub max_concurrent_calls: u32,
+    /// The rate limit (GCRA) of API keys without one of their own.
+    pub api_key_calls_per_second: u32,
+    pub api_key_burst: u32,
+    /// The rate limit of each user's calls (a module acting for a user
+    /// spends the user's budget and its key's).
+    pub user_calls_per_second: u32,
+    pub user_burst: u32,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
@@ -142,6 +151,10 @@ impl Default for Config {
             max_call_seconds: 30,
             max_concurrent_calls_per_connection: 256,
             max_concurrent_calls: 1024,
+            api_key_calls_per_second: 10_000,
+            api_key_burst: 20_000,
+            user_calls_per_second: 100,
+            user_burst: 200,
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
             redis_url: None,
@@ -245,6 +258,22 @@ impl Config {
                 1..=100_000,
             ),
             (
+                "api_key_calls_per_second",
+                u64::from(self.api_key_calls_per_second),
+                1..=u64::from(MAX_RATE),
+            ),
+            (
+                "api_key_burst",
+                u64::from(self.api_key_burst),
+                1..=u64::from(MAX_RATE),
+            ),
+            (
+                "user_calls_per_second",
+                u64::from(self.user_calls_per_second),
+                1..=u64::from(MAX_RATE),
+            ),
+            ("user_burst", u64::from(self.user_burst), 1..=u64::from(MAX_RATE)),
+            (
                 "shutdown_grace_seconds",
                 self.shutdown_grace_seconds,
                 0..=3600,
@@ -309,6 +338,20 @@ impl Config {
 
     pub fn max_call_duration(&self) -> Duration {
         Duration::from_secs(self.max_call_seconds)
+    }
+
+    /// The limits of keys without their own, and of users.
+    pub fn rate_limits(&self) -> (RateLimit, RateLimit) {
+        (
+            RateLimit {
+                calls_per_second: self.api_key_calls_per_second,
+                burst: self.api_key_burst,
+            },
+            RateLimit {
+                calls_per_second: self.user_calls_per_second,
+                burst: self.user_burst,
+            },
+        )
     }
 
     pub fn shutdown_grace(&self) -> Duration {

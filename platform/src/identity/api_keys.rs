@@ -28,6 +28,7 @@ use crate::{
     error::ApiError,
     invalidation::{Cache, Change},
     metrics::CacheCounters,
+    rate_limits::RateLimit,
     store::{self, ApiKeyRecord, ApiKeyStore, Store, StoreError, Tx},
 };
 
@@ -48,6 +49,8 @@ pub struct NewApiKey {
     pub tenant_id: Option<Uuid>,
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Unset takes the server's default for keys.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A freshly created key and the only copy of its secret.
@@ -157,6 +160,7 @@ impl ApiKeys {
             module_id: record.module_id.as_deref().map(Arc::from),
             tenant_id: record.tenant_id,
             scopes: Arc::from(record.scopes.as_slice()),
+            rate_limit: record.rate_limit(),
         };
         let cached = Arc::new(CachedKey {
             identity,
@@ -218,6 +222,8 @@ pub async fn insert_new(
     request_id: &str,
 ) -> Result<IssuedApiKey, StoreError> {
     let (secret, secret_hash) = generate_secret();
+    let (rate_limit_calls_per_second, rate_limit_burst) =
+        store::api_keys::rate_limit_columns(new_key.rate_limit);
     let record = ApiKeyRecord {
         id: Uuid::now_v7(),
         name: new_key.name,
@@ -231,6 +237,8 @@ pub async fn insert_new(
         expires_at: new_key.expires_at.map(clock::truncate),
         revoked_at: None,
         last_used_at: None,
+        rate_limit_calls_per_second,
+        rate_limit_burst,
     };
     let audit = key_event(actor, request_id, "auth.api_key.created", &record).with_details(
         serde_json::json!({
@@ -238,6 +246,7 @@ pub async fn insert_new(
             "module_id": record.module_id,
             "scopes": record.scopes,
             "expires_at": record.expires_at,
+            "rate_limit": rate_limit_details(record.rate_limit()),
         }),
     );
     store::api_keys::insert(tx, &record, audit).await?;
@@ -254,6 +263,33 @@ pub async fn revoke(
 ) -> Result<ApiKeyRecord, StoreError> {
     let audit = key_event(actor, request_id, "auth.api_key.revoked", key);
     store::api_keys::revoke(tx, key.id, clock::now(), audit).await
+}
+
+/// Sets `key`'s own rate limit (`None`: the server's default for keys);
+/// evicting it from caches is the caller's (after commit).
+pub async fn set_rate_limit(
+    tx: &mut Tx,
+    key: &ApiKeyRecord,
+    limit: Option<RateLimit>,
+    actor: Actor,
+    request_id: &str,
+) -> Result<ApiKeyRecord, StoreError> {
+    let audit = key_event(actor, request_id, "auth.api_key.rate_limit_set", key).with_details(
+        serde_json::json!({
+            "from": rate_limit_details(key.rate_limit()),
+            "to": rate_limit_details(limit),
+        }),
+    );
+    store::api_keys::set_rate_limit(tx, key.id, limit, audit).await
+}
+
+fn rate_limit_details(limit: Option<RateLimit>) -> serde_json::Value {
+    limit.map_or(serde_json::Value::Null, |limit| {
+        serde_json::json!({
+            "calls_per_second": limit.calls_per_second,
+            "burst": limit.burst,
+        })
+    })
 }
 
 /// Gives `key` a new secret (returned once); the old one keeps working for

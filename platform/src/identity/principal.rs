@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc};
 use uuid::Uuid;
 
 use super::certificate::CertificateIdentity;
-use crate::{audit::Actor, error::ApiError};
+use crate::{audit::Actor, error::ApiError, rate_limits::RateLimit};
 
 /// The API key a caller presented, as verified. Cheap to clone: every call
 /// of the key gets one.
@@ -18,6 +18,8 @@ pub struct KeyIdentity {
     /// Set for keys restricted to one tenant.
     pub tenant_id: Option<Uuid>,
     pub scopes: Arc<[String]>,
+    /// The key's own limit; unset takes the server's default for keys.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The user of a verified bearer token.
@@ -172,6 +174,7 @@ mod tests {
             module_id: module.map(Arc::from),
             tenant_id: tenant,
             scopes: Arc::from([]),
+            rate_limit: None,
         }
     }
 

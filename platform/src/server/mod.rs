@@ -5,6 +5,7 @@
 mod admin;
 mod batched_writes;
 mod call_metrics;
+mod rate_limiting;
 mod rerouted;
 mod shedding;
 pub mod stack;
@@ -23,7 +24,7 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{config::Config, identity::layer::Authentication, metrics::Metrics, store::Store};
+use crate::{config::Config, metrics::Metrics, store::Store};
 
 /// How often the database is pinged for health.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -76,7 +77,7 @@ impl ServiceSet {
 pub async fn serve(
     config: &Config,
     store: Store,
-    authentication: Authentication,
+    callers: stack::Callers,
     metrics: Arc<Metrics>,
     mut services: ServiceSet,
     listener: TcpListener,
@@ -149,7 +150,7 @@ pub async fn serve(
             config.max_concurrent_calls as usize,
             config.max_call_duration(),
             config.max_message_bytes,
-            authentication,
+            callers,
         ))
         .add_routes(services.routes.routes());
 

@@ -17,16 +17,19 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceBuilder, layer::util::Stack};
 
-use super::{call_metrics::CallMetrics, shedding::LoadShedding};
+use super::{call_metrics::CallMetrics, rate_limiting::RateLimiting, shedding::LoadShedding};
 use crate::{
     error::ApiError,
     identity::layer::Authentication,
     metrics::Metrics,
+    rate_limits::RateLimiter,
     request_id::{self, RequestId},
 };
 
 /// The layers of every call (their order is [`call_stack`]'s).
 pub type CallStack = Stack<
+    Around<RateLimiting>,
+    Stack<
     Around<Authentication>,
     Stack<
         Around<Deadline>,
@@ -41,7 +44,14 @@ pub type CallStack = Stack<
             >,
         >,
     >,
+    >,
 >;
+
+/// Who may call: identity, and the limits of the principals it resolves.
+pub struct Callers {
+    pub authentication: Authentication,
+    pub rate_limiter: Arc<RateLimiter>,
+}
 
 /// The stack, one layer per line, in the order calls pass it.
 pub fn call_stack(
@@ -49,7 +59,7 @@ pub fn call_stack(
     max_calls: usize,
     max_call: Duration,
     max_message_bytes: usize,
-    authentication: Authentication,
+    callers: Callers,
 ) -> CallStack {
     ServiceBuilder::new()
         // Metrics: every call counted, refusals included.
@@ -64,7 +74,9 @@ pub fn call_stack(
         // Timeout: the caller's deadline, capped.
         .layer(Around(Deadline { max_call }))
         // Auth: the caller resolved once into a principal, or refused.
-        .layer(Around(authentication))
+        .layer(Around(callers.authentication))
+        // Limits: the principal's key and user spend their budgets.
+        .layer(Around(RateLimiting(callers.rate_limiter)))
         .into_inner()
 }
 

@@ -5,7 +5,7 @@ use sqlx::{Postgres, Sqlite, types::Json};
 use uuid::Uuid;
 
 use super::{Page, SqlStore, StoreError, Tx, in_tx};
-use crate::audit::AuditDraft;
+use crate::{audit::AuditDraft, rate_limits::RateLimit};
 
 /// A stored API key. Secrets are never stored, only their hashes.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -26,6 +26,32 @@ pub struct ApiKeyRecord {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit, both set or neither (see
+    /// [`ApiKeyRecord::rate_limit`]).
+    pub rate_limit_calls_per_second: Option<i32>,
+    pub rate_limit_burst: Option<i32>,
+}
+
+impl ApiKeyRecord {
+    /// The key's own limit; `None` takes the server's default for keys.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        match (self.rate_limit_calls_per_second, self.rate_limit_burst) {
+            (Some(calls_per_second), Some(burst)) => Some(RateLimit {
+                calls_per_second: u32::try_from(calls_per_second).ok()?,
+                burst: u32::try_from(burst).ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A key's own rate limit as its two columns (calls per second, burst).
+pub fn rate_limit_columns(limit: Option<RateLimit>) -> (Option<i32>, Option<i32>) {
+    let column = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
+    (
+        limit.map(|limit| column(limit.calls_per_second)),
+        limit.map(|limit| column(limit.burst)),
+    )
 }
 
 /// Optional filters of a key listing.
@@ -59,7 +85,8 @@ pub trait ApiKeyStore: Send + Sync {
 macro_rules! api_key_columns {
     () => {
         "id, name, module_id, tenant_id, scopes, secret_hash, previous_secret_hash, \
-         previous_secret_expires_at, created_at, expires_at, revoked_at, last_used_at"
+         previous_secret_expires_at, created_at, expires_at, revoked_at, last_used_at, \
+         rate_limit_calls_per_second, rate_limit_burst"
     };
 }
 
@@ -68,7 +95,7 @@ pub async fn insert(tx: &mut Tx, key: &ApiKeyRecord, audit: AuditDraft) -> Resul
         sqlx::query(concat!(
             "INSERT INTO api_keys (",
             api_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(key.id)
         .bind(&key.name)
@@ -82,6 +109,8 @@ pub async fn insert(tx: &mut Tx, key: &ApiKeyRecord, audit: AuditDraft) -> Resul
         .bind(key.expires_at)
         .bind(key.revoked_at)
         .bind(key.last_used_at)
+        .bind(key.rate_limit_calls_per_second)
+        .bind(key.rate_limit_burst)
         .execute(connection)
         .await?;
     });
@@ -132,6 +161,30 @@ pub async fn rotate(
         .await?
     });
     super::audited_row(tx, rotated, audit).await
+}
+
+/// Sets the key's own rate limit (`None`: the server's default for keys)
+/// and returns it. Revoked keys cannot change (NotFound).
+pub async fn set_rate_limit(
+    tx: &mut Tx,
+    id: Uuid,
+    limit: Option<RateLimit>,
+    audit: AuditDraft,
+) -> Result<ApiKeyRecord, StoreError> {
+    let (calls_per_second, burst) = rate_limit_columns(limit);
+    let updated: Option<ApiKeyRecord> = in_tx!(tx, connection => {
+        sqlx::query_as(concat!(
+            "UPDATE api_keys SET rate_limit_calls_per_second = $2, rate_limit_burst = $3 \
+             WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+            api_key_columns!()
+        ))
+        .bind(id)
+        .bind(calls_per_second)
+        .bind(burst)
+        .fetch_optional(connection)
+        .await?
+    });
+    super::audited_row(tx, updated, audit).await
 }
 
 macro_rules! impl_api_key_store {

@@ -39,6 +39,8 @@ fn key_record(name: &str) -> ApiKeyRecord {
         expires_at: Some(clock::now() + Duration::days(30)),
         revoked_at: None,
         last_used_at: None,
+        rate_limit_calls_per_second: Some(50),
+        rate_limit_burst: Some(100),
     }
 }
 

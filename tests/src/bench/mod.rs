@@ -176,6 +176,11 @@ pub fn core_server_command(binary: &Path, address: SocketAddr, data_dir: &Path) 
         .args(["--listen", &address.to_string()])
         .arg("--data-dir")
         .arg(data_dir)
+        // The loads measure calls, not refusals: budgets past any load here.
+        .args(["--api-key-calls-per-second", "1000000"])
+        .args(["--api-key-burst", "1000000"])
+        .args(["--user-calls-per-second", "1000000"])
+        .args(["--user-burst", "1000000"])
         .env("RUST_LOG", "warn");
     command
 }

@@ -4,6 +4,7 @@ use plinth_api::auth::v1 as proto;
 use plinth_platform::{
     error::ApiError,
     identity,
+    rate_limits::{MAX_RATE, RateLimit},
     store::{ApiKeyFilter, ApiKeyRecord},
 };
 use tonic::{Request, Response};
@@ -18,6 +19,10 @@ use crate::{
 };
 
 fn api_key_to_proto(key: ApiKeyRecord) -> proto::ApiKey {
+    let rate_limit = key.rate_limit().map(|limit| proto::RateLimit {
+        calls_per_second: limit.calls_per_second,
+        burst: limit.burst,
+    });
     proto::ApiKey {
         id: key.id.to_string(),
         name: key.name,
@@ -29,6 +34,23 @@ fn api_key_to_proto(key: ApiKeyRecord) -> proto::ApiKey {
         last_used_at: key.last_used_at.map(timestamp),
         revoked_at: key.revoked_at.map(timestamp),
         previous_secret_expires_at: key.previous_secret_expires_at.map(timestamp),
+        rate_limit,
+    }
+}
+
+/// A rate limit as asked for: both figures within 1 to [`MAX_RATE`].
+fn rate_limit(fields: &mut Fields, field: &str, limit: &proto::RateLimit) -> RateLimit {
+    for (name, value) in [
+        ("calls_per_second", limit.calls_per_second),
+        ("burst", limit.burst),
+    ] {
+        if !(1..=MAX_RATE).contains(&value) {
+            fields.violation(&format!("{field}.{name}"), "must be 1 to 1000000");
+        }
+    }
+    RateLimit {
+        calls_per_second: limit.calls_per_second,
+        burst: limit.burst,
     }
 }
 
@@ -57,6 +79,10 @@ impl TryFrom<&proto::CreateApiKeyRequest> for KeyRequest {
             .ttl
             .as_ref()
             .map(|ttl| fields.duration("ttl", ttl, KEY_LIFETIME));
+        let rate_limit = body
+            .rate_limit
+            .as_ref()
+            .map(|limit| rate_limit(&mut fields, "rate_limit", limit));
         fields.finish()?;
         Ok(KeyRequest {
             name,
@@ -64,6 +90,7 @@ impl TryFrom<&proto::CreateApiKeyRequest> for KeyRequest {
             tenant_id,
             scopes: scopes.to_vec(),
             lifetime,
+            rate_limit,
         })
     }
 }
@@ -152,5 +179,24 @@ pub async fn revoke(
     let revoked = keys.revoke(principal, id).await?;
     Ok(Response::new(proto::RevokeApiKeyResponse {
         api_key: Some(api_key_to_proto(revoked)),
+    }))
+}
+
+pub async fn set_rate_limit(
+    keys: &KeyAdmin,
+    request: Request<proto::SetApiKeyRateLimitRequest>,
+) -> Answer<proto::SetApiKeyRateLimitResponse> {
+    let principal = identity::principal(&request)?;
+    let body = request.get_ref();
+    let mut fields = Fields::default();
+    let id = fields.id("id", &body.id);
+    let limit = body
+        .rate_limit
+        .as_ref()
+        .map(|limit| rate_limit(&mut fields, "rate_limit", limit));
+    fields.finish()?;
+    let updated = keys.set_rate_limit(principal, id, limit).await?;
+    Ok(Response::new(proto::SetApiKeyRateLimitResponse {
+        api_key: Some(api_key_to_proto(updated)),
     }))
 }

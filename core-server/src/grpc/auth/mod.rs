@@ -136,6 +136,13 @@ impl AuthService for AuthApi {
         api_keys::rotate(&self.keys, request).await
     }
 
+    async fn set_api_key_rate_limit(
+        &self,
+        request: Request<proto::SetApiKeyRateLimitRequest>,
+    ) -> Answer<proto::SetApiKeyRateLimitResponse> {
+        api_keys::set_rate_limit(&self.keys, request).await
+    }
+
     async fn revoke_api_key(
         &self,
         request: Request<proto::RevokeApiKeyRequest>,

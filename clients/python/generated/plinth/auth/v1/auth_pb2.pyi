@@ -952,6 +952,7 @@ class ApiKey(_message.Message):
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUIDv7; also the public part of the key string."""
     name: _builtins.str
@@ -980,6 +981,12 @@ class ApiKey(_message.Message):
     def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
         """While set and in the future, the previous secret still works."""
 
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """The key's own limit; unset means the server's default for keys
+        (`api_key_calls_per_second`, `api_key_burst`).
+        """
+
     def __init__(
         self,
         *,
@@ -993,14 +1000,45 @@ class ApiKey(_message.Message):
         last_used_at: _timestamp_pb2.Timestamp | None = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
         previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        rate_limit: Global___RateLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "previous_secret_expires_at", b"previous_secret_expires_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "previous_secret_expires_at", b"previous_secret_expires_at", "rate_limit", b"rate_limit", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "module_id", b"module_id", "name", b"name", "previous_secret_expires_at", b"previous_secret_expires_at", "revoked_at", b"revoked_at", "scopes", b"scopes", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "module_id", b"module_id", "name", b"name", "previous_secret_expires_at", b"previous_secret_expires_at", "rate_limit", b"rate_limit", "revoked_at", b"revoked_at", "scopes", b"scopes", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApiKey: _TypeAlias = ApiKey  # noqa: Y015
+
+@_typing.final
+class RateLimit(_message.Message):
+    """A limit on a caller's calls (GCRA): a steady rate and a burst. Calls past
+    it are refused with RESOURCE_EXHAUSTED, reason RATE_LIMITED and a
+    RetryInfo saying when the next one would be admitted. Replicas share the
+    budget through Redis; without Redis each replica applies it on its own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    calls_per_second: _builtins.int
+    """1 to 1000000."""
+    burst: _builtins.int
+    """Calls admitted at once after a quiet spell: 1 to 1000000."""
+    def __init__(
+        self,
+        *,
+        calls_per_second: _builtins.int = ...,
+        burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "calls_per_second", b"calls_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimit: _TypeAlias = RateLimit  # noqa: Y015
 
 @_typing.final
 class CreateApiKeyRequest(_message.Message):
@@ -1011,6 +1049,7 @@ class CreateApiKeyRequest(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     SCOPES_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """1 to 100 characters."""
     module_id: _builtins.str
@@ -1027,6 +1066,12 @@ class CreateApiKeyRequest(_message.Message):
         0 to 999999999. Unset never expires.
         """
 
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """The key's own limit; unset takes the server's default for keys. Only an
+        operator key or a platform super admin may set one.
+        """
+
     def __init__(
         self,
         *,
@@ -1035,10 +1080,11 @@ class CreateApiKeyRequest(_message.Message):
         tenant_id: _builtins.str = ...,
         scopes: _abc.Iterable[_builtins.str] | None = ...,
         ttl: _duration_pb2.Duration | None = ...,
+        rate_limit: Global___RateLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["module_id", b"module_id", "name", b"name", "scopes", b"scopes", "tenant_id", b"tenant_id", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["module_id", b"module_id", "name", b"name", "rate_limit", b"rate_limit", "scopes", b"scopes", "tenant_id", b"tenant_id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1211,3 +1257,49 @@ class RevokeApiKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeApiKeyResponse: _TypeAlias = RevokeApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class SetApiKeyRateLimitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """A key that is not revoked."""
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """Unset clears the key's own limit: the server's default applies."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        rate_limit: Global___RateLimit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "rate_limit", b"rate_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetApiKeyRateLimitRequest: _TypeAlias = SetApiKeyRateLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetApiKeyRateLimitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def api_key(self) -> Global___ApiKey: ...
+    def __init__(
+        self,
+        *,
+        api_key: Global___ApiKey | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetApiKeyRateLimitResponse: _TypeAlias = SetApiKeyRateLimitResponse  # noqa: Y015

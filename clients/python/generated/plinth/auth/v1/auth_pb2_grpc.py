@@ -139,6 +139,11 @@ class AuthServiceStub:
                 request_serializer=plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
+        self.SetApiKeyRateLimit = channel.unary_unary(
+                '/plinth.auth.v1.AuthService/SetApiKeyRateLimit',
+                request_serializer=plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitRequest.SerializeToString,
+                response_deserializer=plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -305,6 +310,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetApiKeyRateLimit(self, request, context):
+        """Sets or clears a key's own rate limit; every replica applies it within
+        the key cache's lifetime (at once on this one, and everywhere while
+        Redis carries invalidations). Caller: operator key or platform super
+        admin; limits are the platform's to give.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -397,6 +412,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'SetApiKeyRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetApiKeyRateLimit,
+                    request_deserializer=plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitRequest.FromString,
+                    response_serializer=plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -900,6 +920,33 @@ class AuthService:
             '/plinth.auth.v1.AuthService/RevokeApiKey',
             plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
             plinth_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetApiKeyRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plinth.auth.v1.AuthService/SetApiKeyRateLimit',
+            plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitRequest.SerializeToString,
+            plinth_dot_auth_dot_v1_dot_auth__pb2.SetApiKeyRateLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,

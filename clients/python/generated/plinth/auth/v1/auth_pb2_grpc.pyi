@@ -116,6 +116,12 @@ class AuthServiceStub:
     """Revokes a key at once on this replica and within a bounded time on all
     others. A module key may revoke itself.
     """
+    SetApiKeyRateLimit: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetApiKeyRateLimitRequest, _auth_pb2.SetApiKeyRateLimitResponse]
+    """Sets or clears a key's own rate limit; every replica applies it within
+    the key cache's lifetime (at once on this one, and everywhere while
+    Redis carries invalidations). Caller: operator key or platform super
+    admin; limits are the platform's to give.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -204,6 +210,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiKeyRequest, _auth_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes a key at once on this replica and within a bounded time on all
     others. A module key may revoke itself.
+    """
+    SetApiKeyRateLimit: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetApiKeyRateLimitRequest, _auth_pb2.SetApiKeyRateLimitResponse]  # type: ignore[assignment]
+    """Sets or clears a key's own rate limit; every replica applies it within
+    the key cache's lifetime (at once on this one, and everywhere while
+    Redis carries invalidations). Caller: operator key or platform super
+    admin; limits are the platform's to give.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -398,6 +410,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.RevokeApiKeyResponse, _abc.Awaitable[_auth_pb2.RevokeApiKeyResponse]]:
         """Revokes a key at once on this replica and within a bounded time on all
         others. A module key may revoke itself.
+        """
+
+    @_abc_1.abstractmethod
+    def SetApiKeyRateLimit(
+        self,
+        request: _auth_pb2.SetApiKeyRateLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetApiKeyRateLimitResponse, _abc.Awaitable[_auth_pb2.SetApiKeyRateLimitResponse]]:
+        """Sets or clears a key's own rate limit; every replica applies it within
+        the key cache's lifetime (at once on this one, and everywhere while
+        Redis carries invalidations). Caller: operator key or platform super
+        admin; limits are the platform's to give.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -68,8 +68,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 11
     """Too many calls; a `google.rpc.RetryInfo` says when to retry.
-    Metadata: `scope` (account, peer, api_key; `watches` when a replica
-    serves as many WatchInstances streams as it allows).
+    Metadata: `scope` (account, peer, api_key, user; `watches` when a
+    replica serves as many WatchInstances streams as it allows).
     """
     ERROR_REASON_INVALID_CREDENTIALS: _ErrorReason.ValueType  # 12
     """The login failed. Deliberately one reason for unknown tenant, unknown
@@ -281,8 +281,8 @@ max_companies), `value` (the limit).
 """
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 11
 """Too many calls; a `google.rpc.RetryInfo` says when to retry.
-Metadata: `scope` (account, peer, api_key; `watches` when a replica
-serves as many WatchInstances streams as it allows).
+Metadata: `scope` (account, peer, api_key, user; `watches` when a
+replica serves as many WatchInstances streams as it allows).
 """
 ERROR_REASON_INVALID_CREDENTIALS: ErrorReason.ValueType  # 12
 """The login failed. Deliberately one reason for unknown tenant, unknown

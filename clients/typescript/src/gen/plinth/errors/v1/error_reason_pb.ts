@@ -110,8 +110,8 @@ export enum ErrorReason {
 
   /**
    * Too many calls; a `google.rpc.RetryInfo` says when to retry.
-   * Metadata: `scope` (account, peer, api_key; `watches` when a replica
-   * serves as many WatchInstances streams as it allows).
+   * Metadata: `scope` (account, peer, api_key, user; `watches` when a
+   * replica serves as many WatchInstances streams as it allows).
    *
    * @generated from enum value: ERROR_REASON_RATE_LIMITED = 11;
    */
