@@ -10,8 +10,8 @@ use plinth_api::auth::v1::{
     SetApiKeyRateLimitRequest, WhoAmIRequest,
 };
 use plinth_tests::{
-    Backend, Clients, Credentials, Sandbox, TestRedis, all_at_once, assert_invalid,
-    assert_refusal, error_metadata, error_reason,
+    Backend, Clients, Credentials, Sandbox, TestRedis, all_at_once, assert_invalid, assert_refusal,
+    error_metadata, error_reason,
 };
 use tonic::Code;
 use tonic_health::pb::{
@@ -231,7 +231,11 @@ async fn a_keys_limit_can_be_set_and_cleared_and_applies_at_once(backend: Backen
         .unwrap()
         .into_inner()
         .api_keys;
-    assert!(listed.iter().any(|key| key.id == id && key.rate_limit.is_none()));
+    assert!(
+        listed
+            .iter()
+            .any(|key| key.id == id && key.rate_limit.is_none())
+    );
 }
 
 async fn only_the_platform_gives_rate_limits(backend: Backend) {

@@ -272,7 +272,11 @@ impl Config {
                 u64::from(self.user_calls_per_second),
                 1..=u64::from(MAX_RATE),
             ),
-            ("user_burst", u64::from(self.user_burst), 1..=u64::from(MAX_RATE)),
+            (
+                "user_burst",
+                u64::from(self.user_burst),
+                1..=u64::from(MAX_RATE),
+            ),
             (
                 "shutdown_grace_seconds",
                 self.shutdown_grace_seconds,

@@ -39,7 +39,9 @@ impl<T> BatchedWrites<T> {
     pub fn new(inner: T) -> BatchedWrites<T> {
         BatchedWrites {
             inner,
-            pending: Vec::with_capacity(CAPACITY),
+            // Grown as bytes come (to at most CAPACITY), so that an idle
+            // connection holds only what it last wrote.
+            pending: Vec::new(),
             written: 0,
             added_since_flush: false,
         }

@@ -30,20 +30,20 @@ use crate::{
 pub type CallStack = Stack<
     Around<RateLimiting>,
     Stack<
-    Around<Authentication>,
-    Stack<
-        Around<Deadline>,
+        Around<Authentication>,
         Stack<
-            Around<LoadShedding>,
+            Around<Deadline>,
             Stack<
-                Around<ErrorContract>,
+                Around<LoadShedding>,
                 Stack<
-                    Around<RequestSpan>,
-                    Stack<Around<CallMetrics>, tower::layer::util::Identity>,
+                    Around<ErrorContract>,
+                    Stack<
+                        Around<RequestSpan>,
+                        Stack<Around<CallMetrics>, tower::layer::util::Identity>,
+                    >,
                 >,
             >,
         >,
-    >,
     >,
 >;
 
