@@ -9,6 +9,7 @@ mod client_rs;
 mod credentials;
 mod example_modules;
 mod generated_clients;
+mod http2_abuse;
 mod identity;
 mod inactive_tenants;
 mod key_encryption;

@@ -2,6 +2,7 @@
 //! that boots the real server on an ephemeral port.
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod bench;
 mod clients;
 pub mod forgeries;

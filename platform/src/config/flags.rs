@@ -55,6 +55,12 @@ pub struct ConfigArgs {
     /// Unary calls in progress beyond which new ones are refused, 1 to 100000 [default: 1024]
     #[arg(long, global = true, env = "PLINTH_MAX_CONCURRENT_CALLS")]
     pub max_concurrent_calls: Option<u32>,
+    /// Seconds between HTTP/2 pings on a connection, 1 to 3600 [default: 60]
+    #[arg(long, global = true, env = "PLINTH_HTTP2_KEEPALIVE_SECONDS")]
+    pub http2_keepalive_seconds: Option<u64>,
+    /// Seconds a ping may go unanswered before the connection closes, 1 to 600 [default: 20]
+    #[arg(long, global = true, env = "PLINTH_HTTP2_KEEPALIVE_TIMEOUT_SECONDS")]
+    pub http2_keepalive_timeout_seconds: Option<u64>,
     /// Calls per second of an API key without its own limit, 1 to 1000000 [default: 10000]
     #[arg(long, global = true, env = "PLINTH_API_KEY_CALLS_PER_SECOND")]
     pub api_key_calls_per_second: Option<u32>,
@@ -134,6 +140,8 @@ impl Config {
             max_call_seconds,
             max_concurrent_calls_per_connection,
             max_concurrent_calls,
+            http2_keepalive_seconds,
+            http2_keepalive_timeout_seconds,
             api_key_calls_per_second,
             api_key_burst,
             user_calls_per_second,

@@ -43,6 +43,11 @@ pub struct Config {
     /// Unary calls in progress in the whole process beyond which new ones
     /// are refused at once (UNAVAILABLE, OVERLOADED).
     pub max_concurrent_calls: u32,
+    /// Every connection is pinged this often; one that does not answer
+    /// within `http2_keepalive_timeout_seconds` (a peer gone, or one that
+    /// never reads) is closed, and what it held is freed.
+    pub http2_keepalive_seconds: u64,
+    pub http2_keepalive_timeout_seconds: u64,
     /// The rate limit (GCRA) of API keys without one of their own.
     pub api_key_calls_per_second: u32,
     pub api_key_burst: u32,
@@ -151,6 +156,8 @@ impl Default for Config {
             max_call_seconds: 30,
             max_concurrent_calls_per_connection: 256,
             max_concurrent_calls: 1024,
+            http2_keepalive_seconds: 60,
+            http2_keepalive_timeout_seconds: 20,
             api_key_calls_per_second: 10_000,
             api_key_burst: 20_000,
             user_calls_per_second: 100,
@@ -256,6 +263,16 @@ impl Config {
                 "max_concurrent_calls",
                 u64::from(self.max_concurrent_calls),
                 1..=100_000,
+            ),
+            (
+                "http2_keepalive_seconds",
+                self.http2_keepalive_seconds,
+                1..=3600,
+            ),
+            (
+                "http2_keepalive_timeout_seconds",
+                self.http2_keepalive_timeout_seconds,
+                1..=600,
             ),
             (
                 "api_key_calls_per_second",

@@ -145,6 +145,12 @@ pub async fn serve(
     let router = builder
         // HTTP/2 caps in-flight calls per connection; clients queue beyond it.
         .max_concurrent_streams(config.max_concurrent_calls_per_connection)
+        // Pings find peers that are gone or never read; their connections
+        // close instead of holding answers forever.
+        .http2_keepalive_interval(Some(Duration::from_secs(config.http2_keepalive_seconds)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            config.http2_keepalive_timeout_seconds,
+        )))
         .layer(stack::call_stack(
             metrics,
             config.max_concurrent_calls as usize,
