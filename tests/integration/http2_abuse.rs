@@ -24,25 +24,15 @@ struct Target {
 impl Target {
     async fn start(args: &[&str]) -> Target {
         let data = tempfile::tempdir().unwrap();
-        let mut command =
-            core_server_command(&core_server_binary(), free_address().unwrap(), data.path());
+        let address = free_address().unwrap();
+        let mut command = core_server_command(&core_server_binary(), address, data.path());
         command.args(args);
-        let address = command_address(&command);
         let (server, _) = ServerProcess::start(command, address).await.unwrap();
         Target {
             server,
             _data: data,
         }
     }
-}
-
-fn command_address(command: &std::process::Command) -> std::net::SocketAddr {
-    let args: Vec<_> = command
-        .get_args()
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect();
-    let at = args.iter().position(|arg| arg == "--listen").unwrap();
-    args[at + 1].parse().unwrap()
 }
 
 /// Served well enough while sharing the machine with other tests: no
@@ -58,8 +48,21 @@ fn assert_served(during: Served, before: Served) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rapid_resets_get_their_connections_closed_while_others_are_served() {
+/// What an attack that runs for two seconds beside a well-behaved client
+/// did, what that client saw before and during it, and what the server's
+/// memory grew by.
+struct UnderAttack {
+    attack: abuse::Attack,
+    before: Served,
+    during: Served,
+    grown: u64,
+}
+
+async fn under_attack<Run, Ran>(name: &str, attack: Run) -> UnderAttack
+where
+    Run: FnOnce(std::net::SocketAddr, Instant) -> Ran,
+    Ran: Future<Output = abuse::Attack> + Send + 'static,
+{
     let target = Target::start(&[]).await;
     let address = target.server.address;
     let before = abuse::well_behaved(address, Duration::from_millis(500)).await;
@@ -67,22 +70,41 @@ async fn rapid_resets_get_their_connections_closed_while_others_are_served() {
 
     let until = Instant::now() + Duration::from_secs(2);
     let (attack, during) = tokio::join!(
-        tokio::spawn(abuse::rapid_reset(address, until)),
+        tokio::spawn(attack(address, until)),
         abuse::well_behaved(address, Duration::from_secs(2)),
     );
     let attack = attack.unwrap();
+    let grown = target
+        .server
+        .resident_bytes()
+        .saturating_sub(resident_before);
+    eprintln!(
+        "{name}: {attack:?}; served {during:?} (before {before:?}); grew {} MiB",
+        grown / MIB
+    );
+    UnderAttack {
+        attack,
+        before,
+        during,
+        grown,
+    }
+}
 
-    eprintln!("rapid reset: {attack:?}; served {during:?} (before {before:?})");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_resets_get_their_connections_closed_while_others_are_served() {
+    let UnderAttack {
+        attack,
+        before,
+        during,
+        grown,
+    } = under_attack("rapid reset", abuse::rapid_reset).await;
+
     assert!(attack.closed_by_server >= 1, "{attack:?}");
     assert!(
         attack.streams / attack.connections.max(1) < 10_000,
         "each connection is cut off early: {attack:?}"
     );
     assert_served(during, before);
-    let grown = target
-        .server
-        .resident_bytes()
-        .saturating_sub(resident_before);
     assert!(grown < 64 * MIB, "grew {} MiB", grown / MIB);
 }
 
@@ -114,25 +136,15 @@ async fn a_continuation_flood_is_cut_off_within_a_few_frames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_header_lists_are_refused_while_others_are_served() {
-    let target = Target::start(&[]).await;
-    let address = target.server.address;
-    let before = abuse::well_behaved(address, Duration::from_millis(500)).await;
-    let resident_before = target.server.resident_bytes();
+    let UnderAttack {
+        attack,
+        before,
+        during,
+        grown,
+    } = under_attack("header flood", abuse::header_flood).await;
 
-    let until = Instant::now() + Duration::from_secs(2);
-    let (attack, during) = tokio::join!(
-        tokio::spawn(abuse::header_flood(address, until)),
-        abuse::well_behaved(address, Duration::from_secs(2)),
-    );
-    let attack = attack.unwrap();
-
-    eprintln!("header flood: {attack:?}; served {during:?} (before {before:?})");
     assert!(attack.closed_by_server >= 1, "{attack:?}");
     assert_served(during, before);
-    let grown = target
-        .server
-        .resident_bytes()
-        .saturating_sub(resident_before);
     assert!(grown < 32 * MIB, "grew {} MiB", grown / MIB);
 }
 

@@ -12,7 +12,7 @@ use plinth_platform::{
     },
     invalidation::{Change, Invalidator},
     rate_limits::RateLimit,
-    store::{ApiKeyFilter, ApiKeyRecord, Store, StoreError},
+    store::{ApiKeyFilter, ApiKeyRecord, Store, StoreError, Tx},
 };
 use uuid::Uuid;
 
@@ -162,22 +162,15 @@ impl KeyAdmin {
             .unwrap_or(DEFAULT_GRACE);
         debug_assert!(ROTATION_GRACE.contains(&grace));
         let grace = chrono::Duration::from_std(grace).unwrap_or_default();
-        let mut tx = self.store.begin().await?;
-        if let Some(tenant_id) = key.tenant_id {
-            lock_writable(&mut tx, tenant_id).await?;
-        }
-        let rotated = api_keys::rotate(
-            &mut tx,
-            &key,
-            grace,
-            principal.actor(),
-            &principal.request_id,
-        )
+        self.change_key(key_id, async |tx| {
+            if let Some(tenant_id) = key.tenant_id {
+                lock_writable(tx, tenant_id).await?;
+            }
+            api_keys::rotate(tx, &key, grace, principal.actor(), &principal.request_id)
+                .await
+                .map_err(not_found_as_key)
+        })
         .await
-        .map_err(not_found_as_key)?;
-        tx.commit().await?;
-        self.invalidator.changed(Change::ApiKey(key_id)).await;
-        Ok(rotated)
     }
 
     /// Revocation is always allowed, whatever the key's tenant's status.
@@ -187,13 +180,12 @@ impl KeyAdmin {
         key_id: Uuid,
     ) -> Result<ApiKeyRecord, ApiError> {
         let key = self.manageable(principal, key_id, API_KEY_REVOKE).await?;
-        let mut tx = self.store.begin().await?;
-        let revoked = api_keys::revoke(&mut tx, &key, principal.actor(), &principal.request_id)
-            .await
-            .map_err(not_found_as_key)?;
-        tx.commit().await?;
-        self.invalidator.changed(Change::ApiKey(key_id)).await;
-        Ok(revoked)
+        self.change_key(key_id, async |tx| {
+            api_keys::revoke(tx, &key, principal.actor(), &principal.request_id)
+                .await
+                .map_err(not_found_as_key)
+        })
+        .await
     }
 
     /// Sets or clears a key's own rate limit.
@@ -212,19 +204,26 @@ impl KeyAdmin {
             .ok_or(ApiError::NotFound {
                 resource_type: "api_key",
             })?;
-        let mut tx = self.store.begin().await?;
-        let updated = api_keys::set_rate_limit(
-            &mut tx,
-            &key,
-            limit,
-            principal.actor(),
-            &principal.request_id,
-        )
+        self.change_key(key_id, async |tx| {
+            api_keys::set_rate_limit(tx, &key, limit, principal.actor(), &principal.request_id)
+                .await
+                .map_err(not_found_as_key)
+        })
         .await
-        .map_err(not_found_as_key)?;
+    }
+
+    /// Commits `change` to a key, then evicts the key from every replica's
+    /// cache.
+    async fn change_key<T>(
+        &self,
+        key_id: Uuid,
+        change: impl AsyncFnOnce(&mut Tx) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut tx = self.store.begin().await?;
+        let changed = change(&mut tx).await?;
         tx.commit().await?;
         self.invalidator.changed(Change::ApiKey(key_id)).await;
-        Ok(updated)
+        Ok(changed)
     }
 
     /// Limits are the platform's to give: a tenant admin could otherwise
