@@ -34,7 +34,7 @@ pub type TestError = Box<dyn std::error::Error + Send + Sync>;
 /// The password of every user a [`TestCore`] makes.
 pub const PASSWORD: &str = "correct horse battery staple 42";
 
-/// A tenant made by [`TestCore::tenant`].
+/// A tenant made by [`Provisioner::tenant`].
 #[derive(Debug, Clone)]
 pub struct TestTenant {
     pub id: String,
@@ -135,13 +135,86 @@ impl TestCore {
         Client::builder(self.endpoint.clone()).api_key(api_key)
     }
 
+    /// The setup helpers below, on this core's operator client.
+    pub fn provisioner(&self) -> Result<Provisioner, TestError> {
+        Ok(Provisioner::new(self.operator()?))
+    }
+
+    /// See [`Provisioner::publish_module`].
+    pub async fn publish_module(&self, manifest: &str) -> Result<String, TestError> {
+        self.provisioner()?.publish_module(manifest).await
+    }
+
+    /// See [`Provisioner::tenant`].
+    pub async fn tenant(
+        &self,
+        code: &str,
+        module_id: &str,
+        tenant_config: &str,
+    ) -> Result<TestTenant, TestError> {
+        self.provisioner()?
+            .tenant(code, module_id, tenant_config)
+            .await
+    }
+
+    /// See [`Provisioner::user`].
+    pub async fn user(
+        &self,
+        tenant: &TestTenant,
+        permissions: &[&str],
+    ) -> Result<TestUser, TestError> {
+        self.provisioner()?.user(tenant, permissions).await
+    }
+
+    /// See [`Provisioner::grant`].
+    pub async fn grant(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        permissions: &[&str],
+    ) -> Result<String, TestError> {
+        self.provisioner()?
+            .grant(tenant_id, user_id, permissions)
+            .await
+    }
+
+    /// Stops the core, waiting for it to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.take().map(|shutdown| shutdown.send(()));
+        if let Some(server) = self.server.take() {
+            server.await.ok();
+        }
+    }
+}
+
+impl Drop for TestCore {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).ok();
+        }
+    }
+}
+
+/// Sets up what a module's tests need (its module, tenants, users and
+/// grants) on any core, through an operator's client: a [`TestCore`]'s, or
+/// one of a deployment's replicas.
+pub struct Provisioner {
+    operator: Client,
+}
+
+impl Provisioner {
+    /// `operator` presents an operator key.
+    pub fn new(operator: Client) -> Provisioner {
+        Provisioner { operator }
+    }
+
     /// Registers and activates the module of `manifest` (YAML or JSON, as
     /// `registry-server` reads manifests) and returns a new API key of that
     /// module.
     pub async fn publish_module(&self, manifest: &str) -> Result<String, TestError> {
         let manifest = registry_server::manifest::document::parse(manifest)?;
         let module_id = manifest.id.clone();
-        let operator = self.operator()?;
+        let operator = &self.operator;
         operator
             .registry()
             .register_module(RegisterModuleRequest {
@@ -175,7 +248,7 @@ impl TestCore {
         module_id: &str,
         tenant_config: &str,
     ) -> Result<TestTenant, TestError> {
-        let operator = self.operator()?;
+        let operator = &self.operator;
         let id = operator
             .tenants()
             .create_tenant(CreateTenantRequest {
@@ -212,7 +285,7 @@ impl TestCore {
         tenant: &TestTenant,
         permissions: &[&str],
     ) -> Result<TestUser, TestError> {
-        let operator = self.operator()?;
+        let operator = &self.operator;
         let email = format!(
             "user-{}@{}.example",
             uuid::Uuid::now_v7().simple(),
@@ -261,7 +334,7 @@ impl TestCore {
         user_id: &str,
         permissions: &[&str],
     ) -> Result<String, TestError> {
-        let rbac = self.operator()?.rbac();
+        let rbac = self.operator.rbac();
         let role = rbac
             .clone()
             .create_role(CreateRoleRequest {
@@ -289,21 +362,5 @@ impl TestCore {
             .await?
             .into_inner()
             .consistency_token)
-    }
-
-    /// Stops the core, waiting for it to finish.
-    pub async fn stop(&mut self) {
-        self.shutdown.take().map(|shutdown| shutdown.send(()));
-        if let Some(server) = self.server.take() {
-            server.await.ok();
-        }
-    }
-}
-
-impl Drop for TestCore {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            shutdown.send(()).ok();
-        }
     }
 }

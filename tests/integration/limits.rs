@@ -11,7 +11,7 @@ use plinth_api::auth::v1::{
 };
 use plinth_tests::{
     Backend, Clients, Credentials, Sandbox, TestRedis, all_at_once, assert_invalid, assert_refusal,
-    error_metadata, error_reason,
+    cluster::PrivateRedis, error_metadata, error_reason,
 };
 use tonic::Code;
 use tonic_health::pb::{
@@ -19,10 +19,7 @@ use tonic_health::pb::{
 };
 use tonic_types::StatusExt;
 
-use crate::{
-    redis_outage::PrivateRedis,
-    tokens::{sign_up, tokens},
-};
+use crate::tokens::{sign_up, tokens};
 
 fn wrong_login() -> LoginRequest {
     LoginRequest {
@@ -393,8 +390,7 @@ async fn while_redis_is_down_a_replica_applies_the_limit_on_its_own() {
     let clients = sandbox.clients(&secret).await;
     assert_eq!(who_am_i_times(&clients, 4).await.len(), 1, "Redis's budget");
 
-    redis.process.kill().unwrap();
-    redis.process.wait().unwrap();
+    redis.kill();
     // Past the wait Redis asked for: the replica remembers that refusal.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();

@@ -8,6 +8,7 @@ mod bad_input;
 mod client_rs;
 mod credentials;
 mod example_modules;
+mod faults;
 mod generated_clients;
 mod http2_abuse;
 mod identity;

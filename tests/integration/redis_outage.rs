@@ -2,59 +2,16 @@
 //! local fallbacks instead of waiting for reconnection attempts.
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use plinth_tests::{Backend, Sandbox};
+use plinth_tests::{Backend, Sandbox, cluster::PrivateRedis};
 
 use crate::tokens::{PASSWORD, login, sign_up};
 
 /// Logins slower than this would hit a default client deadline under load.
 const SLOWEST_LOGIN: Duration = Duration::from_secs(1);
-
-/// A redis-server of the test's own, on a free port, that the test can kill.
-pub struct PrivateRedis {
-    pub process: Child,
-    pub url: String,
-}
-
-impl PrivateRedis {
-    pub async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("redis://127.0.0.1:{port}");
-        let process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (README's test command installs it)");
-        // Owned at once, so that a panic below still kills it.
-        let redis = PrivateRedis { process, url };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server did not start");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_keep_their_speed_when_redis_stops_under_load() {
@@ -95,8 +52,7 @@ async fn logins_keep_their_speed_when_redis_stops_under_load() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.process.kill().unwrap();
-    redis.process.wait().unwrap();
+    redis.kill();
     *stopped_at.lock().unwrap() = Some(Instant::now());
     for client in clients {
         client.await.unwrap();

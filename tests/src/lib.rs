@@ -5,6 +5,7 @@
 pub mod abuse;
 pub mod bench;
 mod clients;
+pub mod cluster;
 pub mod forgeries;
 mod mutual_tls;
 pub mod test_module;
@@ -419,9 +420,16 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub fn new() -> TestRedis {
-        TestRedis {
-            url: std::env::var("PLINTH_TEST_REDIS_URL")
+        TestRedis::at(
+            &std::env::var("PLINTH_TEST_REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        )
+    }
+
+    /// A prefix of its own on the Redis at `url`.
+    pub fn at(url: &str) -> TestRedis {
+        TestRedis {
+            url: url.to_owned(),
             prefix: format!("plinth-test-{}", Uuid::now_v7().simple()),
         }
     }
