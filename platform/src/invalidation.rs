@@ -161,7 +161,7 @@ async fn subscribe(invalidator: Weak<Invalidator>) {
             return;
         };
         drop(strong);
-        match redis.client().get_async_pubsub().await {
+        match redis.subscriber().get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(redis.key(CHANNEL)).await {
                 Ok(()) => {
                     if let Some(invalidator) = invalidator.upgrade() {

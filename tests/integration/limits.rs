@@ -10,7 +10,7 @@ use plinth_api::auth::v1::{
     SetApiKeyRateLimitRequest, WhoAmIRequest,
 };
 use plinth_tests::{
-    Backend, Clients, Credentials, Sandbox, TestRedis, all_at_once, assert_invalid, assert_refusal,
+    Backend, Clients, Credentials, Sandbox, all_at_once, assert_invalid, assert_refusal,
     cluster::PrivateRedis, error_metadata, error_reason,
 };
 use tonic::Code;
@@ -88,7 +88,7 @@ async fn past_its_bound_of_calls_a_server_refuses_at_once_and_health_still_answe
 }
 
 /// A key of the bench module with `limit` of its own, made by the operator.
-async fn limited_key(sandbox: &Sandbox, limit: Option<RateLimit>) -> (String, String) {
+pub async fn limited_key(sandbox: &Sandbox, limit: Option<RateLimit>) -> (String, String) {
     let created = sandbox
         .operator()
         .await
@@ -105,7 +105,7 @@ async fn limited_key(sandbox: &Sandbox, limit: Option<RateLimit>) -> (String, St
     (created.api_key.unwrap().id, created.secret)
 }
 
-fn limit(calls_per_second: u32, burst: u32) -> Option<RateLimit> {
+pub fn limit(calls_per_second: u32, burst: u32) -> Option<RateLimit> {
     Some(RateLimit {
         calls_per_second,
         burst,
@@ -113,7 +113,7 @@ fn limit(calls_per_second: u32, burst: u32) -> Option<RateLimit> {
 }
 
 /// Calls WhoAmI `count` times one after another; the refusals.
-async fn who_am_i_times(clients: &Clients, count: usize) -> Vec<tonic::Status> {
+pub async fn who_am_i_times(clients: &Clients, count: usize) -> Vec<tonic::Status> {
     let mut auth = clients.auth.clone();
     let mut refusals = Vec::new();
     for _ in 0..count {
@@ -355,27 +355,6 @@ async fn bad_rate_limits_are_refused_field_by_field(backend: Backend) {
         .await
         .unwrap_err();
     assert_refusal(&revoked, Code::NotFound, "ERROR_REASON_NOT_FOUND");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_a_keys_budget_through_redis() {
-    let redis = TestRedis::new();
-    let first = Sandbox::start_with(Backend::Postgres, |config| redis.configure(config)).await;
-    let second = first.replica().await;
-    let (_, secret) = limited_key(&first, limit(1, 10)).await;
-    let (on_first, on_second) = (first.clients(&secret).await, second.clients(&secret).await);
-
-    let mut refused = 0;
-    for _ in 0..10 {
-        refused += who_am_i_times(&on_first, 1).await.len();
-        refused += who_am_i_times(&on_second, 1).await.len();
-    }
-
-    // Apart, each replica would admit its own burst of 10: all 20 calls.
-    assert!(
-        (9..=10).contains(&refused),
-        "one budget of 10 (and a call's worth of refill): {refused} refused"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! Two replicas on one PostgreSQL database and one Redis: revocations and
-//! login failures on one are honoured by the other within a bounded time.
+//! Two replicas on one PostgreSQL database and one Redis (a single server,
+//! or a three-node Redis Cluster): revocations, login failures and rate
+//! limits on one are honoured by the other within a bounded time.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,39 @@ use plinth_api::auth::v1::{
 use plinth_api::tenant::v1::SignupRequest;
 use plinth_tests::{Backend, Credentials, Sandbox, TestRedis, error_reason};
 use tonic::Code;
+
+use crate::limits::{limit, limited_key, who_am_i_times};
+
+/// Each behaviour on one Redis, and on a Redis Cluster of three nodes
+/// (started by the test).
+macro_rules! on_redis_and_cluster {
+    ($($test:ident),+ $(,)?) => {
+        mod single_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&plinth_tests::TestRedis::new()).await;
+                }
+            )+
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let cluster = plinth_tests::cluster::PrivateRedisCluster::start().await;
+                    super::$test(&plinth_tests::TestRedis::at(&cluster.url)).await;
+                }
+            )+
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    a_key_revoked_on_one_replica_stops_working_on_the_other,
+    a_logout_on_one_replica_stops_the_token_on_the_other,
+    login_failures_count_across_replicas,
+    a_rate_limit_budget_is_shared_across_replicas,
+);
 
 /// How long a change on one replica may take to reach the other.
 const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
@@ -32,10 +66,8 @@ async fn time_until<F: Future<Output = bool>>(mut refused: impl FnMut() -> F) ->
     panic!("the change never reached the other replica");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_revoked_on_one_replica_stops_working_on_the_other() {
-    let redis = TestRedis::new();
-    let (first, second) = two_replicas(&redis).await;
+async fn a_key_revoked_on_one_replica_stops_working_on_the_other(redis: &TestRedis) {
+    let (first, second) = two_replicas(redis).await;
     let created = first
         .operator()
         .await
@@ -74,10 +106,8 @@ async fn a_key_revoked_on_one_replica_stops_working_on_the_other() {
     assert!(took < PROPAGATION_BOUND, "took {took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_on_one_replica_stops_the_token_on_the_other() {
-    let redis = TestRedis::new();
-    let (first, second) = two_replicas(&redis).await;
+async fn a_logout_on_one_replica_stops_the_token_on_the_other(redis: &TestRedis) {
+    let (first, second) = two_replicas(redis).await;
     let mut operator = first.operator().await;
     operator
         .tenants
@@ -135,10 +165,8 @@ async fn a_logout_on_one_replica_stops_the_token_on_the_other() {
     assert!(took < PROPAGATION_BOUND, "took {took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_failures_count_across_replicas() {
-    let redis = TestRedis::new();
-    let (first, second) = two_replicas(&redis).await;
+async fn login_failures_count_across_replicas(redis: &TestRedis) {
+    let (first, second) = two_replicas(redis).await;
     let mut on_first = first.clients_with(Credentials::default()).await.auth;
     let mut on_second = second.clients_with(Credentials::default()).await.auth;
     let attempt = LoginRequest {
@@ -157,5 +185,23 @@ async fn login_failures_count_across_replicas() {
     assert_eq!(
         error_reason(&throttled).as_deref(),
         Some("ERROR_REASON_RATE_LIMITED")
+    );
+}
+
+async fn a_rate_limit_budget_is_shared_across_replicas(redis: &TestRedis) {
+    let (first, second) = two_replicas(redis).await;
+    let (_, secret) = limited_key(&first, limit(1, 10)).await;
+    let (on_first, on_second) = (first.clients(&secret).await, second.clients(&secret).await);
+
+    let mut refused = 0;
+    for _ in 0..10 {
+        refused += who_am_i_times(&on_first, 1).await.len();
+        refused += who_am_i_times(&on_second, 1).await.len();
+    }
+
+    // Apart, each replica would admit its own burst of 10: all 20 calls.
+    assert!(
+        (9..=10).contains(&refused),
+        "one budget of 10 (and a call's worth of refill): {refused} refused"
     );
 }

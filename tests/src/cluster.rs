@@ -125,15 +125,21 @@ impl Cluster {
 pub struct PrivateRedis {
     process: Option<std::process::Child>,
     port: u16,
+    arguments: Vec<String>,
     pub url: String,
 }
 
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
-        let port = free_address().expect("a free port").port();
+        PrivateRedis::start_with(free_address().expect("a free port").port(), Vec::new()).await
+    }
+
+    /// Starts one on `port` with `arguments` added.
+    async fn start_with(port: u16, arguments: Vec<String>) -> PrivateRedis {
         let mut redis = PrivateRedis {
             process: None,
             port,
+            arguments,
             url: format!("redis://127.0.0.1:{port}"),
         };
         redis.restart().await;
@@ -145,6 +151,7 @@ impl PrivateRedis {
         let process = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.arguments)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (README's test command installs it)");
@@ -175,6 +182,83 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A Redis Cluster of three masters of the test's own (no replicas),
+/// created with `redis-cli --cluster create`; killed when dropped.
+pub struct PrivateRedisCluster {
+    _nodes: Vec<PrivateRedis>,
+    _directory: tempfile::TempDir,
+    /// Every node's URL, separated by commas, as servers take a cluster.
+    pub url: String,
+}
+
+impl PrivateRedisCluster {
+    pub async fn start() -> PrivateRedisCluster {
+        let directory = tempfile::tempdir().expect("a directory");
+        let mut nodes = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let arguments = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--dir",
+                &directory.path().display().to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            nodes.push(PrivateRedis::start_with(port, arguments).await);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        run(Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"]));
+        for node in &nodes {
+            wait_for_cluster_state(node.port).await;
+        }
+        let url = nodes
+            .iter()
+            .map(|node| node.url.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        PrivateRedisCluster {
+            _nodes: nodes,
+            _directory: directory,
+            url,
+        }
+    }
+}
+
+/// A free port whose cluster bus port (10000 above it) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_address().expect("a free port").port();
+        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until the node on `port` reports the cluster's slots all served.
+async fn wait_for_cluster_state(port: u16) {
+    for _ in 0..250 {
+        let info = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "cluster", "info"])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the Redis Cluster never became ready");
 }
 
 /// A PostgreSQL server of the test's own on a free port, trusting local

@@ -12,10 +12,9 @@ use std::{sync::Arc, time::Duration};
 
 use plinth_platform::{
     audit::{AuditEvent, FeedCursor},
-    shared_redis::SharedRedis,
+    shared_redis::{Link, SharedRedis},
     store::Store,
 };
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 /// Events read from the store at once.
@@ -92,7 +91,7 @@ enum PublishError {
 async fn publish_pending(
     store: &Store,
     redis: &SharedRedis,
-    connection: &mut Option<ConnectionManager>,
+    connection: &mut Option<Link>,
 ) -> Result<(), PublishError> {
     let mut cursor = store.audit.stream_cursor().await?;
     loop {
@@ -107,7 +106,7 @@ async fn publish_pending(
         let complete = (events.len() as i64) < EVENTS_PER_READ;
         let connection = match connection {
             Some(connection) => connection,
-            None => connection.insert(redis.client().get_connection_manager().await?),
+            None => connection.insert(redis.own_connection(COMMAND_TIMEOUT).await?),
         };
         for run in events.chunk_by(|(_, a), (_, b)| a.chain_id == b.chain_id) {
             publish_run(redis, connection, run).await?;
@@ -123,7 +122,7 @@ async fn publish_pending(
 /// Publishes consecutive events of one chain.
 async fn publish_run(
     redis: &SharedRedis,
-    connection: &mut ConnectionManager,
+    connection: &mut Link,
     run: &[(FeedCursor, AuditEvent)],
 ) -> Result<(), PublishError> {
     let Some((_, first)) = run.first() else {

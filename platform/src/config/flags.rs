@@ -79,7 +79,7 @@ pub struct ConfigArgs {
     /// Log format [default: text]
     #[arg(long, global = true, env = "PLINTH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// redis://… for cross-replica invalidation and counters [default: none]
+    /// redis://… (or a cluster's seed URLs, comma-separated) for cross-replica invalidation, counters and rate limits [default: none]
     #[arg(long, global = true, env = "PLINTH_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of this deployment's Redis keys and channels [default: plinth]

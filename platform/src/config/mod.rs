@@ -59,8 +59,9 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
-    /// `redis://…`: cross-replica cache invalidation and shared login
-    /// counters. Unset keeps both in process.
+    /// `redis://…`: cross-replica cache invalidation, shared login counters
+    /// and rate limits; several URLs separated by commas are a Redis
+    /// Cluster's seed nodes. Unset keeps all of it in process.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel this deployment uses.
     pub redis_prefix: String,
