@@ -1,226 +1,27 @@
-//! Faults of a deployment: three `core-server` replicas in processes of
-//! their own on one PostgreSQL database and one Redis, under a load of
-//! Checks, RecordEvents and grant changes from client-rs (with its
-//! retries). A replica killed with SIGKILL, PostgreSQL crashing and coming
+//! Faults of a deployment: three `core-server` replicas and a
+//! `registry-server` in processes of their own on one PostgreSQL database
+//! and one Redis, under a load of Checks, RecordEvents, heartbeats and
+//! grant changes from client-rs (with its retries). A replica killed with SIGKILL, PostgreSQL crashing and coming
 //! back, and revocations under load: no wrong answer, no acknowledged event
 //! lost, and recovery within the documented bounds.
 
 use std::{
-    collections::HashSet,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use plinth_api::{
-    audit::v1::{
-        EventInput, Outcome, QueryEventsRequest, VerifyChainRequest, query_events_request,
-        verify_chain_request,
-    },
+    audit::v1::{EventInput, Outcome},
     auth::v1::{RevokeApiKeyRequest, WhoAmIRequest},
-    rbac::v1::{
-        AssignRoleRequest, CheckRequest, Consistency, CreateRoleRequest, UnassignRoleRequest,
-        consistency,
-    },
+    rbac::v1::{AssignRoleRequest, UnassignRoleRequest},
 };
-use plinth_client::{
-    Client,
-    testing::{Provisioner, TestTenant, TestUser},
-};
+use plinth_client::{Client, testing::Provisioner};
 use plinth_tests::{
     Backend, TestDatabase, TestRedis,
     cluster::{Cluster, PrivatePostgres, PrivateRedis},
+    load::{MANIFEST, assert_chain_holds, check, ledger, steady_loads},
 };
 use tonic_health::pb::health_check_response::ServingStatus;
-
-const MANIFEST: &str = r#"
-id: ledger
-version: "1.0.0"
-display_name: Ledger
-permissions:
-  - name: ledger:entry:read
-    description: Read entries.
-"#;
-
-const PERMISSION: &str = "ledger:entry:read";
-
-/// What the load needs: the module's key, a tenant with the module, a user
-/// who holds the permission, one who never does, and one whose grant the
-/// test turns on and off through `role_id`.
-struct Ledger {
-    module_key: String,
-    tenant: TestTenant,
-    reader: TestUser,
-    outsider: TestUser,
-    churned: TestUser,
-    role_id: String,
-}
-
-async fn ledger(cluster: &Cluster) -> Ledger {
-    let operator = cluster.client(0, &cluster.operator_key, Duration::from_secs(10));
-    let provisioner = Provisioner::new(operator.clone());
-    let module_key = provisioner.publish_module(MANIFEST).await.unwrap();
-    let tenant = provisioner.tenant("acme", "ledger", "{}").await.unwrap();
-    let reader = provisioner.user(&tenant, &[PERMISSION]).await.unwrap();
-    let outsider = provisioner.user(&tenant, &[]).await.unwrap();
-    let churned = provisioner.user(&tenant, &[]).await.unwrap();
-    let role_id = operator
-        .rbac()
-        .create_role(CreateRoleRequest {
-            tenant_id: tenant.id.clone(),
-            key: "churned-reader".to_owned(),
-            display_name: "Churned reader".to_owned(),
-            permissions: vec![PERMISSION.to_owned()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .role
-        .unwrap()
-        .id;
-    Ledger {
-        module_key,
-        tenant,
-        reader,
-        outsider,
-        churned,
-        role_id,
-    }
-}
-
-/// Asks `client` whether `user` holds the permission, at least as fresh as
-/// `token` when given.
-async fn check(
-    client: &Client,
-    ledger: &Ledger,
-    user: &TestUser,
-    token: Option<&str>,
-) -> Result<bool, tonic::Status> {
-    let consistency = token.map(|token| Consistency {
-        requirement: Some(consistency::Requirement::AtLeastAsFresh(token.to_owned())),
-    });
-    Ok(client
-        .rbac()
-        .check(CheckRequest {
-            tenant_id: ledger.tenant.id.clone(),
-            user_id: user.user_id.clone(),
-            permission: PERMISSION.to_owned(),
-            consistency,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .allowed)
-}
-
-/// What one replica's load saw.
-#[derive(Debug, Default)]
-struct Tally {
-    checks: u64,
-    wrong_answers: u64,
-    errors: u64,
-    /// Ids of the events the core acknowledged.
-    acknowledged: Vec<String>,
-}
-
-/// Checks both steady users and records batches of ten events, through
-/// `client`, until `until`.
-async fn steady_load(client: Client, ledger: Arc<Ledger>, until: Instant) -> Tally {
-    let mut tally = Tally::default();
-    let mut batch = 0;
-    while Instant::now() < until {
-        for (user, holds) in [(&ledger.reader, true), (&ledger.outsider, false)] {
-            match check(&client, &ledger, user, None).await {
-                Ok(allowed) => {
-                    tally.checks += 1;
-                    tally.wrong_answers += u64::from(allowed != holds);
-                }
-                Err(_) => tally.errors += 1,
-            }
-        }
-        let events = (0..10)
-            .map(|index| EventInput {
-                action: "ledger.entry.posted".to_owned(),
-                resource_type: "entry".to_owned(),
-                resource_id: format!("{batch}-{index}"),
-                outcome: Outcome::Success.into(),
-                ..Default::default()
-            })
-            .collect();
-        batch += 1;
-        match client
-            .record_events(&ledger.tenant.id, Some(&ledger.reader.user_id), events)
-            .await
-        {
-            Ok(recorded) => tally
-                .acknowledged
-                .extend(recorded.events.into_iter().map(|event| event.id)),
-            Err(_) => tally.errors += 1,
-        }
-    }
-    tally
-}
-
-/// One steady load per replica, each on its own client of that replica.
-fn steady_loads(
-    cluster: &Cluster,
-    ledger: &Arc<Ledger>,
-    replicas: usize,
-    until: Instant,
-) -> Vec<tokio::task::JoinHandle<Tally>> {
-    (0..replicas)
-        .map(|index| {
-            let client = cluster.client(index, &ledger.module_key, Duration::from_secs(3));
-            tokio::spawn(steady_load(client, ledger.clone(), until))
-        })
-        .collect()
-}
-
-/// Every acknowledged event is in the tenant's chain, and the chain
-/// verifies; the number of events in it.
-async fn assert_chain_holds(operator: &Client, ledger: &Ledger, acknowledged: &[String]) -> i64 {
-    let verified = operator
-        .audit()
-        .verify_chain(VerifyChainRequest {
-            chain: Some(verify_chain_request::Chain::TenantId(
-                ledger.tenant.id.clone(),
-            )),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(verified.valid, "{verified:?}");
-    let mut in_chain = HashSet::new();
-    let mut page_token = String::new();
-    loop {
-        let page = operator
-            .audit()
-            .query_events(QueryEventsRequest {
-                chain: Some(query_events_request::Chain::TenantId(
-                    ledger.tenant.id.clone(),
-                )),
-                actor_module_id: "ledger".to_owned(),
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        in_chain.extend(page.events.into_iter().map(|event| event.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    let lost: Vec<_> = acknowledged
-        .iter()
-        .filter(|id| !in_chain.contains(*id))
-        .collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
-    verified.events_checked
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_under_load_loses_no_acknowledged_event_and_rejoins() {
@@ -249,11 +50,16 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_event_and_rejoins() {
         .collect();
     let in_chain = assert_chain_holds(&operator, &ledger, &acknowledged).await;
     eprintln!(
-        "kill -9: {} events acknowledged, {in_chain} in the verified chain; replica back {restart:?} after its start ({rejoined_after:?} after the kill); per replica: {:?}",
+        "kill -9: {} events acknowledged, {in_chain} in the verified chain; replica back {restart:?} after its start ({rejoined_after:?} after the kill); per replica (checks, wrong, errors, heartbeats): {:?}",
         acknowledged.len(),
         tallies
             .iter()
-            .map(|tally| (tally.checks, tally.wrong_answers, tally.errors))
+            .map(|tally| (
+                tally.checks,
+                tally.wrong_answers,
+                tally.errors,
+                tally.heartbeats
+            ))
             .collect::<Vec<_>>()
     );
     for (index, tally) in tallies.iter().enumerate() {
@@ -262,6 +68,12 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_event_and_rejoins() {
     }
     for survivor in &tallies[..2] {
         assert_eq!(survivor.errors, 0, "the survivors never failed a call");
+    }
+    for tally in &tallies {
+        assert!(
+            tally.heartbeats > 0 && tally.heartbeat_errors == 0,
+            "{tally:?}"
+        );
     }
     let rejoined = cluster.client(2, &ledger.module_key, Duration::from_secs(3));
     assert!(
@@ -414,11 +226,16 @@ async fn a_postgres_crash_turns_health_not_serving_and_back_without_losing_write
         .collect();
     let in_chain = assert_chain_holds(&operator, &ledger, &acknowledged).await;
     eprintln!(
-        "PostgreSQL crash: NOT_SERVING after {noticed:?}; SERVING {recovered:?} after it was back; {} events acknowledged, {in_chain} in the verified chain; per replica (checks, wrong, errors): {:?}",
+        "PostgreSQL crash: NOT_SERVING after {noticed:?}; SERVING {recovered:?} after it was back; {} events acknowledged, {in_chain} in the verified chain; per replica (checks, wrong, errors, heartbeats): {:?}",
         acknowledged.len(),
         tallies
             .iter()
-            .map(|tally| (tally.checks, tally.wrong_answers, tally.errors))
+            .map(|tally| (
+                tally.checks,
+                tally.wrong_answers,
+                tally.errors,
+                tally.heartbeats
+            ))
             .collect::<Vec<_>>()
     );
     for tally in &tallies {

@@ -14,16 +14,19 @@ use tonic_health::pb::{
 use crate::{
     TestRedis,
     bench::{ServerProcess, core_server_command, free_address},
-    core_server_binary, random_key_encryption_key,
+    core_server_binary, random_key_encryption_key, workspace_binary,
 };
 
 struct Replica {
+    binary: PathBuf,
     address: SocketAddr,
     data: tempfile::TempDir,
     process: Option<ServerProcess>,
 }
 
-/// Replicas sharing a database and Redis, as behind a load balancer.
+/// `core-server` replicas and one `registry-server` sharing a database and
+/// Redis, as behind a load balancer. Indices below [`Cluster::registry`]
+/// are core replicas.
 pub struct Cluster {
     database_url: String,
     redis_url: String,
@@ -34,19 +37,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `count` replicas on `database_url` and `redis`, one after the
-    /// other (the first one migrates and makes the operator key).
+    /// Starts `count` core replicas on `database_url` and `redis`, one after
+    /// the other (the first one migrates and makes the operator key), then a
+    /// registry-server.
     pub async fn start(count: usize, database_url: &str, redis: &TestRedis) -> Cluster {
         let mut cluster = Cluster {
             database_url: database_url.to_owned(),
             redis_url: redis.url.clone(),
             redis_prefix: redis.prefix.clone(),
             key_encryption_key: random_key_encryption_key(),
-            replicas: Vec::with_capacity(count),
+            replicas: Vec::with_capacity(count + 1),
             operator_key: String::new(),
         };
-        for index in 0..count {
+        let binaries = std::iter::repeat_n(core_server_binary(), count)
+            .chain([workspace_binary("registry-server")]);
+        for (index, binary) in binaries.enumerate() {
             cluster.replicas.push(Replica {
+                binary,
                 address: free_address().expect("a free port"),
                 data: tempfile::tempdir().expect("a data directory"),
                 process: None,
@@ -62,6 +69,11 @@ impl Cluster {
             .trim()
             .to_owned();
         cluster
+    }
+
+    /// The index of the registry-server.
+    pub fn registry(&self) -> usize {
+        self.replicas.len() - 1
     }
 
     /// `http://` and replica `index`'s address.
@@ -89,7 +101,7 @@ impl Cluster {
     pub async fn start_replica(&mut self, index: usize) -> Duration {
         let replica = &mut self.replicas[index];
         let mut command =
-            core_server_command(&core_server_binary(), replica.address, replica.data.path());
+            core_server_command(&replica.binary, replica.address, replica.data.path());
         command
             .args(["--database-url", &self.database_url])
             .args(["--redis-url", &self.redis_url])

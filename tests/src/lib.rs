@@ -7,6 +7,7 @@ pub mod bench;
 mod clients;
 pub mod cluster;
 pub mod forgeries;
+pub mod load;
 mod mutual_tls;
 pub mod test_module;
 
