@@ -282,14 +282,17 @@ pub fn core_server_binary() -> PathBuf {
     workspace_binary("core-server")
 }
 
-/// A binary of this workspace, of the test binary's build profile (the
-/// test command builds those the tests run).
+/// A binary of this workspace, of the running binary's build profile (a
+/// test in `target/<profile>/deps/`, or a tool such as `plinth-chaos`
+/// beside the servers; the test command builds those the tests run).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>/deps/<test binary>");
+    let running = std::env::current_exe().expect("the running binary's path");
+    let directory = running.parent().expect("target/<profile>/…");
+    let profile_dir = if directory.ends_with("deps") {
+        directory.parent().expect("target/<profile>/deps")
+    } else {
+        directory
+    };
     let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
