@@ -26,6 +26,7 @@ mod store;
 mod tenants;
 mod tls;
 mod tokens;
+mod traces;
 mod users;
 
 /// Instantiates a module of `async fn(Backend)` tests for both backends.

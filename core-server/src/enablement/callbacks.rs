@@ -25,6 +25,7 @@ use plinth_platform::{
 use rand::seq::IndexedRandom;
 use registry_server::connections::InstanceChannels;
 use tonic::transport::Channel;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::catalog::ModuleVersion;
@@ -157,20 +158,24 @@ impl Callbacks {
             Some(target.message()),
             Some(actor_message(&actor_of(principal))),
         );
-        let answer = match callback {
-            LifecycleCallback::CompanyEnabling => {
-                let request = timed(proto::OnCompanyEnablingRequest { target, actor });
-                within(client.on_company_enabling(request))
-                    .await
-                    .map(|answer| (answer.allow, answer.reason))
+        let answer = async {
+            match callback {
+                LifecycleCallback::CompanyEnabling => {
+                    let request = timed(proto::OnCompanyEnablingRequest { target, actor });
+                    within(client.on_company_enabling(request))
+                        .await
+                        .map(|answer| (answer.allow, answer.reason))
+                }
+                _ => {
+                    let request = timed(proto::OnTenantEnablingRequest { target, actor });
+                    within(client.on_tenant_enabling(request))
+                        .await
+                        .map(|answer| (answer.allow, answer.reason))
+                }
             }
-            _ => {
-                let request = timed(proto::OnTenantEnablingRequest { target, actor });
-                within(client.on_tenant_enabling(request))
-                    .await
-                    .map(|answer| (answer.allow, answer.reason))
-            }
-        };
+        }
+        .instrument(callback_span(version, callback))
+        .await;
         match answer {
             Ok((true, _)) => Ok(()),
             Ok((false, reason)) => Err(ApiError::ModuleVetoed {
@@ -205,24 +210,28 @@ impl Callbacks {
                 actor: Some(actor_message(&delivery.actor)),
             }),
         );
-        let answered = match callback {
-            LifecycleCallback::TenantEnabled => {
-                let request = timed(proto::OnTenantEnabledRequest { target, delivery });
-                within(client.on_tenant_enabled(request)).await.map(drop)
+        let answered = async {
+            match callback {
+                LifecycleCallback::TenantEnabled => {
+                    let request = timed(proto::OnTenantEnabledRequest { target, delivery });
+                    within(client.on_tenant_enabled(request)).await.map(drop)
+                }
+                LifecycleCallback::TenantDisabled => {
+                    let request = timed(proto::OnTenantDisabledRequest { target, delivery });
+                    within(client.on_tenant_disabled(request)).await.map(drop)
+                }
+                LifecycleCallback::CompanyEnabled => {
+                    let request = timed(proto::OnCompanyEnabledRequest { target, delivery });
+                    within(client.on_company_enabled(request)).await.map(drop)
+                }
+                _ => {
+                    let request = timed(proto::OnCompanyDisabledRequest { target, delivery });
+                    within(client.on_company_disabled(request)).await.map(drop)
+                }
             }
-            LifecycleCallback::TenantDisabled => {
-                let request = timed(proto::OnTenantDisabledRequest { target, delivery });
-                within(client.on_tenant_disabled(request)).await.map(drop)
-            }
-            LifecycleCallback::CompanyEnabled => {
-                let request = timed(proto::OnCompanyEnabledRequest { target, delivery });
-                within(client.on_company_enabled(request)).await.map(drop)
-            }
-            _ => {
-                let request = timed(proto::OnCompanyDisabledRequest { target, delivery });
-                within(client.on_company_disabled(request)).await.map(drop)
-            }
-        };
+        }
+        .instrument(callback_span(version, callback))
+        .await;
         Ok(match answered {
             Ok(()) => Delivered::Acknowledged,
             Err(problem) => Delivered::Failed(problem),
@@ -254,6 +263,17 @@ impl Callbacks {
             .and_then(|instance| self.channels.channel(&instance.endpoint, TIMEOUT))
             .map(ModuleLifecycleServiceClient::new))
     }
+}
+
+/// The span of one call to a module's lifecycle service (a CLIENT span in
+/// exported traces).
+fn callback_span(version: &ModuleVersion, callback: LifecycleCallback) -> tracing::Span {
+    tracing::info_span!(
+        "module_callback",
+        module_id = %version.module_id,
+        version = %version.version,
+        callback = callback.as_str_name()
+    )
 }
 
 fn lifecycle_callback(kind: CallbackKind) -> LifecycleCallback {

@@ -79,6 +79,9 @@ pub struct ConfigArgs {
     /// Log format [default: text]
     #[arg(long, global = true, env = "PLINTH_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// http://host:port of an OTLP/HTTP trace collector [default: none]
+    #[arg(long, global = true, env = "PLINTH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// redis://… (or a cluster's seed URLs, comma-separated) for cross-replica invalidation, counters and rate limits [default: none]
     #[arg(long, global = true, env = "PLINTH_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -158,6 +161,7 @@ impl Config {
             password_hashing_concurrency,
             database_url,
             redis_url,
+            otlp_endpoint,
             open_signup,
         );
         let tls = &mut config.tls;

@@ -59,6 +59,10 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// `http://host:port` of an OpenTelemetry collector's OTLP/HTTP
+    /// receiver: traces of calls, SQL statements and module callbacks go
+    /// there. Unset exports nothing.
+    pub otlp_endpoint: Option<String>,
     /// `redis://…`: cross-replica cache invalidation, shared login counters
     /// and rate limits; several URLs separated by commas are a Redis
     /// Cluster's seed nodes. Unset keeps all of it in process.
@@ -165,6 +169,7 @@ impl Default for Config {
             user_burst: 200,
             shutdown_grace_seconds: 10,
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
             redis_url: None,
             redis_prefix: "plinth".to_owned(),
             open_signup: None,
@@ -205,6 +210,8 @@ pub enum ConfigError {
     },
     #[error("tls.certificate and tls.private_key must be set together")]
     IncompleteTls,
+    #[error("otlp_endpoint must be http://host:port (at most 200 characters)")]
+    OtlpEndpoint,
     #[error("tls.client_ca needs tls.certificate and tls.private_key")]
     ClientCaWithoutTls,
 }
@@ -233,6 +240,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let well_formed = endpoint.len() <= 200
+                && endpoint.strip_prefix("http://").is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|byte| byte.is_ascii_graphic())
+                });
+            if !well_formed {
+                return Err(ConfigError::OtlpEndpoint);
+            }
+        }
         if self.tls.certificate.is_some() != self.tls.private_key.is_some() {
             return Err(ConfigError::IncompleteTls);
         }
@@ -531,12 +547,49 @@ mod tests {
                 password_hashing_concurrency: Some(0),
                 ..ConfigArgs::default()
             },
+            ConfigArgs {
+                user_burst: Some(0),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                api_key_calls_per_second: Some(1_000_001),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                http2_keepalive_timeout_seconds: Some(0),
+                ..ConfigArgs::default()
+            },
         ] {
             assert!(matches!(
                 Config::load(&args),
                 Err(ConfigError::OutOfRange { .. })
             ));
         }
+    }
+
+    #[test]
+    fn an_otlp_endpoint_must_be_plain_http_host_and_port() {
+        for endpoint in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http://collector :4318",
+            &format!("http://{}", "c".repeat(200)),
+        ] {
+            let args = ConfigArgs {
+                otlp_endpoint: Some(endpoint.to_owned()),
+                ..ConfigArgs::default()
+            };
+            assert!(
+                matches!(Config::load(&args), Err(ConfigError::OtlpEndpoint)),
+                "{endpoint}"
+            );
+        }
+        let args = ConfigArgs {
+            otlp_endpoint: Some("http://127.0.0.1:4318".to_owned()),
+            ..ConfigArgs::default()
+        };
+        assert!(Config::load(&args).is_ok());
     }
 
     #[test]

@@ -247,7 +247,7 @@ async fn probe_database(
 
 /// Readies a server process: its logs and its one TLS crypto provider.
 pub fn init_process(config: &Config) -> Result<(), ServeError> {
-    crate::telemetry::init(config.log_format);
+    crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref());
     rustls::crypto::ring::default_provider()
         .install_default()
         .map_err(|_| ServeError::CryptoProvider)

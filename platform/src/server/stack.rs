@@ -171,7 +171,8 @@ pub fn refusal(error: ApiError) -> Response<Body> {
 /// Gives every call a request id (the caller's, if sane) and a span, makes
 /// the id current for everything the call runs, and returns it in the
 /// `x-request-id` header. The span is at debug level: formatting it for
-/// every call would cost more than serving many calls.
+/// every call would cost more than serving many calls; logs leave it out
+/// unless `RUST_LOG` asks, trace export (when on) takes it.
 #[derive(Clone)]
 pub struct RequestSpan;
 
@@ -182,7 +183,20 @@ impl Middleware for RequestSpan {
         inner: &mut S,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let id = request_id::from_header(request.headers().get(request_id::HEADER));
-        let span = tracing::debug_span!("call", method = request.uri().path(), request_id = &*id);
+        // A caller's W3C trace context, for trace export (the span's name
+        // is `otlp::CALL_SPAN`); anything longer than one is not one.
+        let traceparent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| value.len() <= 64)
+            .unwrap_or_default();
+        let span = tracing::debug_span!(
+            "call",
+            method = request.uri().path(),
+            request_id = &*id,
+            traceparent
+        );
         request.extensions_mut().insert(RequestId(id.clone()));
         let answer = inner.call(request);
         let call = async move {
