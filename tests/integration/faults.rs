@@ -279,9 +279,42 @@ async fn time_until<F: Future<Output = bool>>(
     started.elapsed()
 }
 
+/// A new module key (of a module named `module_id`), verified once on
+/// replicas 1 and 2 so that they hold it in their caches: its id, and
+/// those replicas' clients presenting it.
+async fn key_elsewhere(
+    cluster: &Cluster,
+    operator: &Client,
+    module_id: &str,
+) -> (String, Vec<Client>) {
+    let secret = Provisioner::new(operator.clone())
+        .publish_module(&MANIFEST.replace("ledger", module_id))
+        .await
+        .unwrap();
+    let elsewhere: Vec<Client> = (1..3)
+        .map(|index| cluster.client(index, &secret, Duration::from_secs(3)))
+        .collect();
+    for client in &elsewhere {
+        client.auth().who_am_i(WhoAmIRequest {}).await.unwrap();
+    }
+    let id = secret
+        .strip_prefix("plk_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| uuid::Uuid::parse_str(id).unwrap().to_string())
+        .unwrap();
+    (id, elsewhere)
+}
+
+async fn revoke(operator: &Client, id: String) {
+    operator
+        .auth()
+        .revoke_api_key(RevokeApiKeyRequest { id })
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_changes_reach_replicas_within_cache_lifetimes_and_caches_clear_when_it_returns()
- {
+async fn without_redis_revocations_last_their_cache_lifetimes_and_caches_clear_on_its_return() {
     let database = TestDatabase::create(Backend::Postgres).await;
     let mut private_redis = PrivateRedis::start().await;
     let redis = TestRedis::at(&private_redis.url);
@@ -304,10 +337,6 @@ async fn without_redis_changes_reach_replicas_within_cache_lifetimes_and_caches_
         .into_inner()
         .binding
         .unwrap();
-    let doomed_key = Provisioner::new(operator.clone())
-        .publish_module(&MANIFEST.replace("ledger", "doomed"))
-        .await
-        .unwrap();
     for observer in &observers {
         time_until(Duration::from_secs(5), || async {
             check(observer, &ledger, &ledger.churned, None)
@@ -316,12 +345,8 @@ async fn without_redis_changes_reach_replicas_within_cache_lifetimes_and_caches_
         })
         .await;
     }
-    let doomed_on_others: Vec<Client> = (1..3)
-        .map(|index| cluster.client(index, &doomed_key, Duration::from_secs(3)))
-        .collect();
-    for doomed in &doomed_on_others {
-        doomed.auth().who_am_i(WhoAmIRequest {}).await.unwrap();
-    }
+    let (doomed_id, doomed_on_others) = key_elsewhere(&cluster, &operator, "doomed").await;
+    let (lapsed_id, lapsed_on_others) = key_elsewhere(&cluster, &operator, "lapsed").await;
     let loads = steady_loads(
         &cluster,
         &ledger,
@@ -347,16 +372,7 @@ async fn without_redis_changes_reach_replicas_within_cache_lifetimes_and_caches_
         .await;
         grant_staleness = grant_staleness.max(took);
     }
-    let doomed_id = doomed_key
-        .strip_prefix("plk_")
-        .and_then(|rest| rest.split_once('_'))
-        .map(|(id, _)| uuid::Uuid::parse_str(id).unwrap().to_string())
-        .unwrap();
-    operator
-        .auth()
-        .revoke_api_key(RevokeApiKeyRequest { id: doomed_id })
-        .await
-        .unwrap();
+    revoke(&operator, doomed_id).await;
     for doomed in &doomed_on_others {
         doomed
             .auth()
@@ -373,16 +389,31 @@ async fn without_redis_changes_reach_replicas_within_cache_lifetimes_and_caches_
         .await;
         cleared_after = cleared_after.max(took);
     }
-    let mut tallies = Vec::new();
+    // Redis gone again: a key revoked now lives on elsewhere until its
+    // cache lifetime ends (cached afresh: Redis's return cleared caches).
+    for lapsed in &lapsed_on_others {
+        lapsed.auth().who_am_i(WhoAmIRequest {}).await.unwrap();
+    }
+    private_redis.kill();
+    revoke(&operator, lapsed_id).await;
+    let mut key_staleness = Duration::ZERO;
+    for lapsed in &lapsed_on_others {
+        let took = time_until(Duration::from_secs(40), || async {
+            lapsed.auth().who_am_i(WhoAmIRequest {}).await.is_err()
+        })
+        .await;
+        key_staleness = key_staleness.max(took);
+    }
     for load in loads {
         load.abort();
-        if let Ok(tally) = load.await {
-            tallies.push(tally);
-        }
     }
 
     eprintln!(
-        "Redis loss: a revoked grant refused by every replica after {grant_staleness:?} (bound: the 2 s grant cache); a key revoked while Redis was down refused everywhere {cleared_after:?} after Redis returned (its cache lifetime: 30 s)"
+        "Redis loss: a revoked grant refused by every replica after {grant_staleness:?} (bound: the 2 s grant cache); a key revoked without Redis refused everywhere after {key_staleness:?} (bound: the 30 s key cache), and one revoked while Redis was down refused {cleared_after:?} after Redis returned"
+    );
+    assert!(
+        key_staleness <= Duration::from_secs(31),
+        "{key_staleness:?}"
     );
     assert!(
         grant_staleness <= Duration::from_millis(2500),
