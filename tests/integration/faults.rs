@@ -13,13 +13,12 @@ use std::{
 use plinth_api::{
     audit::v1::{EventInput, Outcome},
     auth::v1::{RevokeApiKeyRequest, WhoAmIRequest},
-    rbac::v1::{AssignRoleRequest, UnassignRoleRequest},
 };
 use plinth_client::{Client, testing::Provisioner};
 use plinth_tests::{
     Backend, TestDatabase, TestRedis,
     cluster::{Cluster, PrivatePostgres, PrivateRedis},
-    load::{MANIFEST, assert_chain_holds, check, ledger, steady_loads},
+    load::{MANIFEST, assert_chain_holds, check, grant_churned, ledger, steady_loads, unbind},
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -39,37 +38,22 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_event_and_rejoins() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let restart = cluster.start_replica(2).await;
     let rejoined_after = killed_at.elapsed();
-    let mut tallies = Vec::new();
-    for load in loads {
-        tallies.push(load.await.unwrap());
-    }
+    let tallies = loads.finish().await;
 
-    let acknowledged: Vec<String> = tallies
-        .iter()
-        .flat_map(|tally| tally.acknowledged.iter().cloned())
-        .collect();
+    let acknowledged = tallies.acknowledged();
     let in_chain = assert_chain_holds(&operator, &ledger, &acknowledged).await;
     eprintln!(
-        "kill -9: {} events acknowledged, {in_chain} in the verified chain; replica back {restart:?} after its start ({rejoined_after:?} after the kill); per replica (checks, wrong, errors, heartbeats): {:?}",
+        "kill -9: {} events acknowledged, {in_chain} in the verified chain; replica back {restart:?} after its start ({rejoined_after:?} after the kill); {tallies}",
         acknowledged.len(),
-        tallies
-            .iter()
-            .map(|tally| (
-                tally.checks,
-                tally.wrong_answers,
-                tally.errors,
-                tally.heartbeats
-            ))
-            .collect::<Vec<_>>()
     );
-    for (index, tally) in tallies.iter().enumerate() {
+    for (index, tally) in tallies.0.iter().enumerate() {
         assert_eq!(tally.wrong_answers, 0, "replica {index}: {tally:?}");
         assert!(tally.checks > 0, "replica {index} served: {tally:?}");
     }
-    for survivor in &tallies[..2] {
+    for survivor in &tallies.0[..2] {
         assert_eq!(survivor.errors, 0, "the survivors never failed a call");
     }
-    for tally in &tallies {
+    for tally in &tallies.0 {
         assert!(
             tally.heartbeats > 0 && tally.heartbeat_errors == 0,
             "{tally:?}"
@@ -108,17 +92,9 @@ async fn a_revocation_under_load_reaches_every_replica_within_a_hundred_ms() {
     );
     let mut latencies = Vec::new();
     for _ in 0..30 {
-        let binding = operator
-            .rbac()
-            .assign_role(AssignRoleRequest {
-                tenant_id: ledger.tenant.id.clone(),
-                user_id: ledger.churned.user_id.clone(),
-                role_id: ledger.role_id.clone(),
-                ..Default::default()
-            })
+        let binding = grant_churned(&operator, &ledger)
             .await
             .unwrap()
-            .into_inner()
             .binding
             .unwrap();
         // Every replica answers "allowed" from its cache before the change.
@@ -130,15 +106,7 @@ async fn a_revocation_under_load_reaches_every_replica_within_a_hundred_ms() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        let token = operator
-            .rbac()
-            .unassign_role(UnassignRoleRequest {
-                binding_id: binding.id,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .consistency_token;
+        let token = unbind(&operator, &binding.id).await.unwrap();
         // From the revocation's acknowledgement: how long replicas still
         // answered from what they knew before it.
         let revoked = Instant::now();
@@ -161,9 +129,7 @@ async fn a_revocation_under_load_reaches_every_replica_within_a_hundred_ms() {
         }
         latencies.push(slowest);
     }
-    for load in loads {
-        load.abort();
-    }
+    loads.abort();
 
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
@@ -214,33 +180,16 @@ async fn a_postgres_crash_turns_health_not_serving_and_back_without_losing_write
         }
         recovered.push(back.elapsed());
     }
-    let mut tallies = Vec::new();
-    for load in loads {
-        tallies.push(load.await.unwrap());
-    }
+    let tallies = loads.finish().await;
 
     let operator = cluster.client(0, &cluster.operator_key, Duration::from_secs(10));
-    let acknowledged: Vec<String> = tallies
-        .iter()
-        .flat_map(|tally| tally.acknowledged.iter().cloned())
-        .collect();
+    let acknowledged = tallies.acknowledged();
     let in_chain = assert_chain_holds(&operator, &ledger, &acknowledged).await;
     eprintln!(
-        "PostgreSQL crash: NOT_SERVING after {noticed:?}; SERVING {recovered:?} after it was back; {} events acknowledged, {in_chain} in the verified chain; per replica (checks, wrong, errors, heartbeats): {:?}",
+        "PostgreSQL crash: NOT_SERVING after {noticed:?}; SERVING {recovered:?} after it was back; {} events acknowledged, {in_chain} in the verified chain; {tallies}",
         acknowledged.len(),
-        tallies
-            .iter()
-            .map(|tally| (
-                tally.checks,
-                tally.wrong_answers,
-                tally.errors,
-                tally.heartbeats
-            ))
-            .collect::<Vec<_>>()
     );
-    for tally in &tallies {
-        assert_eq!(tally.wrong_answers, 0, "{tally:?}");
-    }
+    assert_eq!(tallies.wrong_answers(), 0, "{tallies}");
     let slowest = recovered.iter().max().copied().unwrap_or_default();
     assert!(
         slowest <= Duration::from_secs(5),
@@ -324,17 +273,9 @@ async fn without_redis_revocations_last_their_cache_lifetimes_and_caches_clear_o
     let observers: Vec<Client> = (1..3)
         .map(|index| cluster.client(index, &ledger.module_key, Duration::from_secs(3)))
         .collect();
-    let binding = operator
-        .rbac()
-        .assign_role(AssignRoleRequest {
-            tenant_id: ledger.tenant.id.clone(),
-            user_id: ledger.churned.user_id.clone(),
-            role_id: ledger.role_id.clone(),
-            ..Default::default()
-        })
+    let binding = grant_churned(&operator, &ledger)
         .await
         .unwrap()
-        .into_inner()
         .binding
         .unwrap();
     for observer in &observers {
@@ -355,13 +296,7 @@ async fn without_redis_revocations_last_their_cache_lifetimes_and_caches_clear_o
     );
 
     private_redis.kill();
-    operator
-        .rbac()
-        .unassign_role(UnassignRoleRequest {
-            binding_id: binding.id,
-        })
-        .await
-        .unwrap();
+    unbind(&operator, &binding.id).await.unwrap();
     let mut grant_staleness = Duration::ZERO;
     for observer in &observers {
         let took = time_until(Duration::from_secs(5), || async {
@@ -404,9 +339,7 @@ async fn without_redis_revocations_last_their_cache_lifetimes_and_caches_clear_o
         .await;
         key_staleness = key_staleness.max(took);
     }
-    for load in loads {
-        load.abort();
-    }
+    loads.abort();
 
     eprintln!(
         "Redis loss: a revoked grant refused by every replica after {grant_staleness:?} (bound: the 2 s grant cache); a key revoked without Redis refused everywhere after {key_staleness:?} (bound: the 30 s key cache), and one revoked while Redis was down refused {cleared_after:?} after Redis returned"

@@ -15,7 +15,10 @@ use plinth_api::{
         EventInput, Outcome, QueryEventsRequest, VerifyChainRequest, query_events_request,
         verify_chain_request,
     },
-    rbac::v1::{CheckRequest, Consistency, CreateRoleRequest, consistency},
+    rbac::v1::{
+        AssignRoleRequest, AssignRoleResponse, CheckRequest, Consistency, CreateRoleRequest,
+        UnassignRoleRequest, consistency,
+    },
     registry::v1::{HeartbeatRequest, RegisterInstanceRequest},
 };
 use plinth_client::{
@@ -191,6 +194,9 @@ async fn steady_load(
     tally
 }
 
+/// The steady loads, one per core replica.
+pub struct Loads(Vec<tokio::task::JoinHandle<Tally>>);
+
 /// One steady load per core replica, each on its own client of that
 /// replica (and of the registry-server).
 pub fn steady_loads(
@@ -198,18 +204,106 @@ pub fn steady_loads(
     ledger: &Arc<Ledger>,
     replicas: usize,
     until: Instant,
-) -> Vec<tokio::task::JoinHandle<Tally>> {
-    (0..replicas)
-        .map(|index| {
-            let client = cluster.client(index, &ledger.module_key, Duration::from_secs(3));
-            let registry = cluster.client(
-                cluster.registry(),
-                &ledger.module_key,
-                Duration::from_secs(3),
-            );
-            tokio::spawn(steady_load(client, registry, ledger.clone(), until))
+) -> Loads {
+    Loads(
+        (0..replicas)
+            .map(|index| {
+                let client = cluster.client(index, &ledger.module_key, Duration::from_secs(3));
+                let registry = cluster.client(
+                    cluster.registry(),
+                    &ledger.module_key,
+                    Duration::from_secs(3),
+                );
+                tokio::spawn(steady_load(client, registry, ledger.clone(), until))
+            })
+            .collect(),
+    )
+}
+
+impl Loads {
+    /// What each load saw, once all have run their time.
+    pub async fn finish(self) -> Tallies {
+        let mut tallies = Vec::with_capacity(self.0.len());
+        for load in self.0 {
+            tallies.push(load.await.expect("a load ran to its end"));
+        }
+        Tallies(tallies)
+    }
+
+    /// Stops the loads where they are.
+    pub fn abort(self) {
+        for load in self.0 {
+            load.abort();
+        }
+    }
+}
+
+/// What every replica's load saw, in replica order.
+pub struct Tallies(pub Vec<Tally>);
+
+impl Tallies {
+    /// Every event any load had acknowledged.
+    pub fn acknowledged(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|tally| tally.acknowledged.iter().cloned())
+            .collect()
+    }
+
+    pub fn wrong_answers(&self) -> u64 {
+        self.0.iter().map(|tally| tally.wrong_answers).sum()
+    }
+
+    pub fn checks(&self) -> u64 {
+        self.0.iter().map(|tally| tally.checks).sum()
+    }
+}
+
+impl std::fmt::Display for Tallies {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, tally) in self.0.iter().enumerate() {
+            write!(
+                formatter,
+                "{}replica {index}: {} checks ({} wrong), {} failed calls after retries, {} heartbeats ({} failed)",
+                if index == 0 { "" } else { "; " },
+                tally.checks,
+                tally.wrong_answers,
+                tally.errors,
+                tally.heartbeats,
+                tally.heartbeat_errors
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Binds the churned user to the role that holds the permission.
+pub async fn grant_churned(
+    operator: &Client,
+    ledger: &Ledger,
+) -> Result<AssignRoleResponse, tonic::Status> {
+    Ok(operator
+        .rbac()
+        .assign_role(AssignRoleRequest {
+            tenant_id: ledger.tenant.id.clone(),
+            user_id: ledger.churned.user_id.clone(),
+            role_id: ledger.role_id.clone(),
+            ..Default::default()
         })
-        .collect()
+        .await?
+        .into_inner())
+}
+
+/// Removes a binding; the change's consistency token.
+pub async fn unbind(operator: &Client, binding_id: &str) -> Result<String, tonic::Status> {
+    Ok(operator
+        .rbac()
+        .unassign_role(UnassignRoleRequest {
+            binding_id: binding_id.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .consistency_token)
 }
 
 /// Every acknowledged event is in the tenant's chain, and the chain

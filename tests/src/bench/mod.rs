@@ -13,6 +13,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+pub mod abuse;
 pub mod audit;
 pub mod echo;
 pub mod logins;

@@ -13,7 +13,8 @@
 //! and on two core-server replicas it starts on PostgreSQL and Redis (a
 //! database and key prefix of their own), on the replica written to and on
 //! the other. Then the audit log on core-servers of its own (see
-//! `bench::audit`). Exit status 1 when a target is missed.
+//! `bench::audit`), load shedding, and HTTP/2 abuse (`bench::abuse`). Exit
+//! status 1 when a target is missed.
 
 use std::{
     net::SocketAddr,
@@ -92,6 +93,9 @@ struct Args {
     /// Measure load shedding only
     #[arg(long)]
     shedding_only: bool,
+    /// Measure the HTTP/2 abuse section only
+    #[arg(long)]
+    abuse_only: bool,
     /// The core-server binary [default: beside this one]
     #[arg(long)]
     core_server: Option<PathBuf>,
@@ -163,8 +167,18 @@ fn main() -> anyhow::Result<()> {
         bench::shedding::report(&figures);
         Ok(())
     };
+    let abuse = |runtime: &tokio::runtime::Runtime| -> anyhow::Result<bool> {
+        let figures = runtime.block_on(bench::abuse::measure(&core_server))?;
+        Ok(bench::abuse::report(&figures))
+    };
     if args.shedding_only {
         return shedding(&load_generator);
+    }
+    if args.abuse_only {
+        if abuse(&load_generator)? {
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     if args.audit_only {
         if audit(&load_generator)? {
@@ -238,6 +252,7 @@ fn main() -> anyhow::Result<()> {
     drop(fixture);
     failed |= audit(&load_generator)?;
     shedding(&load_generator)?;
+    failed |= abuse(&load_generator)?;
     if failed {
         std::process::exit(1);
     }

@@ -15,12 +15,12 @@ use std::{
 };
 
 use clap::Parser;
-use plinth_api::rbac::v1::{AssignRoleRequest, ListRoleBindingsRequest, UnassignRoleRequest};
+use plinth_api::rbac::v1::ListRoleBindingsRequest;
 use plinth_client::Client;
 use plinth_tests::{
     TestRedis,
     cluster::{Cluster, PrivatePostgres, PrivateRedis},
-    load::{Ledger, assert_chain_holds, check, ledger, steady_loads},
+    load::{Ledger, assert_chain_holds, check, grant_churned, ledger, steady_loads, unbind},
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -104,19 +104,12 @@ async fn main() -> anyhow::Result<()> {
         }
         fault += 1;
     }
-    let mut tallies = Vec::new();
-    for load in loads {
-        tallies.push(load.await?);
-    }
+    let tallies = loads.finish().await;
     churning.await?;
 
-    let acknowledged: Vec<String> = tallies
-        .iter()
-        .flat_map(|tally| tally.acknowledged.iter().cloned())
-        .collect();
+    let acknowledged = tallies.acknowledged();
     let in_chain = assert_chain_holds(&operator, &ledger, &acknowledged).await;
-    let wrong: u64 = tallies.iter().map(|tally| tally.wrong_answers).sum::<u64>()
-        + churn.wrong.load(Ordering::Relaxed);
+    let wrong = tallies.wrong_answers() + churn.wrong.load(Ordering::Relaxed);
     println!(
         "{} s, {fault} faults: {} events acknowledged, 0 lost, {in_chain} in the verified chain",
         args.seconds,
@@ -124,15 +117,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "wrong answers: {wrong} (steady checks {}, grant changes {} checked at their consistency tokens)",
-        tallies.iter().map(|tally| tally.checks).sum::<u64>(),
+        tallies.checks(),
         churn.changes.load(Ordering::Relaxed)
     );
-    for (index, tally) in tallies.iter().enumerate() {
-        println!(
-            "replica {index}: {} checks, {} failed calls after retries; {} heartbeats to the registry, {} failed",
-            tally.checks, tally.errors, tally.heartbeats, tally.heartbeat_errors
-        );
-    }
+    println!("{tallies}");
     anyhow::ensure!(wrong == 0, "{wrong} wrong answers");
     Ok(())
 }
@@ -154,21 +142,11 @@ impl Churn {
         until: Instant,
     ) {
         while Instant::now() < until {
-            let Ok(assigned) = operator
-                .rbac()
-                .assign_role(AssignRoleRequest {
-                    tenant_id: ledger.tenant.id.clone(),
-                    user_id: ledger.churned.user_id.clone(),
-                    role_id: ledger.role_id.clone(),
-                    ..Default::default()
-                })
-                .await
-            else {
+            let Ok(assigned) = grant_churned(&operator, &ledger).await else {
                 // It may have landed all the same: start again from no grant.
                 self.unbind_all(&operator, &ledger).await;
                 continue;
             };
-            let assigned = assigned.into_inner();
             self.observe(&observers, &ledger, &assigned.consistency_token, true)
                 .await;
             let Some(binding) = assigned.binding else {
@@ -176,15 +154,8 @@ impl Churn {
             };
             // Retried until it lands: the next grant needs this one gone.
             loop {
-                match operator
-                    .rbac()
-                    .unassign_role(UnassignRoleRequest {
-                        binding_id: binding.id.clone(),
-                    })
-                    .await
-                {
-                    Ok(unassigned) => {
-                        let token = unassigned.into_inner().consistency_token;
+                match unbind(&operator, &binding.id).await {
+                    Ok(token) => {
                         self.observe(&observers, &ledger, &token, false).await;
                         break;
                     }
@@ -212,12 +183,7 @@ impl Churn {
             };
             let mut unbound = true;
             for binding in listed.into_inner().bindings {
-                let unassigned = operator
-                    .rbac()
-                    .unassign_role(UnassignRoleRequest {
-                        binding_id: binding.id,
-                    })
-                    .await;
+                let unassigned = unbind(operator, &binding.id).await;
                 unbound &= unassigned.is_ok()
                     || unassigned.is_err_and(|status| status.code() == tonic::Code::NotFound);
             }
