@@ -30,6 +30,9 @@ pub struct Figure {
     pub attack: Option<Attack>,
     pub resident_before: u64,
     pub resident_peak: u64,
+    /// The server's CPU while the client was measured under attack, in
+    /// cores (1.0: one core busy the whole time).
+    pub server_cores: f64,
 }
 
 impl Figure {
@@ -55,6 +58,7 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
         let resident_before = server.resident_bytes();
         let sampling = sample_peak(server.clone());
         let until = Instant::now() + MEASURED;
+        let cpu_before = server.cpu_time();
         let attacking = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -62,6 +66,7 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
                 .map(|runtime| runtime.block_on(flood.run(address, until)))
         });
         let during = abuse::well_behaved(address, MEASURED).await;
+        let server_cores = (server.cpu_time() - cpu_before).as_secs_f64() / MEASURED.as_secs_f64();
         let attack = tokio::task::spawn_blocking(move || attacking.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the attack panicked"))??;
@@ -72,6 +77,7 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
             attack: Some(attack),
             resident_before,
             resident_peak: sampling.finish(),
+            server_cores,
         });
     }
     for (name, held) in [
@@ -88,7 +94,9 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
             Held::NeverReading => abuse::never_reading(address, 20, 100).await?,
             Held::Idle => abuse::idle(address, 10_000).await?,
         };
+        let cpu_before = server.cpu_time();
         let during = abuse::well_behaved(address, MEASURED).await;
+        let server_cores = (server.cpu_time() - cpu_before).as_secs_f64() / MEASURED.as_secs_f64();
         drop(connections);
         figures.push(Figure {
             name,
@@ -97,6 +105,7 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
             attack: None,
             resident_before,
             resident_peak: sampling.finish(),
+            server_cores,
         });
     }
     Ok(figures)
@@ -172,13 +181,14 @@ pub fn report(figures: &[Figure]) -> bool {
             )
         });
         println!(
-            "target {}: p99 {:?} -> {:?} ({ratio:.2} x, <= 2.00), p50 {:?} -> {:?}, errors {}; RSS {} -> peak {} MiB{attack}: {}",
+            "target {}: p99 {:?} -> {:?} ({ratio:.2} x, <= 2.00), p50 {:?} -> {:?}, errors {}; server CPU {:.2} cores; RSS {} -> peak {} MiB{attack}: {}",
             figure.name,
             figure.before.p99,
             figure.during.p99,
             figure.before.p50,
             figure.during.p50,
             figure.during.errors,
+            figure.server_cores,
             figure.resident_before / MIB,
             figure.resident_peak / MIB,
             if met { "met" } else { "missed" }
