@@ -184,13 +184,35 @@ async fn connections_that_never_read_are_closed_by_keepalive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_idle_connections_cost_little_memory() {
+async fn a_peer_opening_connections_past_its_burst_has_the_excess_closed_at_once() {
+    let target = Target::start(&[
+        "--new-connections-per-peer-per-second",
+        "10",
+        "--new-connections-per-peer-burst",
+        "50",
+    ])
+    .await;
+    let address = target.server.address;
+
+    let flood = abuse::idle(address, 200, 1).await.unwrap();
+    let closed = abuse::wait_closed(flood, Duration::from_secs(2)).await;
+    let others = abuse::idle(address, 20, 20).await.unwrap();
+    let others_closed = abuse::wait_closed(others, Duration::from_millis(500)).await;
+
+    eprintln!("200 connections from one peer: {closed} closed at once");
+    // The burst of 50, and a few more as the rate refills while it opens.
+    assert!((120..=150).contains(&closed), "{closed} closed");
+    assert_eq!(others_closed, 0, "other peers are apart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_from_a_hundred_peers_cost_little_memory() {
     let target = Target::start(&[]).await;
     let address = target.server.address;
     let before = abuse::well_behaved(address, Duration::from_millis(500)).await;
     let resident_before = target.server.resident_bytes();
 
-    let idle = abuse::idle(address, 10_000).await.unwrap();
+    let idle = abuse::idle(address, 10_000, 100).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let resident_idle = target.server.resident_bytes();
     let during = abuse::well_behaved(address, Duration::from_secs(1)).await;
@@ -198,7 +220,7 @@ async fn ten_thousand_idle_connections_cost_little_memory() {
 
     let per_connection = resident_idle.saturating_sub(resident_before) / 10_000;
     eprintln!(
-        "10,000 idle connections: RSS {} MiB before, {} MiB held ({per_connection} bytes each); served {during:?} (before {before:?})",
+        "10,000 idle connections from 100 peers: RSS {} MiB before, {} MiB held ({per_connection} bytes each); served {during:?} (before {before:?})",
         resident_before / MIB,
         resident_idle / MIB
     );

@@ -4,17 +4,20 @@
 //! lists, never reading, or connecting and then doing nothing.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
-        TcpStream,
+        TcpSocket,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
 };
+
+/// Where attackers connect from: one peer.
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -114,7 +117,19 @@ impl Connection {
         reading: bool,
         settings: &[u8],
     ) -> std::io::Result<Connection> {
-        let stream = TcpStream::connect(address).await?;
+        Connection::open_from(LOOPBACK, address, reading, settings).await
+    }
+
+    /// As [`Connection::open`], from the loopback address `source`.
+    async fn open_from(
+        source: IpAddr,
+        address: SocketAddr,
+        reading: bool,
+        settings: &[u8],
+    ) -> std::io::Result<Connection> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(address).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
         let mut hello = PREFACE.to_vec();
@@ -289,11 +304,18 @@ pub async fn never_reading(
 }
 
 /// Opens `count` connections that send the preface and SETTINGS, then
-/// nothing, and read nothing; held until the returned handles drop.
-pub async fn idle(address: SocketAddr, count: usize) -> std::io::Result<Vec<Connection>> {
+/// nothing, and read nothing; held until the returned handles drop. They
+/// come in turn from `peers` loopback addresses (127.0.1.1 onwards), as
+/// from that many clients.
+pub async fn idle(
+    address: SocketAddr,
+    count: usize,
+    peers: u8,
+) -> std::io::Result<Vec<Connection>> {
     let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        held.push(Connection::open(address, false, &[]).await?);
+    for index in 0..count {
+        let source = IpAddr::from([127, 0, 1, 1 + (index % usize::from(peers.max(1))) as u8]);
+        held.push(Connection::open_from(source, address, false, &[]).await?);
     }
     Ok(held)
 }

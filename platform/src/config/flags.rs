@@ -55,6 +55,16 @@ pub struct ConfigArgs {
     /// Unary calls in progress beyond which new ones are refused, 1 to 100000 [default: 1024]
     #[arg(long, global = true, env = "PLINTH_MAX_CONCURRENT_CALLS")]
     pub max_concurrent_calls: Option<u32>,
+    /// New connections per second a peer address may open, 1 to 1000000 [default: 200]
+    #[arg(
+        long,
+        global = true,
+        env = "PLINTH_NEW_CONNECTIONS_PER_PEER_PER_SECOND"
+    )]
+    pub new_connections_per_peer_per_second: Option<u32>,
+    /// New connections a peer address may open at once, 1 to 1000000 [default: 1000]
+    #[arg(long, global = true, env = "PLINTH_NEW_CONNECTIONS_PER_PEER_BURST")]
+    pub new_connections_per_peer_burst: Option<u32>,
     /// Seconds between HTTP/2 pings on a connection, 1 to 3600 [default: 60]
     #[arg(long, global = true, env = "PLINTH_HTTP2_KEEPALIVE_SECONDS")]
     pub http2_keepalive_seconds: Option<u64>,
@@ -143,6 +153,8 @@ impl Config {
             max_call_seconds,
             max_concurrent_calls_per_connection,
             max_concurrent_calls,
+            new_connections_per_peer_per_second,
+            new_connections_per_peer_burst,
             http2_keepalive_seconds,
             http2_keepalive_timeout_seconds,
             api_key_calls_per_second,

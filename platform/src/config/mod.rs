@@ -43,6 +43,11 @@ pub struct Config {
     /// Unary calls in progress in the whole process beyond which new ones
     /// are refused at once (UNAVAILABLE, OVERLOADED).
     pub max_concurrent_calls: u32,
+    /// New connections a peer address may open per second (GCRA, past the
+    /// burst); the excess is closed right after accept. Clients keep their
+    /// connections; floods of reconnecting attackers do not get far.
+    pub new_connections_per_peer_per_second: u32,
+    pub new_connections_per_peer_burst: u32,
     /// Every connection is pinged this often; one that does not answer
     /// within `http2_keepalive_timeout_seconds` (a peer gone, or one that
     /// never reads) is closed, and what it held is freed.
@@ -161,6 +166,8 @@ impl Default for Config {
             max_call_seconds: 30,
             max_concurrent_calls_per_connection: 256,
             max_concurrent_calls: 1024,
+            new_connections_per_peer_per_second: 100,
+            new_connections_per_peer_burst: 200,
             http2_keepalive_seconds: 60,
             http2_keepalive_timeout_seconds: 20,
             api_key_calls_per_second: 10_000,
@@ -280,6 +287,16 @@ impl Config {
                 "max_concurrent_calls",
                 u64::from(self.max_concurrent_calls),
                 1..=100_000,
+            ),
+            (
+                "new_connections_per_peer_per_second",
+                u64::from(self.new_connections_per_peer_per_second),
+                1..=1_000_000,
+            ),
+            (
+                "new_connections_per_peer_burst",
+                u64::from(self.new_connections_per_peer_burst),
+                1..=1_000_000,
             ),
             (
                 "http2_keepalive_seconds",

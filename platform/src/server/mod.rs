@@ -5,6 +5,7 @@
 mod admin;
 mod batched_writes;
 mod call_metrics;
+mod connection_throttle;
 mod rate_limiting;
 mod rerouted;
 mod shedding;
@@ -160,8 +161,18 @@ pub async fn serve(
         ))
         .add_routes(services.routes.routes());
 
+    let throttle = connection_throttle::ConnectionThrottle::new(
+        config.new_connections_per_peer_per_second,
+        config.new_connections_per_peer_burst,
+    );
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
+        .try_filter(move |stream| {
+            let admitted = stream
+                .peer_addr()
+                .is_ok_and(|peer| throttle.admits(peer.ip()));
+            std::future::ready(admitted)
+        })
         .map_ok(batched_writes::BatchedWrites::new);
     let (draining_sender, draining) = tokio::sync::oneshot::channel();
     let signal = async {

@@ -85,14 +85,14 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
             "20 connections never reading, 100 calls each",
             Held::NeverReading,
         ),
-        ("10,000 idle connections", Held::Idle),
+        ("10,000 idle connections from 100 peers", Held::Idle),
     ] {
         let before = abuse::well_behaved(address, MEASURED).await;
         let resident_before = server.resident_bytes();
         let sampling = sample_peak(server.clone());
         let connections = match held {
             Held::NeverReading => abuse::never_reading(address, 20, 100).await?,
-            Held::Idle => abuse::idle(address, 10_000).await?,
+            Held::Idle => abuse::idle(address, 10_000, 100).await?,
         };
         let cpu_before = server.cpu_time();
         let during = abuse::well_behaved(address, MEASURED).await;
