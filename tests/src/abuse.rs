@@ -102,6 +102,34 @@ pub struct Attack {
     pub closed_by_server: u64,
 }
 
+impl Attack {
+    /// The figures on one line, for an attacker in another process.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.connections, self.streams, self.bytes, self.closed_by_server
+        )
+    }
+
+    /// Reads [`Attack::to_line`]'s output.
+    pub fn from_line(line: &str) -> Option<Attack> {
+        let figures: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [connections, streams, bytes, closed_by_server] = figures[..] else {
+            return None;
+        };
+        Some(Attack {
+            connections,
+            streams,
+            bytes,
+            closed_by_server,
+        })
+    }
+}
+
 /// A connection past the preface and an empty SETTINGS frame. When asked
 /// to, it reads (and drops) whatever the server sends, in a task of its
 /// own, so that only the attack itself can stall it; when not, nothing

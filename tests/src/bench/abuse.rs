@@ -1,8 +1,14 @@
 //! HTTP/2 abuse against a core-server (the release build, in its own
 //! process): a well-behaved client checks health one call after another,
-//! unloaded and then while each attack runs from a thread of its own, and
-//! the server's resident memory is sampled. Target: the client's p99 under
-//! attack within 2× its unloaded p99.
+//! unloaded and then while each attack runs, and the server's resident
+//! memory and CPU are sampled. Target: the client's p99 under attack within
+//! 2× its unloaded p99.
+//!
+//! A real attacker's CPU (and its kernel's work sending) is on other
+//! machines; here it shares two cores with the server. So each flood runs
+//! in a process of its own (`plinth-bench attack`) at the lowest priority
+//! (`nice -n 19`): it still takes whatever the server and the client leave,
+//! but cannot take their turn.
 
 use std::{
     net::SocketAddr,
@@ -57,19 +63,21 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
         let before = abuse::well_behaved(address, MEASURED).await;
         let resident_before = server.resident_bytes();
         let sampling = sample_peak(server.clone());
-        let until = Instant::now() + MEASURED;
         let cpu_before = server.cpu_time();
-        let attacking = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map(|runtime| runtime.block_on(flood.run(address, until)))
-        });
+        let attacker = std::process::Command::new("nice")
+            .args(["-n", "19"])
+            .arg(std::env::current_exe()?)
+            .arg("attack")
+            .arg(flood.name())
+            .args(["--address", &address.to_string()])
+            .args(["--millis", &MEASURED.as_millis().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
         let during = abuse::well_behaved(address, MEASURED).await;
         let server_cores = (server.cpu_time() - cpu_before).as_secs_f64() / MEASURED.as_secs_f64();
-        let attack = tokio::task::spawn_blocking(move || attacking.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the attack panicked"))??;
+        let output = tokio::task::spawn_blocking(move || attacker.wait_with_output()).await??;
+        let attack = Attack::from_line(&String::from_utf8_lossy(&output.stdout))
+            .ok_or_else(|| anyhow::anyhow!("the {name} attacker reported nothing"))?;
         figures.push(Figure {
             name,
             before,
@@ -112,13 +120,33 @@ pub async fn measure(core_server: &Path) -> anyhow::Result<Vec<Figure>> {
 }
 
 /// The attacks that run until a deadline.
-enum Flood {
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Flood {
     RapidReset,
     Continuation,
     HeaderLists,
 }
 
 impl Flood {
+    fn name(self) -> &'static str {
+        match self {
+            Flood::RapidReset => "rapid-reset",
+            Flood::Continuation => "continuation",
+            Flood::HeaderLists => "header-lists",
+        }
+    }
+
+    /// Runs the flood on `address` for `duration`: what `plinth-bench
+    /// attack` does, printing [`Attack::to_line`].
+    pub fn attack(self, address: SocketAddr, duration: Duration) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let attack = runtime.block_on(self.run(address, Instant::now() + duration));
+        println!("{}", attack.to_line());
+        Ok(())
+    }
+
     async fn run(self, address: SocketAddr, until: Instant) -> Attack {
         match self {
             Flood::RapidReset => abuse::rapid_reset(address, until).await,

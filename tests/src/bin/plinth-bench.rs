@@ -110,6 +110,15 @@ enum Mode {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Run one HTTP/2 flood and print its figures (the abuse section runs
+    /// itself this way, at the lowest priority)
+    Attack {
+        flood: bench::abuse::Flood,
+        #[arg(long)]
+        address: SocketAddr,
+        #[arg(long)]
+        millis: u64,
+    },
 }
 
 /// Servers, credentials and a token mint, prepared before any measurement.
@@ -130,8 +139,14 @@ const BENCH_MODULE: &str = bench::rbac::MODULE;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Mode::Echo { listen }) = args.mode {
-        return bench::echo::serve(listen, BENCH_MODULE);
+    match args.mode {
+        Some(Mode::Echo { listen }) => return bench::echo::serve(listen, BENCH_MODULE),
+        Some(Mode::Attack {
+            flood,
+            address,
+            millis,
+        }) => return flood.attack(address, Duration::from_millis(millis)),
+        None => {}
     }
     plinth_tests::install_crypto_provider();
     let runtime = |threads: usize, name: &str| {
