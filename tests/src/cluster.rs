@@ -114,6 +114,25 @@ impl Cluster {
         took
     }
 
+    /// Waits until replica `index`'s health is `status`, at most until
+    /// `since` plus `limit`; how long after `since` it was.
+    pub async fn health_becomes(
+        &self,
+        index: usize,
+        status: ServingStatus,
+        since: std::time::Instant,
+        limit: Duration,
+    ) -> Duration {
+        while self.health(index).await != Some(status) {
+            assert!(
+                since.elapsed() < limit,
+                "replica {index} never reported {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        since.elapsed()
+    }
+
     /// What replica `index`'s gRPC health says of the whole server, or
     /// `None` when it does not answer.
     pub async fn health(&self, index: usize) -> Option<ServingStatus> {

@@ -82,13 +82,10 @@ async fn main() -> anyhow::Result<()> {
                 postgres.start_server();
                 let back = Instant::now();
                 for index in 0..REPLICAS {
-                    while cluster.health(index).await != Some(ServingStatus::Serving) {
-                        anyhow::ensure!(
-                            back.elapsed() < Duration::from_secs(30),
-                            "replica {index} never served again"
-                        );
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    let limit = Duration::from_secs(30);
+                    cluster
+                        .health_becomes(index, ServingStatus::Serving, back, limit)
+                        .await;
                 }
                 println!(
                     "PostgreSQL crash: every replica SERVING {:?} after it was back",
