@@ -200,8 +200,9 @@ async fn a_rate_limit_budget_is_shared_across_replicas(redis: &TestRedis) {
     }
 
     // Apart, each replica would admit its own burst of 10: all 20 calls.
+    // Shared, 10 are refused, fewer by a refill a second while they run.
     assert!(
-        (9..=10).contains(&refused),
-        "one budget of 10 (and a call's worth of refill): {refused} refused"
+        (6..=10).contains(&refused),
+        "one budget of 10 (and its refills): {refused} refused"
     );
 }
