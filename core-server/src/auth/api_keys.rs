@@ -196,14 +196,7 @@ impl KeyAdmin {
         limit: Option<RateLimit>,
     ) -> Result<ApiKeyRecord, ApiError> {
         self.require_platform_limits(principal).await?;
-        let key = self
-            .store
-            .api_keys
-            .get(key_id)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource_type: "api_key",
-            })?;
+        let key = self.stored(key_id).await?;
         self.change_key(key_id, async |tx| {
             api_keys::set_rate_limit(tx, &key, limit, principal.actor(), &principal.request_id)
                 .await
@@ -234,20 +227,24 @@ impl KeyAdmin {
             .await
     }
 
+    /// The key, or NotFound.
+    async fn stored(&self, key_id: Uuid) -> Result<ApiKeyRecord, ApiError> {
+        self.store
+            .api_keys
+            .get(key_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource_type: "api_key",
+            })
+    }
+
     async fn manageable(
         &self,
         principal: &Principal,
         key_id: Uuid,
         permission: crate::permissions::Permission,
     ) -> Result<ApiKeyRecord, ApiError> {
-        let key = self
-            .store
-            .api_keys
-            .get(key_id)
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource_type: "api_key",
-            })?;
+        let key = self.stored(key_id).await?;
         self.access
             .require_visible(principal, permission, key_scope(&key), "api_key")
             .await?;
